@@ -1,0 +1,79 @@
+// The only file that knows Python: thin pybind11 wrappers over the torch-free kernels.
+// Arrays cross as raw addresses (validated by the Python layer: dtype, device, size,
+// contiguity); the GIL is released while a kernel runs.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "wsc/binning.h"
+#include "wsc/gather.h"
+#include "wsc/parallel.h"
+#include "wsc/range.h"
+
+namespace py = pybind11;
+
+namespace {
+template <class T>
+T* ptr(std::uintptr_t address) { return reinterpret_cast<T*>(address); }
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "wsc native kernels (torch-free, raw pointers). Use wsc.ops, not this module.";
+#ifdef WSC_WITH_CUDA
+  m.attr("built_with_cuda") = true;
+#else
+  m.attr("built_with_cuda") = false;
+#endif
+
+  m.def("get_num_threads", &wsc::get_num_threads, "Threads the kernels use.");
+  m.def("set_num_threads", &wsc::set_num_threads, py::arg("n"),
+        "Set the kernel thread count; n < 1 restores the default (all cores).");
+
+  m.def(
+      "range",
+      [](std::uintptr_t x, int dtype, int64_t n) {
+        wsc::Range r;
+        {
+          py::gil_scoped_release release;
+          r = wsc::range(ptr<const void>(x), wsc::DType(dtype), n);
+        }
+        return py::make_tuple(r.lo, r.hi);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"),
+      "(lo, hi) of n elements at address x; raises ValueError on NaN/Inf.");
+
+  m.def(
+      "bin_uniform",
+      [](std::uintptr_t x, int dtype, int64_t n, float lo, float hi, int64_t k, std::uintptr_t idx,
+         int itype, std::uintptr_t counts, std::uintptr_t sums) {
+        py::gil_scoped_release release;
+        wsc::bin_uniform(ptr<const void>(x), wsc::DType(dtype), n, lo, hi, k, ptr<void>(idx),
+                         wsc::IndexType(itype), ptr<int64_t>(counts), ptr<double>(sums));
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("lo"), py::arg("hi"), py::arg("k"),
+      py::arg("idx"), py::arg("itype"), py::arg("counts"), py::arg("sums"),
+      "Uniform binning into idx with per-bin counts (int64) and sums (float64).");
+
+  m.def(
+      "gather",
+      [](std::uintptr_t idx, int itype, int64_t n, std::uintptr_t codebook, int64_t k,
+         std::uintptr_t out, int out_dtype) {
+        py::gil_scoped_release release;
+        wsc::gather(ptr<const void>(idx), wsc::IndexType(itype), n, ptr<const float>(codebook), k,
+                    ptr<void>(out), wsc::DType(out_dtype));
+      },
+      py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("codebook"), py::arg("k"),
+      py::arg("out"), py::arg("out_dtype"), "out[i] = codebook[idx[i]].");
+
+  m.def(
+      "share",
+      [](std::uintptr_t x, int dtype, int64_t n, float lo, float hi, std::uintptr_t codebook,
+         int64_t k, std::uintptr_t out, int out_dtype) {
+        py::gil_scoped_release release;
+        wsc::share(ptr<const void>(x), wsc::DType(dtype), n, lo, hi, ptr<const float>(codebook),
+                   k, ptr<void>(out), wsc::DType(out_dtype));
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("lo"), py::arg("hi"),
+      py::arg("codebook"), py::arg("k"), py::arg("out"), py::arg("out_dtype"),
+      "out[i] = codebook[bin(x[i])] (fused quantize-dequantize).");
+}

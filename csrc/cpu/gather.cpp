@@ -1,0 +1,57 @@
+// Codebook gather: indices -> float32/float16/bfloat16 values.
+#include "wsc/gather.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "wsc/half.h"
+#include "wsc/parallel.h"
+
+namespace wsc {
+namespace {
+
+template <class I, class O>
+void gather_typed(const I* idx, int64_t n, const O* table, int64_t k, O* out) {
+  const int64_t nb = num_blocks(n, 1 << 16);
+  std::vector<int64_t> bad(size_t(std::max<int64_t>(nb, 1)), 0);
+  const uint32_t top = uint32_t(k - 1);
+  parallel_for(nb, [&](int64_t b) {
+    int64_t s = n * b / nb, e = n * (b + 1) / nb;
+    int64_t nbad = 0;
+    for (int64_t i = s; i < e; ++i) {
+      uint32_t v = idx[i];
+      nbad += v > top;
+      out[i] = table[v > top ? top : v];  // clamped read: never out of bounds
+    }
+    bad[size_t(b)] = nbad;
+  });
+  int64_t total = 0;
+  for (int64_t v : bad) total += v;
+  check(total == 0, "gather: " + std::to_string(total) + " index value(s) >= codebook size " +
+                        std::to_string(k));
+}
+
+template <class O>
+void gather_out(const void* idx, IndexType itype, int64_t n, const float* codebook, int64_t k,
+                void* out) {
+  std::vector<O> table = codebook_as<O>(codebook, k);
+  if (itype == IndexType::U8)
+    gather_typed(static_cast<const uint8_t*>(idx), n, table.data(), k, static_cast<O*>(out));
+  else
+    gather_typed(static_cast<const uint16_t*>(idx), n, table.data(), k, static_cast<O*>(out));
+}
+
+}  // namespace
+
+void gather(const void* idx, IndexType itype, int64_t n, const float* codebook, int64_t k,
+            void* out, DType out_dtype) {
+  check(k >= 1 && k <= kMaxBins, "gather: codebook size must be in [1, 65536]");
+  switch (out_dtype) {
+    case DType::F32: gather_out<float>(idx, itype, n, codebook, k, out); break;
+    case DType::F16: gather_out<F16>(idx, itype, n, codebook, k, out); break;
+    case DType::BF16: gather_out<BF16>(idx, itype, n, codebook, k, out); break;
+  }
+}
+
+}  // namespace wsc

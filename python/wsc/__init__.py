@@ -1,0 +1,28 @@
+"""wsc: weight-sharing compression of trained neural networks."""
+
+from wsc._native import _C
+from wsc import ops, reference
+
+__version__ = "0.1.0"
+
+
+def get_num_threads() -> int:
+    """Number of threads the native kernels use."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the native kernels' thread count; ``n < 1`` restores the default (all cores)."""
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    _C.set_num_threads(n)
+
+
+def cuda_available() -> bool:
+    """True when the extension was built with CUDA kernels and a CUDA device is visible."""
+    import torch
+
+    return bool(_C.built_with_cuda) and torch.cuda.is_available()
+
+
+__all__ = ["ops", "reference", "get_num_threads", "set_num_threads", "cuda_available"]

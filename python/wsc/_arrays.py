@@ -1,0 +1,77 @@
+"""Input checks and zero-copy conversion shared by the op wrappers.
+
+Every check names the argument and what was expected, so a bad call fails in Python
+before a pointer crosses into the native kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from wsc._native import BF16, F16, F32, U8, U16
+
+FLOAT_CODES = {torch.float32: F32, torch.float16: F16, torch.bfloat16: BF16}
+INDEX_CODES = {torch.uint8: U8, torch.uint16: U16}
+MIN_BINS, MAX_BINS = 2, 65536
+
+
+def as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
+    """View ``x`` (torch tensor or numpy array) as a tensor without copying; also say if it was numpy."""
+    if isinstance(x, torch.Tensor):
+        return x, False
+    if isinstance(x, np.ndarray):
+        if not x.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous; got a numpy array with strides {x.strides}")
+        try:
+            return torch.from_numpy(x), True
+        except TypeError as exc:
+            raise TypeError(f"{name} has unsupported numpy dtype {x.dtype}") from exc
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def to_user(t: torch.Tensor, numpy_in: bool):
+    """Return ``t`` as numpy when the caller passed numpy, else as the tensor itself."""
+    return t.numpy() if numpy_in else t
+
+
+def check_tensor(t: torch.Tensor, name: str, dtypes, *, device: str | None = "cpu") -> None:
+    """Raise TypeError/ValueError unless ``t`` has one of ``dtypes``, sits on ``device`` and is contiguous."""
+    if t.dtype not in dtypes:
+        want = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} must have dtype {want}; got {str(t.dtype).replace('torch.', '')}")
+    if device is not None and t.device.type != device:
+        raise ValueError(f"{name} must be on the {device} device; got {t.device}")
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous; got strides {tuple(t.stride())} for shape {tuple(t.shape)}")
+
+
+def check_bins(k, name: str = "k") -> int:
+    """Return ``k`` as int after checking that it is an integer in [2, 65536]."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+    if not MIN_BINS <= int(k) <= MAX_BINS:
+        raise ValueError(f"{name} must be in [{MIN_BINS}, {MAX_BINS}], got {int(k)}")
+    return int(k)
+
+
+def check_bounds(lo, hi) -> tuple[float, float]:
+    """Return (lo, hi) as float32-representable floats after checking lo <= hi, both finite."""
+    vals = []
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, torch.Tensor):
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a float, got {type(v).__name__}")
+        v = float(np.float32(v))
+        if not np.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v}")
+        vals.append(v)
+    if vals[0] > vals[1]:
+        raise ValueError(f"lo must be <= hi, got lo={vals[0]} > hi={vals[1]}")
+    return vals[0], vals[1]
+
+
+def index_dtype(k: int) -> torch.dtype:
+    """uint8 indices for k <= 256, uint16 otherwise."""
+    return torch.uint8 if k <= 256 else torch.uint16

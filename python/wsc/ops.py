@@ -1,0 +1,184 @@
+"""PyTorch custom ops ``torch.ops.wsc.*`` over the native kernels, and friendly wrappers.
+
+Each op is declared once here (schema from the type hints, CPU kernel, fake kernel for
+``torch.compile``/meta tensors). The wrappers ``range``, ``bin_uniform``, ``gather`` and
+``share`` accept torch tensors or numpy arrays, never copy contiguous input, and return
+the kind of array they were given.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from wsc._arrays import (
+    FLOAT_CODES,
+    INDEX_CODES,
+    as_tensor,
+    check_bins,
+    check_bounds,
+    check_tensor,
+    index_dtype,
+    to_user,
+)
+from wsc._native import _C
+
+_FLOATS = tuple(FLOAT_CODES)
+_INDICES = tuple(INDEX_CODES)
+
+
+# ---------------------------------------------------------------- range
+@torch.library.custom_op("wsc::range", mutates_args=(), device_types="cpu")
+def range_op(x: torch.Tensor) -> torch.Tensor:
+    """[min, max] of ``x`` as a float32 tensor of 2; NaN/Inf raise ValueError."""
+    check_tensor(x, "x", _FLOATS)
+    if x.numel() == 0:
+        raise ValueError("x is empty; the range of no values is undefined")
+    lo, hi = _C.range(x.data_ptr(), FLOAT_CODES[x.dtype], x.numel())
+    return torch.tensor([lo, hi], dtype=torch.float32)
+
+
+@range_op.register_fake
+def _(x):
+    return x.new_empty(2, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------- bin_uniform
+@torch.library.custom_op("wsc::bin_uniform", mutates_args=(), device_types="cpu")
+def bin_uniform_op(
+    x: torch.Tensor, lo: float, hi: float, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(indices shaped like x, counts int64[k], sums float64[k]) of k equal bins over [lo, hi]."""
+    check_tensor(x, "x", _FLOATS)
+    k = check_bins(k)
+    lo, hi = check_bounds(lo, hi)
+    idx = torch.empty(x.shape, dtype=index_dtype(k))
+    counts = torch.empty(k, dtype=torch.int64)
+    sums = torch.empty(k, dtype=torch.float64)
+    _C.bin_uniform(x.data_ptr(), FLOAT_CODES[x.dtype], x.numel(), lo, hi, k, idx.data_ptr(),
+                   INDEX_CODES[idx.dtype], counts.data_ptr(), sums.data_ptr())
+    return idx, counts, sums
+
+
+@bin_uniform_op.register_fake
+def _(x, lo, hi, k):
+    return (x.new_empty(x.shape, dtype=index_dtype(k)), x.new_empty(k, dtype=torch.int64),
+            x.new_empty(k, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------- gather
+def _check_codebook(codebook: torch.Tensor, device: str | None = "cpu") -> None:
+    check_tensor(codebook, "codebook", (torch.float32,), device=device)
+    if codebook.dim() != 1 or not 1 <= codebook.numel() <= 65536:
+        raise ValueError(f"codebook must be 1-D with 1 to 65536 values; got shape {tuple(codebook.shape)}")
+
+
+@torch.library.custom_op("wsc::gather", mutates_args=(), device_types="cpu")
+def gather_op(indices: torch.Tensor, codebook: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """codebook[indices] as a new tensor of ``dtype`` (float32, float16 or bfloat16)."""
+    out = torch.empty(indices.shape, dtype=dtype)
+    gather_into_op(indices, codebook, out)
+    return out
+
+
+@gather_op.register_fake
+def _(indices, codebook, dtype):
+    return indices.new_empty(indices.shape, dtype=dtype)
+
+
+@torch.library.custom_op("wsc::gather_into", mutates_args=("out",), device_types="cpu")
+def gather_into_op(indices: torch.Tensor, codebook: torch.Tensor, out: torch.Tensor) -> None:
+    """Write codebook[indices] into ``out`` (same number of elements; float32/16 or bfloat16)."""
+    check_tensor(indices, "indices", _INDICES)
+    _check_codebook(codebook)
+    check_tensor(out, "out", _FLOATS)
+    if out.numel() != indices.numel():
+        raise ValueError(f"out must have {indices.numel()} elements like indices; got {out.numel()}")
+    _C.gather(indices.data_ptr(), INDEX_CODES[indices.dtype], indices.numel(), codebook.data_ptr(),
+              codebook.numel(), out.data_ptr(), FLOAT_CODES[out.dtype])
+
+
+@gather_into_op.register_fake
+def _(indices, codebook, out):
+    return None
+
+
+# ---------------------------------------------------------------- share
+@torch.library.custom_op("wsc::share", mutates_args=(), device_types="cpu")
+def share_op(x: torch.Tensor, lo: float, hi: float, codebook: torch.Tensor) -> torch.Tensor:
+    """codebook[bin(x)] with k = len(codebook) equal bins over [lo, hi], in x's dtype."""
+    check_tensor(x, "x", _FLOATS)
+    _check_codebook(codebook)
+    k = check_bins(codebook.numel(), "len(codebook)")
+    lo, hi = check_bounds(lo, hi)
+    out = torch.empty_like(x)
+    _C.share(x.data_ptr(), FLOAT_CODES[x.dtype], x.numel(), lo, hi, codebook.data_ptr(), k,
+             out.data_ptr(), FLOAT_CODES[out.dtype])
+    return out
+
+
+@share_op.register_fake
+def _(x, lo, hi, codebook):
+    return torch.empty_like(x)
+
+
+# ---------------------------------------------------------------- wrappers
+class Binned(NamedTuple):
+    """Result of :func:`bin_uniform`."""
+
+    indices: object
+    counts: object
+    sums: object
+    lo: float
+    hi: float
+
+
+def range(x) -> tuple[float, float]:  # noqa: A001 - mirrors the kernel's name
+    """(min, max) of a float32/float16/bfloat16 array; raises ValueError on NaN/Inf or empty input."""
+    t, _ = as_tensor(x, "x")
+    lo, hi = torch.ops.wsc.range(t).tolist()
+    return lo, hi
+
+
+def bin_uniform(x, k: int, lo: float | None = None, hi: float | None = None) -> Binned:
+    """Bin ``x`` into ``k`` equal-width bins over [lo, hi] (default: x's own range).
+
+    Returns indices (uint8 for k <= 256, else uint16, shaped like x), per-bin counts
+    (int64), per-bin sums (float64), and the lo/hi used. Values outside [lo, hi] are clamped.
+    """
+    t, numpy_in = as_tensor(x, "x")
+    check_tensor(t, "x", _FLOATS)
+    k = check_bins(k)
+    if (lo is None) != (hi is None):
+        raise ValueError("pass both lo and hi, or neither (then x's min and max are used)")
+    if lo is None:
+        lo, hi = range(t)
+    lo, hi = check_bounds(lo, hi)
+    idx, counts, sums = torch.ops.wsc.bin_uniform(t, lo, hi, k)
+    return Binned(to_user(idx, numpy_in), to_user(counts, numpy_in), to_user(sums, numpy_in), lo, hi)
+
+
+def gather(indices, codebook, out=None, dtype: torch.dtype = torch.float32):
+    """``codebook[indices]`` as float32 (or ``dtype``: float16/bfloat16), optionally into ``out``."""
+    idx, numpy_in = as_tensor(indices, "indices")
+    cb, _ = as_tensor(codebook, "codebook")
+    check_tensor(idx, "indices", _INDICES)
+    _check_codebook(cb)
+    if out is None:
+        if dtype not in FLOAT_CODES:
+            raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16; got {dtype}")
+        return to_user(torch.ops.wsc.gather(idx, cb, dtype), numpy_in)
+    out_t, _ = as_tensor(out, "out")
+    torch.ops.wsc.gather_into(idx, cb, out_t)
+    return out
+
+
+def share(x, lo: float, hi: float, codebook):
+    """Fused quantize-dequantize: ``codebook[bin(x)]`` with len(codebook) bins over [lo, hi], in x's dtype."""
+    t, numpy_in = as_tensor(x, "x")
+    cb, _ = as_tensor(codebook, "codebook")
+    return to_user(torch.ops.wsc.share(t, lo, hi, cb), numpy_in)
+
+
+__all__ = ["Binned", "range", "bin_uniform", "gather", "share"]
