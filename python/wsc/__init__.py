@@ -2,6 +2,11 @@
 
 from wsc._native import _C
 from wsc import ops, reference
+from wsc.errors import FormatError
+from wsc import evaluate
+from wsc.compress import compress, load_into, load_state_dict
+from wsc.container import inspect
+from wsc.result import CompressionResult, Solution
 
 __version__ = "0.1.0"
 
@@ -25,4 +30,6 @@ def cuda_available() -> bool:
     return bool(_C.built_with_cuda) and torch.cuda.is_available()
 
 
-__all__ = ["ops", "reference", "get_num_threads", "set_num_threads", "cuda_available"]
+__all__ = ["ops", "reference", "evaluate", "compress", "load_state_dict", "load_into", "inspect",
+           "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
+           "cuda_available"]
