@@ -34,8 +34,9 @@ struct BinRule {
       float v = Elem<T>::load(x, j);
       bad += !(v - v == 0.0f);  // false exactly for NaN and +-Inf
       double t = (double(v) - lo) / width;
-      // clamp then truncate: equals clamp(floor(t)) because the clamp bounds are integers
-      t = t < 0.0 ? 0.0 : t;
+      // clamp then truncate: equals clamp(floor(t)) because the clamp bounds are integers;
+      // NaN fails the first test and lands in bin 0 (it is reported through `bad`)
+      t = t >= 0.0 ? t : 0.0;
       t = t > top ? top : t;
       out[j] = uint32_t(int32_t(t));
     }
