@@ -21,6 +21,10 @@ CASES = {
     "gather_into": lambda d: (torch.ops.wsc.gather_into.default,
                               (torch.randint(0, 16, (63,), dtype=torch.uint8), torch.randn(16),
                                torch.empty(63, dtype=d))),
+    "bin_uniform_into": lambda d: (torch.ops.wsc.bin_uniform_into.default,
+                                   (_x(d), -0.5, 0.5, 300, torch.empty(3003, dtype=torch.uint16))),
+    "share_into": lambda d: (torch.ops.wsc.share_into.default,
+                             (_x(d), -0.5, 0.5, torch.randn(16), torch.empty(3, 7, 143, dtype=d))),
     "share": lambda d: (torch.ops.wsc.share.default, (_x(d), -0.5, 0.5, torch.randn(16))),
 }
 

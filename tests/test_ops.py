@@ -127,6 +127,20 @@ def test_share_matches_reference(dtype, k, n, threads):
     assert torch.equal(got, torch.from_numpy(want).to(dtype))
 
 
+def test_out_buffers_are_filled_in_place():
+    x = weights_like(10_001, seed=4)
+    idx = np.empty(x.shape, dtype=np.uint16)
+    got = wsc.ops.bin_uniform(x, 1000, out=idx)
+    assert got.indices is idx
+    np.testing.assert_array_equal(idx, ref.bin_uniform(x, 1000, got.lo, got.hi)[0])
+    codebook = np.linspace(-1, 1, 1000, dtype=np.float32)
+    out = torch.empty(x.shape, dtype=torch.bfloat16)
+    assert wsc.ops.share(x, got.lo, got.hi, codebook, out=out) is out
+    assert torch.equal(out, torch.from_numpy(ref.share(x, got.lo, got.hi, codebook)).to(torch.bfloat16))
+    with pytest.raises(TypeError, match="indices must have dtype uint16"):
+        wsc.ops.bin_uniform(x, 1000, out=np.empty(x.shape, dtype=np.uint8))
+
+
 def test_share_equals_bin_then_gather():
     x = weights_like(50_001, seed=9)
     b = wsc.ops.bin_uniform(x, 64)
