@@ -1,4 +1,4 @@
-"""Shared fixtures: a small real model on real data (scikit-learn's 8x8 digits)."""
+"""Shared fixtures: weight-like data and a thread-count switch that restores the default."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-# The test machine has 2 shared cores: tiny models run many times faster on one thread.
+import wsc
+
+# The test machine has 2 shared cores: the small models of the tests run much faster on one thread.
 torch.set_num_threads(1)
 
 try:  # wsc.huffman is built on another branch; until it lands, a test-only stand-in
@@ -16,66 +18,29 @@ try:  # wsc.huffman is built on another branch; until it lands, a test-only stan
 except ImportError:
     import _huffman_stub
 
-    import wsc
-
     sys.modules["wsc.huffman"] = _huffman_stub
     wsc.huffman = _huffman_stub
 
-
-class DigitsMLP(torch.nn.Module):
-    def __init__(self, hidden: int = 32):
-        super().__init__()
-        self.fc1 = torch.nn.Linear(64, hidden)
-        self.fc2 = torch.nn.Linear(hidden, 10)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x.reshape(len(x), -1))))
+from pipeline_fixtures import digits, digits_eval, mlp, trained_mlp  # noqa: E402,F401
 
 
-@pytest.fixture(scope="session")
-def digits():
-    """(inputs float32 [1797, 64], labels int64) of scikit-learn's real handwritten digits."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.data / 16.0, dtype=torch.float32)
-    return x, torch.tensor(d.target, dtype=torch.int64)
-
-
-@pytest.fixture(scope="session")
-def trained_mlp(digits):
-    """A small MLP trained on the first 1,000 digits (deterministic, about a second)."""
-    torch.manual_seed(0)
-    x, y = digits
-    model = DigitsMLP()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(150):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[:1000]), y[:1000]).backward()
-        opt.step()
-    return model.eval()
+def weights_like(n: int, seed: int = 0) -> np.ndarray:
+    """Laplace-distributed float32 values with a few outliers, shaped like trained weights."""
+    rng = np.random.default_rng(seed)
+    x = rng.laplace(0.0, 0.05, size=n).astype(np.float32)
+    if n >= 100:
+        out = rng.choice(n, size=max(1, n // 10000), replace=False)
+        x[out] *= 20
+    return x
 
 
-@pytest.fixture
-def mlp(trained_mlp):
-    import copy
-
-    return copy.deepcopy(trained_mlp)
+def as_dtype(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """Tensor of x in ``dtype`` (values rounded to that dtype)."""
+    return torch.from_numpy(x).to(dtype)
 
 
-@pytest.fixture(scope="session")
-def digits_eval(digits):
-    """Accuracy on the 797 digits the model never saw: 300 to search, the rest held out."""
-    from wsc.evaluate import Accuracy
-
-    x, y = digits
-    return Accuracy((x[1000:], y[1000:]), search_size=300, seed=0)
-
-
-def assert_state_equal(a: dict, b: dict) -> None:
-    assert list(a) == list(b)
-    for name in a:
-        assert a[name].dtype == b[name].dtype, name
-        assert torch.equal(a[name], b[name]), name
-
-
+@pytest.fixture(params=[1, 2, 3], ids=lambda t: f"threads{t}")
+def threads(request):
+    wsc.set_num_threads(request.param)
+    yield request.param
+    wsc.set_num_threads(0)

@@ -1,4 +1,4 @@
-// Internal: the uniform-binning rule of wsc/binning.h, vectorisable over a block.
+// Internal: the uniform-binning rule of wsc/binning.h, evaluated fast and exactly over a block.
 #pragma once
 #include <cstdint>
 
@@ -13,34 +13,25 @@ constexpr int64_t kBlock = 1024;
 struct BinRule {
   double lo;
   double width;  // 0 when hi == lo: every element falls into bin 0
+  double inv;    // 1 / width (0 when width == 0)
   double top;    // k - 1
 
   BinRule(float lo_, float hi_, int64_t k)
-      : lo(lo_), width((double(hi_) - double(lo_)) / double(k)), top(double(k - 1)) {}
+      : lo(lo_),
+        width((double(hi_) - double(lo_)) / double(k)),
+        inv(width == 0.0 ? 0.0 : 1.0 / width),
+        top(double(k - 1)) {}
 
-  // Bin indices of x[0..m) into out; returns how many inputs were NaN or Inf.
+  // Bin indices of x[0..m) (m <= kBlock) into out; returns how many inputs were NaN or Inf.
   template <class T>
   int64_t apply(const T* x, int64_t m, uint32_t* out) const {
-    int64_t bad = 0;
-    if (width == 0.0) {
-      for (int64_t j = 0; j < m; ++j) {
-        float v = Elem<T>::load(x, j);
-        bad += !(v - v == 0.0f);
-        out[j] = 0;
-      }
-      return bad;
-    }
-    for (int64_t j = 0; j < m; ++j) {
-      float v = Elem<T>::load(x, j);
-      bad += !(v - v == 0.0f);  // false exactly for NaN and +-Inf
-      double t = (double(v) - lo) / width;
-      // clamp then truncate: equals clamp(floor(t)) because the clamp bounds are integers
-      t = t < 0.0 ? 0.0 : t;
-      t = t > top ? top : t;
-      out[j] = uint32_t(int32_t(t));
-    }
-    return bad;
+    float buf[kBlock];
+    for (int64_t j = 0; j < m; ++j) buf[j] = Elem<T>::load(x, j);
+    return apply_f32(buf, m, out);
   }
+  int64_t apply(const float* x, int64_t m, uint32_t* out) const { return apply_f32(x, m, out); }
+
+  int64_t apply_f32(const float* x, int64_t m, uint32_t* out) const;
 };
 
 }  // namespace detail

@@ -2,6 +2,7 @@
 #include "wsc/binning.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "bin_rule.h"
@@ -11,43 +12,56 @@
 namespace wsc {
 namespace {
 
-// Blocks are fixed by n alone (never by the thread count), and reduced in order, so the
-// float64 sums are the same for any number of threads.
-constexpr int64_t kMinBlock = 1 << 18;
-constexpr int64_t kMaxBlocks = 64;
+// (sum, count) of one bin, updated with a single 128-bit add per element. Counts held as
+// doubles are exact up to 2^53 elements.
+typedef double SumCount __attribute__((vector_size(16)));
 
-// Interleaved sub-histograms break the store-to-load chain when most weights fall into
-// one bin (typical of weights: half of them land in the central bins).
-constexpr int kSubs = 4;
+// Blocks depend on n and k alone (never on the thread count) and are reduced in order, so
+// the float64 sums are identical for any number of threads.
+int64_t block_count(int64_t n, int64_t k) {
+  const int64_t min_block = std::max<int64_t>(int64_t(1) << 18, 16 * k);
+  return std::max<int64_t>(1, std::min<int64_t>(64, n / min_block));
+}
+
+// Interleaved sub-histograms break the load-add-store chain when most weights fall into one
+// bin (typical of weights); only worth their memory for small k.
+int sub_histograms(int64_t k) { return k <= 512 ? 8 : (k <= 4096 ? 2 : 1); }
+
+template <int S>
+void accumulate(const float* x, const uint32_t* bins, int64_t m, int64_t k, SumCount* hist) {
+  int64_t j = 0;
+  for (; j + S <= m; j += S) {
+    for (int u = 0; u < S; ++u) {
+      SumCount add = {double(x[j + u]), 1.0};
+      hist[bins[j + u] + uint32_t(u * k)] += add;
+    }
+  }
+  for (; j < m; ++j) {
+    SumCount add = {double(x[j]), 1.0};
+    hist[bins[j]] += add;
+  }
+}
 
 template <class T, class I>
 int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, int64_t k, I* idx,
-                  int64_t* counts, double* sums, int subs) {
-  uint32_t buf[detail::kBlock];
+                  SumCount* hist, int subs) {
+  uint32_t bins[detail::kBlock];
+  float values[detail::kBlock];
   int64_t bad = 0;
   for (int64_t s = 0; s < m; s += detail::kBlock) {
-    int64_t len = std::min(detail::kBlock, m - s);
-    bad += rule.apply(x + s, len, buf);
-    for (int64_t j = 0; j < len; ++j) idx[s + j] = I(buf[j]);
-    if (subs == kSubs) {
-      int64_t j = 0;
-      for (; j + kSubs <= len; j += kSubs) {
-        for (int u = 0; u < kSubs; ++u) {
-          uint32_t b = buf[j + u] + uint32_t(u * k);
-          counts[b] += 1;
-          sums[b] += double(Elem<T>::load(x, s + j + u));
-        }
-      }
-      for (; j < len; ++j) {
-        counts[buf[j]] += 1;
-        sums[buf[j]] += double(Elem<T>::load(x, s + j));
-      }
+    const int64_t len = std::min(detail::kBlock, m - s);
+    const float* xf;
+    if constexpr (std::is_same_v<T, float>) {
+      xf = x + s;
     } else {
-      for (int64_t j = 0; j < len; ++j) {
-        counts[buf[j]] += 1;
-        sums[buf[j]] += double(Elem<T>::load(x, s + j));
-      }
+      for (int64_t j = 0; j < len; ++j) values[j] = Elem<T>::load(x, s + j);
+      xf = values;
     }
+    bad += rule.apply_f32(xf, len, bins);
+    for (int64_t j = 0; j < len; ++j) idx[s + j] = I(bins[j]);
+    if (subs == 8) accumulate<8>(xf, bins, len, k, hist);
+    else if (subs == 2) accumulate<2>(xf, bins, len, k, hist);
+    else accumulate<1>(xf, bins, len, k, hist);
   }
   return bad;
 }
@@ -55,31 +69,24 @@ int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, int64_t k,
 // Returns the number of NaN/Inf inputs (the caller raises).
 template <class T, class I>
 int64_t bin_typed(const T* x, int64_t n, float lo, float hi, int64_t k, I* idx, int64_t* counts,
-               double* sums) {
+                  double* sums) {
   std::fill(counts, counts + k, int64_t(0));
   std::fill(sums, sums + k, 0.0);
   if (n == 0) return 0;
   const detail::BinRule rule(lo, hi, k);
-  const int subs = k <= 4096 ? kSubs : 1;
-  const int64_t nb = std::min(kMaxBlocks, (n + kMinBlock - 1) / kMinBlock);
+  const int subs = sub_histograms(k);
+  const int64_t nb = block_count(n, k);
   const size_t stride = size_t(k) * size_t(subs);
-  std::vector<int64_t> part_counts(stride * size_t(nb), 0);
-  std::vector<double> part_sums(stride * size_t(nb), 0.0);
+  std::vector<SumCount> hist(stride * size_t(nb), SumCount{0.0, 0.0});
   std::vector<int64_t> bad(size_t(nb), 0);
   parallel_for(nb, [&](int64_t b) {
     int64_t s = n * b / nb, e = n * (b + 1) / nb;
-    bad[size_t(b)] = bin_block(x + s, e - s, rule, k, idx + s, part_counts.data() + stride * b,
-                               part_sums.data() + stride * b, subs);
+    bad[size_t(b)] = bin_block(x + s, e - s, rule, k, idx + s, hist.data() + stride * b, subs);
   });
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int u = 0; u < subs; ++u) {
-      const int64_t* pc = part_counts.data() + stride * b + size_t(u) * k;
-      const double* ps = part_sums.data() + stride * b + size_t(u) * k;
-      for (int64_t i = 0; i < k; ++i) {
-        counts[i] += pc[i];
-        sums[i] += ps[i];
-      }
-    }
+  for (size_t h = 0; h < hist.size(); ++h) {
+    const size_t i = h % size_t(k);
+    sums[i] += hist[h][0];
+    counts[i] += int64_t(hist[h][1]);
   }
   int64_t total_bad = 0;
   for (int64_t v : bad) total_bad += v;

@@ -2,7 +2,8 @@
 #include "wsc/range.h"
 
 #include <algorithm>
-#include <limits>
+#include <climits>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -12,44 +13,47 @@
 namespace wsc {
 namespace {
 
+// Floats compared as integers: key() is monotone in the float value (-0.0 sorts just below
+// +0.0), so the min/max reductions vectorise without any floating-point semantics in the way.
+inline int32_t key(uint32_t u) { return int32_t(u ^ (uint32_t(int32_t(u) >> 31) & 0x7fffffffu)); }
+inline float unkey(int32_t k) {
+  uint32_t u = uint32_t(k);
+  return bits_to_float(u ^ (uint32_t(int32_t(u) >> 31) & 0x7fffffffu));
+}
+
 struct Partial {
-  float lo = std::numeric_limits<float>::infinity();
-  float hi = -std::numeric_limits<float>::infinity();
+  int32_t lo = INT32_MAX;
+  int32_t hi = INT32_MIN;
   int64_t bad = 0;
 };
 
+void scan_f32(const float* x, int64_t m, Partial& p) {
+  int32_t lo = p.lo, hi = p.hi;
+  int32_t bad = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    uint32_t u;
+    std::memcpy(&u, x + j, 4);
+    int32_t k = key(u);
+    lo = k < lo ? k : lo;
+    hi = k > hi ? k : hi;
+    bad += (u & 0x7f800000u) == 0x7f800000u;  // exponent all ones: NaN or +-Inf
+  }
+  p.lo = lo;
+  p.hi = hi;
+  p.bad += bad;
+}
+
 template <class T>
-Partial range_block(const T* x, int64_t m) {
-  // Several accumulators so the compiler can vectorise the reduction.
-  constexpr int L = 8;
-  float lo[L], hi[L];
-  int64_t bad[L] = {};
-  for (int l = 0; l < L; ++l) {
-    lo[l] = std::numeric_limits<float>::infinity();
-    hi[l] = -std::numeric_limits<float>::infinity();
+void scan_block(const T* x, int64_t m, Partial& p) {
+  float buf[1024];
+  for (int64_t s = 0; s < m; s += 1024) {
+    int64_t len = std::min<int64_t>(1024, m - s);
+    for (int64_t j = 0; j < len; ++j) buf[j] = Elem<T>::load(x, s + j);
+    scan_f32(buf, len, p);
   }
-  int64_t j = 0;
-  for (; j + L <= m; j += L) {
-    for (int l = 0; l < L; ++l) {
-      float v = Elem<T>::load(x, j + l);
-      bad[l] += !(v - v == 0.0f);
-      lo[l] = v < lo[l] ? v : lo[l];
-      hi[l] = v > hi[l] ? v : hi[l];
-    }
-  }
-  Partial p;
-  for (; j < m; ++j) {
-    float v = Elem<T>::load(x, j);
-    p.bad += !(v - v == 0.0f);
-    p.lo = std::min(p.lo, v);
-    p.hi = std::max(p.hi, v);
-  }
-  for (int l = 0; l < L; ++l) {
-    p.lo = std::min(p.lo, lo[l]);
-    p.hi = std::max(p.hi, hi[l]);
-    p.bad += bad[l];
-  }
-  return p;
+}
+void scan_block(const float* x, int64_t m, Partial& p) {
+  for (int64_t s = 0; s < m; s += 1 << 20) scan_f32(x + s, std::min<int64_t>(1 << 20, m - s), p);
 }
 
 template <class T>
@@ -58,7 +62,7 @@ Partial range_typed(const T* x, int64_t n) {
   std::vector<Partial> parts(size_t(std::max<int64_t>(nb, 1)));
   parallel_for(nb, [&](int64_t b) {
     int64_t s = n * b / nb, e = n * (b + 1) / nb;
-    parts[size_t(b)] = range_block(x + s, e - s);
+    scan_block(x + s, e - s, parts[size_t(b)]);
   });
   Partial r;
   for (const auto& p : parts) {
@@ -112,7 +116,7 @@ Range range(const void* x, DType dtype, int64_t n) {
   check(n > 0, "range: x is empty; the range of no values is undefined");
   Partial p = range_dispatch(x, dtype, n);
   if (p.bad != 0) require_finite(x, dtype, n, "x");
-  return {p.lo, p.hi};
+  return {unkey(p.lo), unkey(p.hi)};
 }
 
 }  // namespace wsc

@@ -50,14 +50,8 @@ def bin_uniform_op(
     x: torch.Tensor, lo: float, hi: float, k: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(indices shaped like x, counts int64[k], sums float64[k]) of k equal bins over [lo, hi]."""
-    check_tensor(x, "x", _FLOATS)
-    k = check_bins(k)
-    lo, hi = check_bounds(lo, hi)
-    idx = torch.empty(x.shape, dtype=index_dtype(k))
-    counts = torch.empty(k, dtype=torch.int64)
-    sums = torch.empty(k, dtype=torch.float64)
-    _C.bin_uniform(x.data_ptr(), FLOAT_CODES[x.dtype], x.numel(), lo, hi, k, idx.data_ptr(),
-                   INDEX_CODES[idx.dtype], counts.data_ptr(), sums.data_ptr())
+    idx = torch.empty(x.shape, dtype=index_dtype(check_bins(k)))
+    counts, sums = bin_uniform_into_op(x, lo, hi, k, idx)
     return idx, counts, sums
 
 
@@ -65,6 +59,29 @@ def bin_uniform_op(
 def _(x, lo, hi, k):
     return (x.new_empty(x.shape, dtype=index_dtype(k)), x.new_empty(k, dtype=torch.int64),
             x.new_empty(k, dtype=torch.float64))
+
+
+@torch.library.custom_op("wsc::bin_uniform_into", mutates_args=("indices",), device_types="cpu")
+def bin_uniform_into_op(
+    x: torch.Tensor, lo: float, hi: float, k: int, indices: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin x into the caller's ``indices`` (uint8 for k <= 256 else uint16); return (counts, sums)."""
+    check_tensor(x, "x", _FLOATS)
+    k = check_bins(k)
+    lo, hi = check_bounds(lo, hi)
+    check_tensor(indices, "indices", (index_dtype(k),))
+    if indices.numel() != x.numel():
+        raise ValueError(f"indices must have {x.numel()} elements like x; got {indices.numel()}")
+    counts = torch.empty(k, dtype=torch.int64)
+    sums = torch.empty(k, dtype=torch.float64)
+    _C.bin_uniform(x.data_ptr(), FLOAT_CODES[x.dtype], x.numel(), lo, hi, k, indices.data_ptr(),
+                   INDEX_CODES[indices.dtype], counts.data_ptr(), sums.data_ptr())
+    return counts, sums
+
+
+@bin_uniform_into_op.register_fake
+def _(x, lo, hi, k, indices):
+    return x.new_empty(k, dtype=torch.int64), x.new_empty(k, dtype=torch.float64)
 
 
 # ---------------------------------------------------------------- gather
@@ -108,19 +125,33 @@ def _(indices, codebook, out):
 @torch.library.custom_op("wsc::share", mutates_args=(), device_types="cpu")
 def share_op(x: torch.Tensor, lo: float, hi: float, codebook: torch.Tensor) -> torch.Tensor:
     """codebook[bin(x)] with k = len(codebook) equal bins over [lo, hi], in x's dtype."""
-    check_tensor(x, "x", _FLOATS)
-    _check_codebook(codebook)
-    k = check_bins(codebook.numel(), "len(codebook)")
-    lo, hi = check_bounds(lo, hi)
-    out = torch.empty_like(x)
-    _C.share(x.data_ptr(), FLOAT_CODES[x.dtype], x.numel(), lo, hi, codebook.data_ptr(), k,
-             out.data_ptr(), FLOAT_CODES[out.dtype])
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    share_into_op(x, lo, hi, codebook, out)
     return out
 
 
 @share_op.register_fake
 def _(x, lo, hi, codebook):
-    return torch.empty_like(x)
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("wsc::share_into", mutates_args=("out",), device_types="cpu")
+def share_into_op(x: torch.Tensor, lo: float, hi: float, codebook: torch.Tensor, out: torch.Tensor) -> None:
+    """Write codebook[bin(x)] into ``out`` (float32/float16/bfloat16, as many elements as x)."""
+    check_tensor(x, "x", _FLOATS)
+    _check_codebook(codebook)
+    k = check_bins(codebook.numel(), "len(codebook)")
+    lo, hi = check_bounds(lo, hi)
+    check_tensor(out, "out", _FLOATS)
+    if out.numel() != x.numel():
+        raise ValueError(f"out must have {x.numel()} elements like x; got {out.numel()}")
+    _C.share(x.data_ptr(), FLOAT_CODES[x.dtype], x.numel(), lo, hi, codebook.data_ptr(), k,
+             out.data_ptr(), FLOAT_CODES[out.dtype])
+
+
+@share_into_op.register_fake
+def _(x, lo, hi, codebook, out):
+    return None
 
 
 # ---------------------------------------------------------------- wrappers
@@ -141,11 +172,12 @@ def range(x) -> tuple[float, float]:  # noqa: A001 - mirrors the kernel's name
     return lo, hi
 
 
-def bin_uniform(x, k: int, lo: float | None = None, hi: float | None = None) -> Binned:
+def bin_uniform(x, k: int, lo: float | None = None, hi: float | None = None, *, out=None) -> Binned:
     """Bin ``x`` into ``k`` equal-width bins over [lo, hi] (default: x's own range).
 
-    Returns indices (uint8 for k <= 256, else uint16, shaped like x), per-bin counts
-    (int64), per-bin sums (float64), and the lo/hi used. Values outside [lo, hi] are clamped.
+    Returns indices (uint8 for k <= 256, else uint16, shaped like x; written into ``out``
+    when given), per-bin counts (int64), per-bin sums (float64), and the lo/hi used.
+    Values outside [lo, hi] are clamped.
     """
     t, numpy_in = as_tensor(x, "x")
     check_tensor(t, "x", _FLOATS)
@@ -155,8 +187,12 @@ def bin_uniform(x, k: int, lo: float | None = None, hi: float | None = None) -> 
     if lo is None:
         lo, hi = range(t)
     lo, hi = check_bounds(lo, hi)
-    idx, counts, sums = torch.ops.wsc.bin_uniform(t, lo, hi, k)
-    return Binned(to_user(idx, numpy_in), to_user(counts, numpy_in), to_user(sums, numpy_in), lo, hi)
+    if out is None:
+        idx, counts, sums = torch.ops.wsc.bin_uniform(t, lo, hi, k)
+        return Binned(to_user(idx, numpy_in), to_user(counts, numpy_in), to_user(sums, numpy_in), lo, hi)
+    out_t, _ = as_tensor(out, "out")
+    counts, sums = torch.ops.wsc.bin_uniform_into(t, lo, hi, k, out_t)
+    return Binned(out, to_user(counts, numpy_in), to_user(sums, numpy_in), lo, hi)
 
 
 def gather(indices, codebook, out=None, dtype: torch.dtype = torch.float32):
@@ -174,11 +210,18 @@ def gather(indices, codebook, out=None, dtype: torch.dtype = torch.float32):
     return out
 
 
-def share(x, lo: float, hi: float, codebook):
-    """Fused quantize-dequantize: ``codebook[bin(x)]`` with len(codebook) bins over [lo, hi], in x's dtype."""
+def share(x, lo: float, hi: float, codebook, out=None):
+    """Fused quantize-dequantize: ``codebook[bin(x)]`` with len(codebook) bins over [lo, hi].
+
+    The result has x's dtype, or is written into ``out`` (any float dtype) when given.
+    """
     t, numpy_in = as_tensor(x, "x")
     cb, _ = as_tensor(codebook, "codebook")
-    return to_user(torch.ops.wsc.share(t, lo, hi, cb), numpy_in)
+    if out is None:
+        return to_user(torch.ops.wsc.share(t, lo, hi, cb), numpy_in)
+    out_t, _ = as_tensor(out, "out")
+    torch.ops.wsc.share_into(t, lo, hi, cb, out_t)
+    return out
 
 
 __all__ = ["Binned", "range", "bin_uniform", "gather", "share"]
