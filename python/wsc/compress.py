@@ -126,19 +126,13 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             bits_cache[cb.key] = bench.coded_bits(cb)
         return float(bits_cache[cb.key])
 
-    evaluated: dict[int, tuple[float, float]] = {}
-
     def objectives(ks: list[int]) -> list[tuple[float, float]]:
         cbs = [codebook(k) for k in ks]
         scores = search_cache.many([(cb.key, cb) for cb in cbs])
-        out = []
-        for k, cb, s in zip(ks, cbs, scores):
-            evaluated[k] = (1.0 - s, size_of(cb))
-            out.append(evaluated[k])
-        return out
+        return [(1.0 - s, size_of(cb)) for cb, s in zip(cbs, scores)]
 
     try:
-        outcome = search.run(objectives, evaluated, k_range=(k_min, k_max), pop_size=pop_size,
+        outcome = search.run(objectives, k_range=(k_min, k_max), pop_size=pop_size,
                              generations=generations, seed=seed,
                              on_generation=lambda e: report({"stage": "search", **e}))
         before = [(codebook(k), search_cache.get(codebook(k).key, None)) for k in outcome.front]
@@ -187,7 +181,7 @@ def _measure(bench: Workbench, cb: Codebook, search_score: float, heldout_score:
              settings: dict) -> Solution:
     draft = Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb)
     data, meta = container.encode(bench.payload(cb, solution_info(draft, settings)))
-    bits = sum(e["bits"] for e in meta["tensors"] if e["shared"])
+    bits = sum(e["bits"] for e in meta["tensors"] if e.get("shared"))
     bpw = bits / bench.n_shared
     return Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, bpw, cb.entropy(),
                     len(data), bench.original_bytes / len(data), 32.0 / bpw, cb)

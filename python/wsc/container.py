@@ -10,12 +10,13 @@ Tensors in the file (few and flat, so the header stays small):
 - ``stored.<dtype>``: 1-D, the tensors stored unchanged, flattened and concatenated by
   dtype in state-dict order.
 
-The safetensors metadata holds one JSON string under the key ``"wsc"``: format, version,
-coder, chunk size, codebook size and CRC-32, and the list of tensors in state-dict order,
-each with name, shape, dtype, whether it is shared, and a CRC-32 (for a shared tensor:
-of its lengths, offsets and payload; it also records its element count and payload
-bits), the aliases of tied tensors, and free-form ``info``. The reader checks all of it
-and raises :class:`wsc.FormatError` on any inconsistency.
+The safetensors metadata holds one JSON string under the key ``"wsc"`` and its CRC-32
+under ``"wsc.crc32"``. The JSON: format, version, coder, chunk size, codebook size and
+CRC-32, and the list of state-dict names in order, each with shape, dtype, whether it is
+shared, and a CRC-32 (for a shared tensor: of its lengths, offsets and payload; it also
+records its element count and payload bits), or, for a name tied to another tensor,
+``alias_of``; and free-form ``info``. The reader checks all of it and raises
+:class:`wsc.FormatError` on any inconsistency.
 """
 
 from __future__ import annotations
@@ -117,15 +118,18 @@ def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]
                "data": torch.from_numpy(np.concatenate(data))}
     for dt, ts in by_dtype.items():
         tensors[f"stored.{dt}"] = torch.cat(ts)
-    missing = [n for n in order if n not in entries and n not in p.aliases]
-    if missing or len(order) != len(entries) + len(p.aliases):
-        raise ValueError(f"order must list every tensor and alias once; missing {missing}")
+    for alias, target in p.aliases.items():
+        if target not in entries:
+            raise ValueError(f"alias {alias!r} points to {target!r}, which is not in the payload")
+        entries[alias] = {"name": alias, "alias_of": target}
+    if sorted(order) != sorted(entries):
+        raise ValueError("order must list every tensor and alias exactly once")
     meta = {"format": FORMAT, "version": VERSION, "coder": CODER, "chunk_size": int(chunk_size),
-            "codebook": {"size": int(m), "crc32": _crc(cb)},
-            "tensors": [entries[n] for n in order if n in entries],
-            "aliases": dict(p.aliases), "info": p.info}
+            "codebook": {"size": int(m), "crc32": _crc(cb)}, "tensors": [entries[n] for n in order],
+            "info": p.info}
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
-    return safetensors.torch.save(tensors, metadata={"wsc": text}), meta
+    crc = str(zlib.crc32(text.encode()))
+    return safetensors.torch.save(tensors, metadata={"wsc": text, "wsc.crc32": crc}), meta
 
 
 def to_bytes(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
@@ -173,10 +177,12 @@ def _read_raw(source) -> tuple[dict, dict[str, torch.Tensor], int]:
     (n,) = struct.unpack("<Q", data[:8])
     _check(n <= len(data) - 8, f"{where}: truncated (a header of {n} bytes in a file of {len(data)})")
     try:
-        text = json.loads(data[8:8 + n]).get("__metadata__", {}).get("wsc")
+        header = json.loads(data[8:8 + n]).get("__metadata__", {})
+        text, crc = header.get("wsc"), header.get("wsc.crc32")
     except (ValueError, AttributeError) as exc:
         raise FormatError(f"{where}: unreadable safetensors header ({exc})") from None
     _check(isinstance(text, str), f"{where}: not a .wsc file (no 'wsc' metadata in the safetensors header)")
+    _check(crc == str(zlib.crc32(text.encode())), f"{where}: checksum mismatch: the metadata is corrupt")
     try:
         meta = json.loads(text)
     except ValueError as exc:
@@ -221,15 +227,16 @@ class Archive:
         _check(meta.get("version") == VERSION,
                f"unsupported .wsc format version {meta.get('version')!r} (this reader knows {VERSION})")
         _check(meta.get("coder") == CODER, f"unknown coder {meta.get('coder')!r} (this reader knows {CODER!r})")
-        for key, kind in (("chunk_size", int), ("codebook", dict), ("tensors", list), ("aliases", dict)):
+        for key, kind in (("chunk_size", int), ("codebook", dict), ("tensors", list)):
             _check(isinstance(meta.get(key), kind), f"metadata field {key!r} is missing or not a {kind.__name__}")
         _check(meta["chunk_size"] >= 1, "chunk_size must be >= 1")
         _check(all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in meta["tensors"]),
                "every tensor entry needs a name")
         names = [e["name"] for e in meta["tensors"]]
         _check(len(set(names)) == len(names), "a tensor name appears twice")
-        _check(all(v in set(names) and k not in set(names) for k, v in meta["aliases"].items()),
-               "an alias points to no stored tensor or hides one")
+        self.aliases = {e["name"]: e["alias_of"] for e in meta["tensors"] if "alias_of" in e}
+        real = set(names) - set(self.aliases)
+        _check(all(v in real for v in self.aliases.values()), "an alias points to no stored tensor")
         self.codebook = _tensor(self.tensors, "codebook", torch.float32)
         m = self.codebook.numel()
         _check(m == meta["codebook"].get("size") and 1 <= m <= 65536,
@@ -238,7 +245,8 @@ class Archive:
         self.codebook_ok = _crc(self.codebook) == meta["codebook"].get("crc32")
         self.shared = [e for e in meta["tensors"] if e.get("shared") is True]
         self.stored = [e for e in meta["tensors"] if e.get("shared") is False]
-        _check(len(self.shared) + len(self.stored) == len(names), "every tensor entry needs shared: true/false")
+        _check(len(self.shared) + len(self.stored) + len(self.aliases) == len(names),
+               "every tensor entry needs shared: true/false (or alias_of)")
         _check(len(self.shared) >= 1, "the file holds no shared tensor")
         self.streams = self._split_streams()
         self._stored_views = self._split_stored()
@@ -332,15 +340,7 @@ class Archive:
         _check(self.codebook_ok, "codebook: checksum mismatch: the codebook is corrupt")
         out = {e["name"]: self.shared_tensor(j) for j, e in enumerate(self.shared)}
         out.update({e["name"]: self.stored_tensor(j) for j, e in enumerate(self.stored)})
-        ordered = {}
-        aliases = {v: [] for v in self.meta["aliases"].values()}
-        for k, v in self.meta["aliases"].items():
-            aliases[v].append(k)
-        for e in self.meta["tensors"]:
-            ordered[e["name"]] = out[e["name"]]
-            for a in aliases.get(e["name"], []):
-                ordered[a] = out[e["name"]]
-        return ordered
+        return {e["name"]: out[self.aliases.get(e["name"], e["name"])] for e in self.meta["tensors"]}
 
 
 def read(source) -> Archive:
@@ -376,7 +376,7 @@ def inspect(source) -> dict:
             "shared_weights": n_shared, "bits_per_weight": bpw, "original_bytes": original,
             "ratio": original / a.file_bytes, "paper_style_ratio": 32.0 / bpw if bpw else None,
             "checksums_ok": a.codebook_ok and all(s["checksum_ok"] for s in shared + stored),
-            "shared": shared, "stored": stored, "aliases": a.meta["aliases"], "info": a.meta.get("info", {})}
+            "shared": shared, "stored": stored, "aliases": a.aliases, "info": a.meta.get("info", {})}
 
 
 __all__ = ["Payload", "SharedTensor", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",

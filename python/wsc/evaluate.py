@@ -167,21 +167,8 @@ def _logits(out) -> torch.Tensor:
 
 def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = DEFAULT_BATCH) -> torch.Tensor:
     """Top-1 class of every input (int64), in eval mode; the model's training flag is restored."""
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            preds = []
-            for xb in inputs.split(batch_size):
-                logits = _logits(model(xb.to(device)))
-                if logits.dim() != 2:
-                    raise ValueError(f"the model must return logits of shape (batch, classes); got {tuple(logits.shape)}")
-                preds.append(logits.argmax(dim=1).cpu())
-    finally:
-        model.train(training)
-    return torch.cat(preds)
+    batches = ((xb, torch.zeros(len(xb), dtype=torch.int64)) for xb in inputs.split(batch_size))
+    return _predict_batches(model, batches)[0]
 
 
 def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -201,43 +188,123 @@ def macro_f1(pred: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------- evaluators
+CACHE_LIMIT = 2 << 30  # bytes of inputs held in memory; larger datasets are re-read per evaluation
+
+
+def _labels_of(ds) -> np.ndarray:
+    try:
+        from wsc.data import labels_of
+    except ImportError:  # pragma: no cover - wsc.data ships with wsc
+        labels_of = None
+    if labels_of is not None:
+        return np.asarray(labels_of(ds))
+    targets = getattr(ds, "targets", None)
+    if targets is not None:
+        return np.asarray(targets, dtype=np.int64)
+    return np.array([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)
+
+
+def _is_dataset(src) -> bool:
+    return (hasattr(src, "__getitem__") and hasattr(src, "__len__")
+            and not isinstance(src, (list, tuple, torch.Tensor, np.ndarray)))
+
+
+class _Split:
+    """Labelled examples, held as tensors (cached) or re-read from a dataset or loader."""
+
+    def __init__(self, source, batch_size: int, cache: bool | None):
+        self.batch_size = batch_size
+        if cache is None:
+            cache = not _is_dataset(source) or _estimated_bytes(source) <= CACHE_LIMIT
+        self.tensors = gather_data(source) if cache else None
+        self.source = None if cache else source
+        if cache:
+            self.size = len(self.tensors[1])
+        else:
+            loader = isinstance(source, torch.utils.data.DataLoader)
+            self.size = len(source.dataset) if loader else len(source)
+
+    def batches(self):
+        if self.tensors is not None:
+            x, y = self.tensors
+            yield from zip(x.split(self.batch_size), y.split(self.batch_size))
+            return
+        src = self.source
+        if _is_dataset(src):
+            src = torch.utils.data.DataLoader(src, batch_size=self.batch_size, shuffle=False)
+        for xb, yb in src:
+            yield _as_tensor(xb), _as_tensor(yb).long()
+
+
+def _estimated_bytes(ds) -> int:
+    x = ds[0][0] if len(ds) else torch.zeros(0)
+    return _as_tensor(x).numel() * 4 * len(ds)
+
+
+def _predict_batches(model, batches):
+    """(top-1 predictions, labels) over ``batches`` in eval mode; the training flag is restored."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    training = model.training
+    model.eval()
+    preds, labels = [], []
+    try:
+        with torch.inference_mode():
+            for xb, yb in batches:
+                logits = _logits(model(xb.to(device)))
+                if logits.dim() != 2:
+                    raise ValueError(f"the model must return logits of shape (batch, classes); got {tuple(logits.shape)}")
+                preds.append(logits.argmax(dim=1).cpu())
+                labels.append(yb)
+    finally:
+        model.train(training)
+    return torch.cat(preds), torch.cat(labels)
+
+
 class _Labelled(Evaluator):
-    """Scores predictions against labels on a search and a held-out split."""
+    """Scores predictions against labels on a search and a held-out split.
+
+    ``data``: one labelled source, split class-balanced into ``search_size`` examples (an
+    int, or a float fraction) for the search and the rest held out, seeded by ``seed``.
+    Or ``search=`` and ``heldout=``: two sources taken as given. A source is a pair
+    ``(inputs, labels)``, a map-style dataset of ``(x, y)``, or a loader of batches.
+    ``cache``: hold the inputs in memory (default: unless a dataset exceeds 2 GiB).
+    """
 
     def __init__(self, data=None, *, search=None, heldout=None, search_size=DEFAULT_SEARCH_FRACTION,
-                 seed: int = 0, batch_size: int = DEFAULT_BATCH):
-        if not isinstance(batch_size, int) or batch_size < 1:
+                 seed: int = 0, batch_size: int = DEFAULT_BATCH, cache: bool | None = None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-        self.batch_size = batch_size
         if data is not None:
             if search is not None or heldout is not None:
                 raise ValueError("pass either data (split by search_size) or search= and heldout=, not both")
-            x, y = gather_data(data)
-            s, h = balanced_split(y.numpy(), search_size, seed)
-            self._search = (x[s], y[s])
-            self._heldout = (x[h], y[h])
-        elif search is not None and heldout is not None:
-            self._search = gather_data(search)
-            self._heldout = gather_data(heldout)
-        else:
+            if _is_dataset(data):
+                s, h = balanced_split(_labels_of(data), search_size, seed)
+                search = torch.utils.data.Subset(data, s.tolist())
+                heldout = torch.utils.data.Subset(data, h.tolist())
+            else:
+                x, y = gather_data(data)
+                s, h = balanced_split(y.numpy(), search_size, seed)
+                search, heldout = (x[s], y[s]), (x[h], y[h])
+        elif search is None or heldout is None:
             raise ValueError("pass data (one source to split) or both search= and heldout=")
+        self._splits = {"search": _Split(search, batch_size, cache), "heldout": _Split(heldout, batch_size, cache)}
 
     def _metric(self, pred, labels) -> float:
         raise NotImplementedError
 
-    def _score(self, model, split) -> float:
-        x, y = split
-        return self._metric(predict(model, x, self.batch_size), y)
+    def score(self, model, split: str = "heldout") -> float:
+        return self._metric(*_predict_batches(model, self._splits[split].batches()))
 
     def search(self, model) -> float:
-        return self._score(model, self._search)
+        return self.score(model, "search")
 
     def heldout(self, model) -> float:
-        return self._score(model, self._heldout)
+        return self.score(model, "heldout")
 
     def describe(self) -> dict:
         return {"metric": self.name, "same_splits": False,
-                "search_examples": len(self._search[1]), "heldout_examples": len(self._heldout[1])}
+                "search_examples": self._splits["search"].size, "heldout_examples": self._splits["heldout"].size}
 
 
 class Accuracy(_Labelled):

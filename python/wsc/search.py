@@ -110,6 +110,17 @@ class _KProblem(Problem):
         out["F"] = np.asarray(self._objectives(ks), dtype=float)
 
 
+def _recording(objectives, evaluated: dict):
+    """Ask ``objectives`` only for the k not seen before (pymoo proposes old k again in later
+    generations: it eliminates duplicates within a population only)."""
+    def f(ks: list[int]) -> list[tuple[float, float]]:
+        new = list(dict.fromkeys(k for k in ks if k not in evaluated))
+        for k, v in zip(new, objectives(new) if new else []):
+            evaluated[k] = tuple(map(float, v))
+        return [evaluated[k] for k in ks]
+    return f
+
+
 class _Progress(Callback):
     def __init__(self, report):
         super().__init__()
@@ -119,12 +130,14 @@ class _Progress(Callback):
         self._report(int(algorithm.n_gen))
 
 
-def run(objectives: Callable[[list[int]], list[tuple[float, float]]], evaluated: dict[int, tuple[float, float]],
-        *, k_range: tuple[int, int], pop_size: int, generations: int, seed: int,
+def run(objectives: Callable[[list[int]], list[tuple[float, float]]], *, k_range: tuple[int, int],
+        pop_size: int, generations: int, seed: int,
         on_generation: Callable[[dict], None] | None = None) -> SearchOutcome:
-    """NSGA-II over k. ``objectives(ks)`` returns (error, size) per k and records into ``evaluated``."""
+    """NSGA-II over k; ``objectives(ks)`` returns (error, size) for each k (the caller caches)."""
     k_min, k_max = k_range
     history: list[dict] = []
+    evaluated: dict[int, tuple[float, float]] = {}
+    objectives = _recording(objectives, evaluated)
 
     def report(gen: int) -> None:
         pts = list(evaluated.values())
@@ -150,7 +163,7 @@ def run(objectives: Callable[[list[int]], list[tuple[float, float]]], evaluated:
                  callback=_Progress(report), verbose=False, save_history=False)
     ks = sorted(evaluated)
     front = [ks[i] for i in non_dominated([evaluated[k] for k in ks])]
-    return SearchOutcome(dict(evaluated), front, history)
+    return SearchOutcome(evaluated, front, history)
 
 
 __all__ = ["ScoreCache", "non_dominated", "SearchOutcome", "run"]
