@@ -212,6 +212,19 @@ def test_index_outside_the_codebook(mixed_file, tmp_path):
         wsc.load_state_dict(bad)
 
 
+def test_a_single_shared_value(tmp_path):
+    model = torch.nn.Linear(6, 4)
+    bench = Workbench(model)
+    cb = bench.codebook(8)
+    while cb.size > 1:
+        cb = cb.merge(0)
+    container.write(tmp_path / "one.wsc", bench.payload(cb))
+    state = wsc.load_state_dict(tmp_path / "one.wsc")
+    assert torch.allclose(state["weight"], model.weight.detach().double().mean().float().expand(4, 6))
+    assert len(torch.unique(state["weight"])) == 1
+    assert wsc.inspect(tmp_path / "one.wsc")["bits_per_weight"] == 1.0
+
+
 def test_payload_checks():
     p = container.Payload(np.zeros(0, np.float32), [], {})
     with pytest.raises(ValueError, match="1 to 65536"):

@@ -3,7 +3,7 @@
 Tensors in the file (few and flat, so the header stays small):
 
 - ``codebook``: float32[m], the shared values;
-- ``lengths``: uint8[S, m], the Huffman code lengths of each of the S shared tensors;
+- ``lengths``: uint8[S, max(m, 2)], the Huffman code lengths of each of the S shared tensors;
 - ``offsets``: int64, for each shared tensor in turn its chunk byte offsets (0, ...,
   stream bytes): ceil(numel / chunk_size) + 1 values each;
 - ``data``: uint8, the Huffman payloads of the shared tensors back to back;
@@ -67,6 +67,11 @@ class Payload:
     info: dict = field(default_factory=dict)
 
 
+def _alphabet(m: int) -> int:
+    """Symbols of the Huffman code of a codebook of m values (the coder needs at least 2)."""
+    return max(m, 2)
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -96,11 +101,11 @@ def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]
     lengths, offsets, data = [], [], []
     for s in p.shared:
         idx = np.ascontiguousarray(s.indices).reshape(-1)
-        stream = huffman.encode(idx, m, chunk_size=chunk_size)
+        stream = huffman.encode(idx, _alphabet(m), chunk_size=chunk_size)
         ln = np.asarray(stream.lengths, dtype=np.uint8)
         off = np.asarray(stream.chunk_offsets, dtype=np.int64)
         dat = np.asarray(stream.data, dtype=np.uint8)
-        bits = int((np.bincount(idx, minlength=m) * ln).sum())
+        bits = int((np.bincount(idx, minlength=ln.size) * ln).sum())
         entries[s.name] = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
                            "numel": int(idx.size), "bits": bits, "crc32": _crc(ln, off, dat)}
         lengths.append(ln)
@@ -259,8 +264,9 @@ class Archive:
         lengths = _tensor(self.tensors, "lengths", torch.uint8, 2)
         offsets = _tensor(self.tensors, "offsets", torch.int64).numpy()
         data = _tensor(self.tensors, "data", torch.uint8).numpy()
-        _check(tuple(lengths.shape) == (len(self.shared), m), f"code lengths of shape {tuple(lengths.shape)}, "
-               f"expected ({len(self.shared)}, {m}) for {len(self.shared)} shared tensors and {m} values")
+        a = _alphabet(m)
+        _check(tuple(lengths.shape) == (len(self.shared), a), f"code lengths of shape {tuple(lengths.shape)}, "
+               f"expected ({len(self.shared)}, {a}) for {len(self.shared)} shared tensors and {m} values")
         streams, o, d = [], 0, 0
         for j, e in enumerate(self.shared):
             name = e["name"]
@@ -320,7 +326,7 @@ class Archive:
             raise FormatError(f"{name!r}: undecodable stream ({exc})") from None
         _check(idx.size == n, f"{name!r}: decoded {idx.size} values, expected {n}")
         _check(int(idx.max()) < m, f"{name!r}: index {int(idx.max())} is outside the codebook of {m} values")
-        bits = int((np.bincount(idx, minlength=m) * s.lengths).sum())
+        bits = int((np.bincount(idx, minlength=s.lengths.size) * s.lengths).sum())
         _check(bits == s.entry["bits"], f"{name!r}: {bits} payload bits, the metadata says {s.entry['bits']}")
         return idx
 
