@@ -116,6 +116,15 @@ def test_params_all_with_batchnorm_and_a_callable(digits, tmp_path):
     assert acc.search(wsc.load_into(DigitsCNN(), tmp_path / "cnn.wsc")) == sol.search_score
 
 
+def test_fidelity_needs_no_labels(trained_mlp, digits):
+    from wsc.evaluate import Fidelity
+
+    x, _ = digits
+    r = wsc.compress(copy.deepcopy(trained_mlp), Fidelity(x[1000:], search_size=0.4), **FAST)
+    assert r.baseline_search == r.baseline_heldout == 1.0
+    assert r.evaluator["metric"] == "fidelity" and max(s.search_score for s in r.front) <= 1.0
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(k_range=(1, 10)), ValueError, "k_range"),
     (dict(k_range=(20, 10)), ValueError, "k_min <= k_max"),

@@ -16,7 +16,8 @@ class Solution:
     """One configuration, scored and measured.
 
     ``bits_per_weight``: Huffman payload bits per shared weight; ``entropy_bits``: the
-    order-0 entropy of the indices (bits per shared weight); ``file_bytes``: exact size of
+    order-0 entropy of the indices of all shared weights together (bits per weight; each
+    tensor has its own Huffman code, so the payload can come slightly below it); ``file_bytes``: exact size of
     the .wsc file this solution writes; ``ratio``: original bytes of every tensor the file
     holds / ``file_bytes`` (honest); ``paper_style_ratio``: 32 / ``bits_per_weight`` (the
     paper's figure: ignores the codebook, code tables and unshared tensors).
