@@ -25,11 +25,12 @@ constexpr int kPerRefill = 57 / kTableBits;  // table lookups per 64-bit refill
 struct Decoder {
   detail::CanonicalCode code;
   int tb = kTableBits;
-  // One code per entry: symbol | length << 16; length 0: a longer code, or no code.
+  // One code per entry: symbol | length << 16. Length 0: the bits start a code longer than
+  // tb bits, the shortest of which has length `shortest` (bits 24..31; 0: no code at all).
   std::vector<uint32_t> single;
   // Whole codes within the next tb bits, as many as the 4-byte symbol field holds:
   // bits | count << 8 | symbols << 16 (the first symbol in the lowest byte(s)).
-  // bits 0: the first code is longer than tb bits (or no code).
+  // bits 0: the first code is longer than tb bits, and the count field holds `shortest`.
   std::vector<uint64_t> multi;
   uint64_t limit[kHuffmanMaxLen + 1] = {};  // codes of length <= L are < limit[L] (32-bit)
 
@@ -39,7 +40,12 @@ struct Decoder {
     single.assign(size, 0);
     for (int64_t i = 0; i < k; ++i) {
       const int len = lengths[i];
-      if (len == 0 || len > tb) continue;
+      if (len == 0) continue;
+      if (len > tb) {  // keep the shortest length under each tb-bit prefix
+        uint32_t& e = single[code.codes[size_t(i)] >> (len - tb)];
+        if (e == 0 || uint32_t(len) < e >> 24) e = uint32_t(len) << 24;
+        continue;
+      }
       const uint32_t start = code.codes[size_t(i)] << (tb - len);
       for (uint32_t j = 0; j < uint32_t(1) << (tb - len); ++j)
         single[start + j] = uint32_t(i) | uint32_t(len) << 16;
@@ -51,13 +57,13 @@ struct Decoder {
       int count = 0;
       while (count < max_syms) {
         const uint32_t e = single[(v << bits) & (size - 1)];
-        const uint32_t len = e >> 16;
+        const uint32_t len = (e >> 16) & 0xff;
         if (len == 0 || bits + len > uint64_t(tb)) break;
         syms |= uint64_t(e & 0xffff) << (8 * symbol_bytes * count);
         bits += len;
         ++count;
       }
-      multi[v] = bits | uint64_t(count) << 8 | syms << 16;
+      multi[v] = bits | uint64_t(count > 0 ? count : single[v] >> 24) << 8 | syms << 16;
     }
     for (int len = 1; len <= kHuffmanMaxLen; ++len)
       limit[len] = (code.first[len] + code.count[len]) << (kHuffmanMaxLen - len);
@@ -95,10 +101,13 @@ inline uint64_t peek_safe(const Stream& s) { return load_safe(s, s.pos >> 3) << 
                               " are not a code (corrupt data or wrong code lengths)");
 }
 
-// Decodes the symbol at s.pos whose table entry is empty: a code longer than tb bits.
-__attribute__((noinline)) uint32_t decode_long(const Decoder& d, Stream& s) {
+// Decodes the symbol at s.pos whose table entry is empty: a code longer than tb bits, the
+// shortest with these first tb bits having length `shortest` (0: none). Canonical codes of
+// length <= L fill [0, limit[L]) left-aligned, so the code's length is the first L with
+// bits < limit[L]; no shorter length can match.
+__attribute__((noinline)) uint32_t decode_long(const Decoder& d, Stream& s, unsigned shortest) {
   const uint64_t bits = peek_safe(s) >> 32;
-  for (int len = d.tb + 1; len <= d.code.max_len; ++len) {
+  for (int len = int(shortest); shortest != 0 && len <= d.code.max_len; ++len) {
     if (bits >= d.limit[len]) continue;
     const uint64_t rank = (bits >> (kHuffmanMaxLen - len)) - d.code.first[len];
     s.pos += uint64_t(len);
@@ -139,7 +148,7 @@ void decode_lockstep(const Decoder& d, Stream* st, O** out_io, O* const* end) {
         const unsigned bits = unsigned(e & 0xff);
         if (__builtin_expect(bits == 0, 0)) {
           st[s].pos = pos[s];
-          *out[s]++ = O(decode_long(d, st[s]));
+          *out[s]++ = O(decode_long(d, st[s], unsigned(e >> 8) & 0xff));
           pos[s] = st[s].pos;
           buf[s] = peek_safe(st[s]);
           continue;
@@ -170,9 +179,9 @@ void decode_tail(const Decoder& d, Stream& s, O* out, int64_t from, int64_t coun
     if (s.pos > end) break;
     const uint64_t bits = peek_safe(s);
     const uint32_t e = d.single[bits >> (64 - d.tb)];
-    const uint32_t len = e >> 16;
+    const uint32_t len = (e >> 16) & 0xff;
     if (len == 0) {
-      out[i] = O(decode_long(d, s));
+      out[i] = O(decode_long(d, s, e >> 24));
     } else {
       out[i] = O(e);
       s.pos += len;
