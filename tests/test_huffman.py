@@ -373,7 +373,7 @@ def test_native_decoder_checks_without_the_python_layer():
         dec(offsets=bad)
     with pytest.raises(ValueError, match=r"chunk_offsets\[-1\] = .* must equal the payload size"):
         dec(data=s.data[:-1])
-    with pytest.raises(ValueError, match="make 5 chunks, but there are 4"):
+    with pytest.raises(ValueError, match="make 5 chunks, but n_chunks is 4"):
         dec(n_chunks=4)
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         dec(cs=0)

@@ -244,7 +244,7 @@ void huffman_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offs
   check(n_chunks == chunks.count,
         "huffman_decode: " + std::to_string(n) + " symbols in chunks of " +
             std::to_string(chunk_size) + " make " + std::to_string(chunks.count) +
-            " chunks, but there are " + std::to_string(n_chunks) + " chunk offsets");
+            " chunks, but n_chunks is " + std::to_string(n_chunks));
   detail::check_offsets(chunk_offsets, n_chunks, size, "huffman_decode");
   const Decoder d(lengths, k, int(index_size(itype)));
   check(n == 0 || d.code.used > 0, "huffman_decode: no symbol has a code, but n > 0");
