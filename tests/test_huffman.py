@@ -165,6 +165,19 @@ def test_long_codes_take_the_slow_path():
         np.testing.assert_array_equal(s.data, data)
 
 
+@pytest.mark.parametrize("k", [16, 100, 3000])
+def test_bursts_of_long_codes_in_a_stream_of_short_ones(k):
+    """The encoder groups symbols by the chunk's mean code length; bursts of rare symbols
+    overflow a group and take the symbol-by-symbol path."""
+    rng = np.random.default_rng(k)
+    x = np.zeros(50_000, dtype=np.uint8 if k <= 256 else np.uint16)
+    for start in rng.integers(0, x.size - 40, size=300):
+        x[start : start + rng.integers(1, 40)] = rng.integers(1, k, size=1)[0]
+    x[rng.random(x.size) < 0.01] = 1
+    s = check_against_reference(x, k, 4096)
+    assert s.lengths.max() >= 5  # a group of 14 such codes overflows the accumulator
+
+
 def test_threads_give_identical_bytes():
     x = symbols(100, 300_000, "skewed", seed=1)
     streams = []
