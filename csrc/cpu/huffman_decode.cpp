@@ -161,7 +161,8 @@ void decode_lockstep(const Decoder& d, Stream* st, O** out_io, O* const* end) {
       }
     }
 #pragma GCC unroll 4
-    for (int s = 0; s < S; ++s) ok &= pos[s] <= last_refill[s] && end[s] - out[s] >= kPerRefill * kStore;
+    for (int s = 0; s < S; ++s)
+      ok &= pos[s] <= last_refill[s] && end[s] - out[s] >= kPerRefill * kStore;
   }
 #pragma GCC unroll 4
   for (int s = 0; s < S; ++s) {
@@ -227,7 +228,8 @@ void decode_typed(const Decoder& d, const uint8_t* data, const int64_t* offsets,
       chunks,
       [&](int64_t c0, int64_t c1) {
         int64_t c = c0;
-        for (; c + kGroup <= c1; c += kGroup) decode_group<kGroup>(d, data, offsets, chunks, c, idx);
+        for (; c + kGroup <= c1; c += kGroup)
+          decode_group<kGroup>(d, data, offsets, chunks, c, idx);
         for (; c < c1; ++c) decode_group<1>(d, data, offsets, chunks, c, idx);
       },
       kGroup);

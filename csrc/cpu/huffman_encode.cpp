@@ -72,9 +72,9 @@ struct Pairs {
 // codes of each pair are joined (through the pair table when kPaired), the pairs collected in
 // a group word with one shift each, and when the group fits the accumulator it enters with
 // one more shift and the whole bytes leave in one 8-byte store (while that store stays
-// inside the chunk); a group that does not fit, and the last symbols, leave byte by byte. P == 0 (codes longer than 28
-// bits): everything byte by byte. A table entry is 0 exactly when a symbol has no code, so
-// the top bit of (entry - 1) flags one.
+// inside the chunk); a group that does not fit, and the last symbols, leave byte by byte.
+// P == 0 (codes longer than 28 bits): everything byte by byte. A table entry is 0 exactly
+// when a symbol has no code, so the top bit of (entry - 1) flags one.
 template <int P, bool kPaired, class I>
 bool encode_chunk(const I* idx, int64_t m, const uint64_t* table, const Pairs& pairs,
                   uint8_t* out, int64_t cap) {
@@ -143,7 +143,8 @@ template <class I>
 bool encode_chunk_for(int longest, const I* idx, int64_t m, const uint64_t* table,
                       const Pairs& pairs, uint8_t* out, int64_t cap) {
   const int64_t mean = m > 0 ? (cap * 8 + m - 1) / m : 1;
-  const int p = longest > 28 ? 0 : int(std::max<int64_t>(2, std::min<int64_t>(16, 48 / mean / 2 * 2)));
+  const int p =
+      longest > 28 ? 0 : int(std::max<int64_t>(2, std::min<int64_t>(16, 48 / mean / 2 * 2)));
   if (pairs.sh != 0) {
     switch (p) {
       case 16: case 14: return encode_chunk<14, true>(idx, m, table, pairs, out, cap);

@@ -100,7 +100,8 @@ def _counts(counts_or_k, addr: int, itype: int, n: int, name: str = "counts_or_k
     if isinstance(counts_or_k, torch.Tensor):
         counts_or_k = counts_or_k.detach().cpu().numpy()
     if not isinstance(counts_or_k, np.ndarray):
-        raise TypeError(f"{name} must be an int k or an integer array of counts, got {type(counts_or_k).__name__}")
+        raise TypeError(f"{name} must be an int k or an integer array of counts, "
+                        f"got {type(counts_or_k).__name__}")
     if counts_or_k.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype; got {counts_or_k.dtype}")
     if counts_or_k.ndim != 1:
@@ -138,7 +139,8 @@ def code_lengths(counts, max_len: int | None = None) -> np.ndarray:
     return lengths
 
 
-def encode(indices, counts_or_k, *, max_len: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> HuffmanStream:
+def encode(indices, counts_or_k, *, max_len: int | None = None,
+           chunk_size: int = DEFAULT_CHUNK_SIZE) -> HuffmanStream:
     """Huffman-code the flattened ``indices`` (uint8/uint16, numpy or CPU torch, contiguous).
 
     ``counts_or_k``: an int k (counts are taken from the indices, which must be < k) or the
@@ -188,8 +190,8 @@ def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = _int_in(stream.n_symbols, "stream.n_symbols", 0, 2**62)
     cs = _int_in(stream.chunk_size, "stream.chunk_size", 1, 2**40)
     if offsets.size != -(-n // cs) + 1:
-        raise ValueError(f"stream.chunk_offsets must have ceil(n_symbols / chunk_size) + 1 = {-(-n // cs) + 1} "
-                         f"entries; got {offsets.size}")
+        raise ValueError(f"stream.chunk_offsets must have ceil(n_symbols / chunk_size) + 1 = "
+                         f"{-(-n // cs) + 1} entries; got {offsets.size}")
     if offsets[0] != 0 or offsets[-1] != data.size:
         raise ValueError(f"stream.chunk_offsets must run from 0 to len(stream.data) = {data.size}; "
                          f"got {int(offsets[0])} .. {int(offsets[-1])}")
@@ -225,4 +227,5 @@ def decode(stream: HuffmanStream, out=None):
     return result
 
 
-__all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "MAX_LEN", "DEFAULT_MAX_LEN", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "MAX_LEN", "DEFAULT_MAX_LEN",
+           "DEFAULT_CHUNK_SIZE"]
