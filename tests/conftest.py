@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -12,14 +10,6 @@ import wsc
 
 # The test machine has 2 shared cores: the small models of the tests run much faster on one thread.
 torch.set_num_threads(1)
-
-try:  # wsc.huffman is built on another branch; until it lands, a test-only stand-in
-    import wsc.huffman  # noqa: F401
-except ImportError:
-    import _huffman_stub
-
-    sys.modules["wsc.huffman"] = _huffman_stub
-    wsc.huffman = _huffman_stub
 
 from pipeline_fixtures import digits, digits_eval, mlp, trained_mlp  # noqa: E402,F401
 
