@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 
@@ -94,3 +95,54 @@ def test_python_dash_m(wsc_file):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["codebook_size"] >= 1
+
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+needs_fmnist = pytest.mark.skipif(not os.path.isdir(FMNIST), reason="Debian package dataset-fashion-mnist not installed")
+QUICK = ["--search-size", "300", "--heldout-size", "400", "--pop-size", "4", "--generations", "2",
+         "--k-max", "24", "--seed", "1"]
+
+
+@needs_fmnist
+def test_compress_default_model_then_evaluate_reproduces_the_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["compress", *QUICK, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "<- chosen" in captured.out and "honest" in captured.out
+    assert "search  generation   2/2" in captured.err and "merge" in captured.err
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(os.listdir(out)) == ["model.wsc", "pareto.png", "report.json"]
+    assert os.path.getsize(out / "model.wsc") == report["chosen"]["file_bytes"]
+    assert report["model"].startswith("lenet5-fmnist") and report["data"] == "fashion-mnist"
+    args = ["evaluate", "--wsc", str(out / "model.wsc"), "--search-size", "300", "--heldout-size", "400",
+            "--seed", "1", "--json"]
+    assert main(args) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["heldout"] == report["chosen"]["heldout_score"]
+    assert scores["search"] == report["chosen"]["search_score"]
+
+
+@needs_fmnist
+def test_compress_json_and_quiet(tmp_path, capsys):
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--no-merge", "--json",
+                 "--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert captured.err == "" and report["front_after_merge"] == [] and report["settings"]["merge"] is False
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--quiet", "--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compress", "--model", "no.such.module:factory", "--data", "fashion-mnist"], "wsc compress: error:"),
+    (["compress", "--model", "wsc.zoo:LeNet5"], "--data is needed"),
+    (["compress", "--weights", "w.safetensors"], "--weights needs --model"),
+    (["compress", "--k-min", "50", "--k-max", "10"], "--k-min 50 is larger than --k-max 10"),
+    (["compress", "--data", "cifar10:/nonexistent"], "wsc compress: error:"),
+    (["evaluate", "--wsc", "/nonexistent.wsc"], "wsc evaluate: error:"),
+])
+def test_compress_runtime_errors(argv, message, tmp_path, capsys):
+    assert main([*argv, *(["--out", str(tmp_path)] if argv[0] == "compress" else [])]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     _model_args(c)
     c.add_argument("--search-size", type=_positive, default=None,
                    help=f"class-balanced search split size (default {DEFAULT_SEARCH}, at most half the data)")
+    c.add_argument("--heldout-size", type=_positive, default=None,
+                   help="class-balanced held-out subset of the rest (default: all the rest)")
     c.add_argument("--seed", type=_nonneg, default=0, help="seed of the split and the search (default 0)")
     c.add_argument("--pop-size", type=_population, default=100, help="NSGA-II population (default 100)")
     c.add_argument("--generations", type=_positive, default=100, help="NSGA-II generations (default 100)")
@@ -101,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     _model_args(e)
     e.add_argument("--wsc", default=None, help="load these compressed weights into the model first")
     e.add_argument("--search-size", type=_positive, default=None, help="as for compress")
+    e.add_argument("--heldout-size", type=_positive, default=None, help="as for compress")
     e.add_argument("--seed", type=_nonneg, default=0, help="as for compress")
     e.add_argument("--json", action="store_true", help="print JSON")
     return p
@@ -140,6 +143,9 @@ def _load_model(args):
 
 
 def _evaluator(args, data_spec: str):
+    """The search split (class-balanced, --search-size, --seed) and the held-out rest."""
+    from torch.utils.data import Subset
+
     from wsc import data
     from wsc.evaluate import Accuracy, MacroF1
 
@@ -150,8 +156,12 @@ def _evaluator(args, data_spec: str):
     size = args.search_size if args.search_size is not None else min(DEFAULT_SEARCH, n // 2)
     if size >= n:
         raise CliError(f"--search-size {size} leaves no held-out examples ({data_spec} has {n})")
+    labels = data.labels_of(ds)
+    search, heldout = data.balanced_split(labels, size, args.seed)
+    if args.heldout_size is not None and args.heldout_size < len(heldout):
+        heldout = heldout[data.balanced_split(labels[heldout], args.heldout_size, args.seed + 1)[0]]
     cls = Accuracy if args.metric == "accuracy" else MacroF1
-    return cls(ds, search_size=size, seed=args.seed, batch_size=args.batch_size)
+    return cls(search=Subset(ds, search.tolist()), heldout=Subset(ds, heldout.tolist()), batch_size=args.batch_size)
 
 
 def _table(result) -> str:

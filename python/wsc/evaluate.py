@@ -130,28 +130,13 @@ def _split_count(search_size, n: int) -> int:
 def balanced_split(labels, search_size, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(search indices, held-out indices): a seeded, class-balanced search subset and the rest.
 
-    Every class gets the same share of the search subset (a class too small for its
-    share gives all its examples and the others take up the difference).
+    ``search_size``: a number of examples, or a float fraction of them; both sides must be
+    non-empty. The split itself is :func:`wsc.data.balanced_split`.
     """
+    from wsc import data
+
     y = np.asarray(labels).ravel()
-    count = _split_count(search_size, y.size)
-    rng = np.random.default_rng(seed)
-    classes, inverse, sizes = np.unique(y, return_inverse=True, return_counts=True)
-    take = np.zeros(classes.size, dtype=np.int64)
-    left = count
-    for j, c in enumerate(np.argsort(sizes, kind="stable")):
-        take[c] = min(sizes[c], left // (classes.size - j))
-        left -= take[c]
-    while left > 0:
-        room = np.flatnonzero(take < sizes)
-        rng.shuffle(room)
-        for c in room[:left]:
-            take[c] += 1
-        left -= min(left, room.size)
-    chosen = [rng.permutation(np.flatnonzero(inverse == c))[: take[c]] for c in range(classes.size)]
-    search = np.sort(np.concatenate(chosen))
-    heldout = np.setdiff1d(np.arange(y.size), search)
-    return search, heldout
+    return data.balanced_split(y, _split_count(search_size, y.size), seed)
 
 
 # ---------------------------------------------------------------- predictions
@@ -189,19 +174,6 @@ def macro_f1(pred: torch.Tensor, labels: torch.Tensor) -> float:
 
 # ---------------------------------------------------------------- evaluators
 CACHE_LIMIT = 2 << 30  # bytes of inputs held in memory; larger datasets are re-read per evaluation
-
-
-def _labels_of(ds) -> np.ndarray:
-    try:
-        from wsc.data import labels_of
-    except ImportError:  # pragma: no cover - wsc.data ships with wsc
-        labels_of = None
-    if labels_of is not None:
-        return np.asarray(labels_of(ds))
-    targets = getattr(ds, "targets", None)
-    if targets is not None:
-        return np.asarray(targets, dtype=np.int64)
-    return np.array([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)
 
 
 def _is_dataset(src) -> bool:
@@ -279,7 +251,9 @@ class _Labelled(Evaluator):
             if search is not None or heldout is not None:
                 raise ValueError("pass either data (split by search_size) or search= and heldout=, not both")
             if _is_dataset(data):
-                s, h = balanced_split(_labels_of(data), search_size, seed)
+                from wsc.data import labels_of
+
+                s, h = balanced_split(labels_of(data), search_size, seed)
                 search = torch.utils.data.Subset(data, s.tolist())
                 heldout = torch.utils.data.Subset(data, h.tolist())
             else:
