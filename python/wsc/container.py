@@ -152,6 +152,7 @@ def write_bytes(path, data: bytes) -> int:
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(prefix=".wsc-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -162,6 +163,12 @@ def write_bytes(path, data: bytes) -> int:
             os.unlink(tmp)
         raise
     return len(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------- reading
