@@ -109,3 +109,18 @@ def test_progress_events(mlp, digits_eval):
     stages = Counter(e["stage"] for e in events)
     assert stages["search"] == 3 and stages["merge"] >= 1 and stages["measure"] == 1
     assert [e["generation"] for e in events if e["stage"] == "search"] == [1, 2, 3]
+
+
+def test_score_cache_does_not_keep_failures():
+    attempts = Counter()
+
+    def flaky(key, item):
+        attempts[key] += 1
+        if attempts[key] == 1:
+            raise RuntimeError("first try fails")
+        return 0.5
+
+    cache = ScoreCache(flaky)
+    with pytest.raises(RuntimeError):
+        cache.get("a", None)
+    assert "a" not in cache and cache.get("a", None) == 0.5 and len(cache) == 1

@@ -4,7 +4,7 @@ from wsc._native import _C
 from wsc import huffman, ops, reference
 from wsc.errors import FormatError
 from wsc import evaluate
-from wsc.compress import compress, load_into, load_state_dict
+from wsc.api import compress, load_into, load_state_dict
 from wsc.container import inspect
 from wsc.result import CompressionResult, Solution
 

@@ -57,6 +57,10 @@ class FunctionEvaluator(Evaluator):
 
     search = heldout = _call
 
+    def describe(self) -> dict:
+        return {"metric": self.name, "same_splits": True,
+                "note": "a plain callable scores both sides: the held-out score is the search score"}
+
 
 def as_evaluator(obj) -> Evaluator:
     """An Evaluator as is; a callable wrapped in :class:`FunctionEvaluator`."""

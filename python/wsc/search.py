@@ -54,7 +54,9 @@ class ScoreCache:
                 event = self._pending[key] = threading.Event()
         if not owner:
             event.wait()
-            return self._scores[key]
+            if key in self._scores:
+                return self._scores[key]
+            return self.get(key, item)  # the owner failed: try again here (and raise here)
         try:
             value = float(self._fn(key, item))
             with self._lock:

@@ -1,4 +1,4 @@
-"""``wsc.compress``: search, merge, measure; and loading a .wsc file back into a model."""
+"""The public entry points: ``wsc.compress`` (search, merge, measure) and loading a .wsc file into a model."""
 
 from __future__ import annotations
 
