@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wsc._arrays import check_bins, check_tensor
+from wsc._arrays import FLOAT_CODES, as_tensor, check_bins, check_tensor
 from wsc._native import U8, U16, _C
 
 MAX_LEN = 32
@@ -227,5 +227,33 @@ def decode(stream: HuffmanStream, out=None):
     return result
 
 
-__all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "MAX_LEN", "DEFAULT_MAX_LEN",
+def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype = torch.float32):
+    """``codebook[decode(stream)]`` in one fused pass, never holding the whole index array.
+
+    Returns a new 1-D tensor of ``dtype`` (float32/float16/bfloat16), or fills ``out`` (a
+    contiguous CPU tensor or numpy array with ``stream.n_symbols`` elements) and returns it.
+    """
+    data, lengths, offsets = _check_stream(stream)
+    cb, _ = as_tensor(codebook, "codebook")
+    check_tensor(cb, "codebook", (torch.float32,))
+    if cb.dim() != 1 or not 1 <= cb.numel() <= 65536:
+        raise ValueError(f"codebook must be 1-D with 1 to 65536 values; got shape {tuple(cb.shape)}")
+    n = int(stream.n_symbols)
+    if out is None:
+        if dtype not in FLOAT_CODES:
+            raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16; got {dtype}")
+        target = result = torch.empty(n, dtype=dtype)
+    else:
+        target, _ = as_tensor(out, "out")
+        check_tensor(target, "out", tuple(FLOAT_CODES))
+        if target.numel() != n:
+            raise ValueError(f"out must have stream.n_symbols = {n} elements; got {target.numel()}")
+        result = out
+    _C.huffman_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
+                             lengths.ctypes.data, lengths.size, n, int(stream.chunk_size), cb.data_ptr(),
+                             cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
+    return result
+
+
+__all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "decode_gather", "MAX_LEN", "DEFAULT_MAX_LEN",
            "DEFAULT_CHUNK_SIZE"]
