@@ -152,7 +152,7 @@ PYBIND11_MODULE(_C, m) {
          std::uintptr_t lengths, int64_t k, int64_t n, int64_t chunk_size,
          std::uintptr_t codebook, int64_t m, std::uintptr_t out, int out_dtype) {
         py::gil_scoped_release release;
-        wsc::huffman_decode_gather(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
+        return wsc::huffman_decode_gather(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
                                    n_chunks, ptr<const uint8_t>(lengths), k, n, chunk_size,
                                    ptr<const float>(codebook), m, ptr<void>(out),
                                    wsc::DType(out_dtype));
@@ -160,5 +160,6 @@ PYBIND11_MODULE(_C, m) {
       py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
       py::arg("lengths"), py::arg("k"), py::arg("n"), py::arg("chunk_size"), py::arg("codebook"),
       py::arg("m"), py::arg("out"), py::arg("out_dtype"),
-      "Decodes a chunked Huffman payload and writes codebook[symbol] into out (fused).");
+      "Decodes a chunked Huffman payload and writes codebook[symbol] into out (fused); "
+      "returns the payload bits.");
 }

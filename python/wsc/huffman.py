@@ -227,11 +227,13 @@ def decode(stream: HuffmanStream, out=None):
     return result
 
 
-def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype = torch.float32):
+def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype = torch.float32,
+                  *, return_bits: bool = False):
     """``codebook[decode(stream)]`` in one fused pass, never holding the whole index array.
 
     Returns a new 1-D tensor of ``dtype`` (float32/float16/bfloat16), or fills ``out`` (a
-    contiguous CPU tensor or numpy array with ``stream.n_symbols`` elements) and returns it.
+    contiguous CPU tensor or numpy array with ``stream.n_symbols`` elements) and returns it;
+    with ``return_bits``, also the payload bits the codes took (padding excluded).
     """
     data, lengths, offsets = _check_stream(stream)
     cb, _ = as_tensor(codebook, "codebook")
@@ -249,10 +251,10 @@ def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype 
         if target.numel() != n:
             raise ValueError(f"out must have stream.n_symbols = {n} elements; got {target.numel()}")
         result = out
-    _C.huffman_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
-                             lengths.ctypes.data, lengths.size, n, int(stream.chunk_size), cb.data_ptr(),
-                             cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
-    return result
+    bits = _C.huffman_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
+                                    lengths.ctypes.data, lengths.size, n, int(stream.chunk_size), cb.data_ptr(),
+                                    cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
+    return (result, bits) if return_bits else result
 
 
 __all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "decode_gather", "MAX_LEN", "DEFAULT_MAX_LEN",
