@@ -4,8 +4,12 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
 
 #include "wsc/binning.h"
+#ifdef WSC_WITH_CUDA
+#include "wsc/cuda.h"
+#endif
 #include "wsc/gather.h"
 #include "wsc/parallel.h"
 #include "wsc/range.h"
@@ -24,6 +28,28 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("built_with_cuda") = false;
 #endif
+
+  m.def(
+      "cuda_device_count",
+      []() {
+#ifdef WSC_WITH_CUDA
+        return wsc::cuda::device_count();
+#else
+        return 0;
+#endif
+      },
+      "CUDA devices the extension's own CUDA runtime sees; 0 (never an error) without a GPU or "
+      "driver, with a driver too old for the runtime, or in a build without CUDA kernels.");
+  m.def(
+      "cuda_runtime_info",
+      []() -> std::string {
+#ifdef WSC_WITH_CUDA
+        return wsc::cuda::runtime_info();
+#else
+        return "built without CUDA kernels";
+#endif
+      },
+      "One line on the CUDA runtime, driver and devices (diagnostics).");
 
   m.def("get_num_threads", &wsc::get_num_threads, "Threads the kernels use.");
   m.def("set_num_threads", &wsc::set_num_threads, py::arg("n"),
@@ -76,4 +102,69 @@ PYBIND11_MODULE(_C, m) {
       py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("lo"), py::arg("hi"),
       py::arg("codebook"), py::arg("k"), py::arg("out"), py::arg("out_dtype"),
       "out[i] = codebook[bin(x[i])] (fused quantize-dequantize).");
+
+#ifdef WSC_WITH_CUDA
+  // CUDA kernels: device addresses, the CUDA device index, a cudaStream_t as an integer and a
+  // device status buffer of cuda_status_bytes. They queue work on the stream and wait for it
+  // only to bring back a result or an error count.
+  m.attr("cuda_status_bytes") = wsc::cuda::kStatusBytes;
+
+  m.def(
+      "cuda_range",
+      [](std::uintptr_t x, int dtype, int64_t n, std::uintptr_t status, int device, std::uintptr_t stream) {
+        wsc::Range r;
+        {
+          py::gil_scoped_release release;
+          r = wsc::cuda::range(ptr<const void>(x), wsc::DType(dtype), n, ptr<void>(status), device, stream);
+        }
+        return py::make_tuple(r.lo, r.hi);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("status"), py::arg("device"), py::arg("stream"),
+      "(lo, hi) of n elements at device address x; raises ValueError on NaN/Inf.");
+
+  m.def(
+      "cuda_bin_uniform",
+      [](std::uintptr_t x, int dtype, int64_t n, float lo, float hi, int64_t k, std::uintptr_t idx, int itype,
+         std::uintptr_t counts, std::uintptr_t sums, std::uintptr_t status, int device, std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        wsc::cuda::bin_uniform(ptr<const void>(x), wsc::DType(dtype), n, lo, hi, k, ptr<void>(idx),
+                               wsc::IndexType(itype), ptr<int64_t>(counts), ptr<double>(sums), ptr<void>(status),
+                               device, stream);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("lo"), py::arg("hi"), py::arg("k"), py::arg("idx"),
+      py::arg("itype"), py::arg("counts"), py::arg("sums"), py::arg("status"), py::arg("device"), py::arg("stream"),
+      "Uniform binning on the GPU into idx with per-bin counts (int64) and sums (float64).");
+
+  m.def(
+      "cuda_gather",
+      [](std::uintptr_t idx, int itype, int64_t n, std::uintptr_t codebook, int64_t k, std::uintptr_t out,
+         int out_dtype, std::uintptr_t status, int device, std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        wsc::cuda::gather(ptr<const void>(idx), wsc::IndexType(itype), n, ptr<const float>(codebook), k,
+                          ptr<void>(out), wsc::DType(out_dtype), ptr<void>(status), device, stream);
+      },
+      py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("codebook"), py::arg("k"), py::arg("out"),
+      py::arg("out_dtype"), py::arg("status"), py::arg("device"), py::arg("stream"),
+      "out[i] = codebook[idx[i]] on the GPU.");
+
+  m.def(
+      "cuda_share",
+      [](std::uintptr_t x, int dtype, int64_t n, float lo, float hi, std::uintptr_t codebook, int64_t k,
+         std::uintptr_t out, int out_dtype, std::uintptr_t status, int device, std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        wsc::cuda::share(ptr<const void>(x), wsc::DType(dtype), n, lo, hi, ptr<const float>(codebook), k,
+                         ptr<void>(out), wsc::DType(out_dtype), ptr<void>(status), device, stream);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("lo"), py::arg("hi"), py::arg("codebook"),
+      py::arg("k"), py::arg("out"), py::arg("out_dtype"), py::arg("status"), py::arg("device"),
+      py::arg("stream"), "out[i] = codebook[bin(x[i])] on the GPU (fused quantize-dequantize).");
+
+  m.def(
+      "cuda_bin_rule_on_host",
+      [](std::uintptr_t x, int64_t n, float lo, float hi, int64_t k, std::uintptr_t out) {
+        wsc::cuda::bin_rule_on_host(ptr<const float>(x), n, lo, hi, k, ptr<int32_t>(out));
+      },
+      py::arg("x"), py::arg("n"), py::arg("lo"), py::arg("hi"), py::arg("k"), py::arg("out"),
+      "Test hook: the CUDA kernels' binning rule run on the host (float32 x, int32 out, host memory).");
+#endif
 }
