@@ -87,8 +87,8 @@ __global__ void __launch_bounds__(kPrivThreads)
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
     bin_aggregated_kernel(const T* __restrict__ x, int64_t n, BinParams p, int k, I* __restrict__ idx,
-                          bool vec, bool use_shared, unsigned long long* __restrict__ counts,
-                          double* __restrict__ sums, Status* status) {
+                          bool vec, bool use_shared, unsigned long long* counts,
+                          double* sums, Status* status) {
   extern __shared__ double smem[];
   __shared__ double lane_value[kThreads];
   double* hsum = sums;

@@ -42,8 +42,8 @@ __global__ void __launch_bounds__(kThreads) range_kernel(const T* __restrict__ x
       }
     }
   }
-  lo = block_reduce(lo, MinOp());
-  hi = block_reduce(hi, MaxOp());
+  lo = block_reduce(lo, MinOp(), int32_t(INT_MAX));
+  hi = block_reduce(hi, MaxOp(), int32_t(INT_MIN));
   if (threadIdx.x == 0) {
     atomicMin(&status->lo_key, lo);
     atomicMax(&status->hi_key, hi);

@@ -158,10 +158,12 @@ __device__ __forceinline__ O from_float(float f) {
   return o;
 }
 
-// kGroup consecutive elements (16, 32 or 64 bytes), moved with 128-bit loads and stores.
+// kGroup consecutive elements (16, 32 or 64 bytes), moved with 128-bit loads and stores
+// (`q`, the same bytes as 16-byte words) when the pointer is 16-byte aligned.
 template <class T>
-struct alignas(16) Group {
+union alignas(16) Group {
   T v[kGroup];
+  uint4 q[sizeof(T) * kGroup / 16];
 };
 
 template <class T>
@@ -169,9 +171,8 @@ __device__ __forceinline__ void load_group(const T* __restrict__ p, int64_t base
                                            Group<T>& g) {
   if (vec && m == kGroup) {
     const uint4* src = reinterpret_cast<const uint4*>(p + base);
-    uint4* dst = reinterpret_cast<uint4*>(&g);
 #pragma unroll
-    for (int i = 0; i < int(sizeof(Group<T>) / 16); ++i) dst[i] = __ldg(src + i);
+    for (int i = 0; i < int(sizeof(g.q) / 16); ++i) g.q[i] = __ldg(src + i);
   } else {
 #pragma unroll
     for (int j = 0; j < kGroup; ++j)
@@ -184,9 +185,8 @@ __device__ __forceinline__ void store_group(T* __restrict__ p, int64_t base, int
                                             const Group<T>& g) {
   if (vec && m == kGroup) {
     uint4* dst = reinterpret_cast<uint4*>(p + base);
-    const uint4* src = reinterpret_cast<const uint4*>(&g);
 #pragma unroll
-    for (int i = 0; i < int(sizeof(Group<T>) / 16); ++i) dst[i] = src[i];
+    for (int i = 0; i < int(sizeof(g.q) / 16); ++i) dst[i] = g.q[i];
   } else {
 #pragma unroll
     for (int j = 0; j < kGroup; ++j)
@@ -216,9 +216,9 @@ __device__ __forceinline__ T warp_reduce(T v, Op op) {
 }
 
 // Reduction over the block (blockDim.x a multiple of 32, at most 1024); every thread must
-// call it. The result is valid in thread 0.
+// call it. `identity` is op's neutral element. The result is valid in thread 0.
 template <class T, class Op>
-__device__ T block_reduce(T v, Op op) {
+__device__ T block_reduce(T v, Op op, T identity) {
   __shared__ T partial[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   v = warp_reduce(v, op);
@@ -227,8 +227,7 @@ __device__ T block_reduce(T v, Op op) {
   __syncthreads();
   if (warp == 0) {
     const int nwarps = int(blockDim.x >> 5);
-    T w = partial[lane < nwarps ? lane : 0];
-    v = warp_reduce(w, op);
+    v = warp_reduce(lane < nwarps ? partial[lane] : identity, op);
   }
   return v;
 }
@@ -246,8 +245,8 @@ struct BadTally {
   }
   // Every thread of the block must call it; one atomic per block, and only if needed.
   __device__ void flush(Status* s) {
-    const unsigned long long c = block_reduce(count, SumOp());
-    const unsigned long long f = block_reduce(first, MinOp());
+    const unsigned long long c = block_reduce(count, SumOp(), 0ull);
+    const unsigned long long f = block_reduce(first, MinOp(), ULLONG_MAX);
     if (threadIdx.x == 0 && c != 0) {
       atomicAdd(&s->bad, c);
       atomicMin(&s->first, f);

@@ -1,0 +1,229 @@
+"""CUDA-specific checks: device discovery without a GPU, the device binning rule (also on the host),
+every kernel tier and memory-access path, error reporting, streams and devices.
+
+The oracle tests of test_ops.py and the opchecks of test_opcheck.py also run on CUDA; this file
+covers what only the CUDA kernels have. GPU tests are skipped with the reason where none is usable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import wsc
+from wsc import _cuda
+from wsc import reference as ref
+from wsc._native import _C
+from conftest import as_dtype, host, needs_cuda, weights_like
+
+needs_cuda_build = pytest.mark.skipif(not _C.built_with_cuda, reason="wsc was built without CUDA kernels")
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+# ---------------------------------------------------------------- no GPU needed
+def test_device_count_never_raises():
+    n = _C.cuda_device_count()
+    assert isinstance(n, int) and n >= 0
+    assert isinstance(_C.cuda_runtime_info(), str)
+    if not _C.built_with_cuda:
+        assert n == 0
+
+
+def test_cuda_available_agrees_with_reason():
+    assert wsc.cuda_available() == (_cuda.unavailable_reason() is None)
+
+
+def test_cuda_tensor_with_a_cpu_only_build_fails_clearly(monkeypatch):
+    monkeypatch.setattr(_C, "built_with_cuda", False)
+    assert "built without CUDA" in _cuda.unavailable_reason()
+    with pytest.raises(RuntimeError, match="wsc was built without CUDA kernels"):
+        _cuda.launch("cuda_range", torch.device("cuda", 0), 0, 0, 1)
+
+
+def _host_rule(x: np.ndarray, lo: float, hi: float, k: int) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty(x.shape, dtype=np.int32)
+    _C.cuda_bin_rule_on_host(x.ctypes.data, x.size, lo, hi, k, out.ctypes.data)
+    return out
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("k", [2, 3, 10, 255, 256, 257, 4096, 65536])
+def test_device_bin_rule_matches_reference_on_host(k):
+    """The rule the CUDA kernels evaluate (bin_rule.cuh), run on the host: equal to the reference."""
+    x = weights_like(200_003, seed=k)
+    lo, hi = float(x.min()), float(x.max())
+    width = (np.float64(hi) - np.float64(lo)) / k
+    edges = (lo + np.arange(k + 1) * width).astype(np.float32)
+    near = np.concatenate([edges, np.nextafter(edges, np.float32(-np.inf)), np.nextafter(edges, np.float32(np.inf)),
+                           np.float32([lo, hi, lo - 1, hi + 1, -3e38, 3e38, 0.0, -0.0])])
+    for values in (x, near):
+        np.testing.assert_array_equal(_host_rule(values, lo, hi, k), ref.bin_index(values, lo, hi, k))
+
+
+@needs_cuda_build
+def test_device_bin_rule_constant_range_and_nan():
+    x = np.float32([0.5, -1.0, 2.0, np.nan, np.inf])
+    np.testing.assert_array_equal(_host_rule(x, 0.5, 0.5, 7), 0)
+    assert _host_rule(np.float32([np.nan]), -1.0, 1.0, 8)[0] == 0  # NaN never indexes out of bounds
+
+
+@needs_cuda_build
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=2, max_size=64), st.integers(2, 65536))
+def test_device_bin_rule_property(values, k):
+    x = np.array(values, dtype=np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    np.testing.assert_array_equal(_host_rule(x, lo, hi, k), ref.bin_index(x, lo, hi, k))
+
+
+# ---------------------------------------------------------------- GPU
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("k", [2, 16, 63, 64, 65, 256, 3072, 3073, 65536])
+def test_bin_uniform_every_tier(dtype, k):
+    """Private-column (k <= 64), shared-aggregated (k <= 3072) and global-aggregated kernels."""
+    t = as_dtype(weights_like(1_000_003, seed=k), dtype)
+    lo, hi = wsc.ops.range(t)
+    got = wsc.ops.bin_uniform(t.cuda(), k, lo, hi)
+    idx, counts, sums = ref.bin_uniform(t.float().numpy(), k, lo, hi)
+    np.testing.assert_array_equal(host(got.indices).astype(np.int64), idx.astype(np.int64))
+    np.testing.assert_array_equal(host(got.counts), counts)
+    np.testing.assert_allclose(host(got.sums), sums, rtol=1e-12, atol=1e-9)
+
+
+@needs_cuda
+@pytest.mark.parametrize("offset", [1, 3, 8])
+def test_misaligned_views_take_the_scalar_path(offset):
+    """Views that start off a 16-byte boundary are read and written element by element."""
+    n = 100_000
+    base = torch.from_numpy(weights_like(n + offset, seed=offset)).cuda()
+    x = base[offset:]
+    lo, hi = wsc.ops.range(x)
+    assert (lo, hi) == ref.range(x.cpu().numpy())
+    idx_buf = torch.empty(n + offset, dtype=torch.uint8, device="cuda")
+    b = wsc.ops.bin_uniform(x, 200, lo, hi, out=idx_buf[offset:])
+    want_idx, want_counts, _ = ref.bin_uniform(x.cpu().numpy(), 200, lo, hi)
+    np.testing.assert_array_equal(host(idx_buf[offset:]), want_idx)
+    np.testing.assert_array_equal(host(b.counts), want_counts)
+    codebook = torch.linspace(-1, 1, 200, device="cuda")
+    out = torch.empty(n + offset, dtype=torch.float16, device="cuda")
+    wsc.ops.share(x, lo, hi, codebook, out=out[offset:])
+    want = torch.from_numpy(ref.share(x.cpu().numpy(), lo, hi, codebook.cpu().numpy())).half()
+    assert torch.equal(out[offset:].cpu(), want)
+    g = torch.empty(n + offset, dtype=torch.bfloat16, device="cuda")
+    wsc.ops.gather(idx_buf[offset:], codebook, out=g[offset:])
+    assert torch.equal(g[offset:].cpu(), torch.from_numpy(ref.gather(want_idx, codebook.cpu().numpy())).bfloat16())
+
+
+@needs_cuda
+@pytest.mark.parametrize("k", [300, 20_000])
+@pytest.mark.parametrize("out_dtype", DTYPES, ids=str)
+def test_gather_and_share_global_table(k, out_dtype):
+    """Codebooks too large for shared memory are read from global memory and converted per element."""
+    rng = np.random.default_rng(k)
+    codebook = rng.normal(size=k).astype(np.float32)
+    codebook[:4] = [np.inf, -np.inf, np.nan, 6.5e4]  # conversions of special values match the CPU
+    idx = rng.integers(0, k, size=50_001).astype(np.uint16)
+    cb = torch.from_numpy(codebook)
+    cpu = wsc.ops.gather(torch.from_numpy(idx), cb, dtype=out_dtype)
+    gpu = wsc.ops.gather(torch.from_numpy(idx).cuda(), cb.cuda(), dtype=out_dtype)
+    assert torch.equal(_bits(gpu), _bits(cpu))
+    x = torch.from_numpy(weights_like(50_001, seed=k)).to(out_dtype)
+    lo, hi = wsc.ops.range(x)
+    assert torch.equal(_bits(wsc.ops.share(x.cuda(), lo, hi, cb.cuda())), _bits(wsc.ops.share(x, lo, hi, cb)))
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The raw bits of a float tensor, on the CPU (NaN == NaN when the bits agree)."""
+    return t.cpu().view(torch.int32 if t.dtype == torch.float32 else torch.int16)
+
+
+@needs_cuda
+@pytest.mark.parametrize("op", ["range", "bin", "share"])
+def test_nonfinite_reported_with_count_and_first_index(op):
+    x = torch.zeros(1_000_000, device="cuda")
+    x[[654_321, 17_000, 999_999]] = torch.tensor([float("nan"), float("inf"), -float("inf")], device="cuda")
+    with pytest.raises(ValueError, match=r"3 NaN/Inf value\(s\); the first is at flat index 17000"):
+        if op == "range":
+            wsc.ops.range(x)
+        elif op == "bin":
+            wsc.ops.bin_uniform(x, 300, -1.0, 1.0)
+        else:
+            wsc.ops.share(x, -1.0, 1.0, torch.zeros(4, device="cuda"))
+    # the device is still usable after the error
+    assert wsc.ops.range(torch.ones(3, device="cuda")) == (1.0, 1.0)
+
+
+@needs_cuda
+def test_empty_inputs():
+    x = torch.empty(0, device="cuda")
+    b = wsc.ops.bin_uniform(x, 5, -1.0, 1.0)
+    assert b.indices.numel() == 0 and host(b.counts).tolist() == [0] * 5 and host(b.sums).tolist() == [0.0] * 5
+    assert wsc.ops.gather(b.indices, torch.ones(5, device="cuda")).numel() == 0
+    assert wsc.ops.share(x, -1.0, 1.0, torch.ones(5, device="cuda")).numel() == 0
+    with pytest.raises(ValueError, match="x is empty"):
+        wsc.ops.range(x)
+
+
+@needs_cuda
+def test_mixed_devices_are_rejected_naming_the_argument():
+    x = torch.ones(10, device="cuda")
+    with pytest.raises(ValueError, match=r"codebook must be on the same device as x \(cuda:0\); got cpu"):
+        wsc.ops.share(x, 0.0, 1.0, torch.zeros(4))
+    with pytest.raises(ValueError, match=r"codebook must be on the same device as indices \(cuda:0\); got cpu"):
+        wsc.ops.gather(torch.zeros(10, dtype=torch.uint8, device="cuda"), np.zeros(4, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"indices must be on the same device as x"):
+        wsc.ops.bin_uniform(x, 4, 0.0, 1.0, out=torch.empty(10, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"out must be on the same device as indices"):
+        wsc.ops.gather(torch.zeros(10, dtype=torch.uint8, device="cuda"), torch.ones(4, device="cuda"),
+                       out=torch.empty(10))
+
+
+@needs_cuda
+def test_runs_on_the_current_stream():
+    x = torch.from_numpy(weights_like(2_000_001, seed=3)).cuda()
+    want = wsc.ops.bin_uniform(x, 100, -1.0, 1.0)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        y = x * 1.0  # queued on s: the kernel must see it finished
+        got = wsc.ops.bin_uniform(y, 100, -1.0, 1.0)
+        shared = wsc.ops.share(y, -1.0, 1.0, torch.linspace(-1, 1, 100, device="cuda"))
+    torch.cuda.current_stream().wait_stream(s)
+    assert torch.equal(got.indices, want.indices) and torch.equal(got.counts, want.counts)
+    assert torch.equal(shared, wsc.ops.gather(want.indices, torch.linspace(-1, 1, 100, device="cuda")))
+
+
+@needs_cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2 if torch.cuda.is_available() else True,
+                    reason="needs two CUDA devices")
+def test_tensor_on_a_device_that_is_not_current():
+    x = torch.from_numpy(weights_like(100_003, seed=4)).to("cuda:1")
+    with torch.cuda.device(0):
+        b = wsc.ops.bin_uniform(x, 64)
+    assert b.indices.device == x.device
+    np.testing.assert_array_equal(host(b.indices), ref.bin_uniform(x.cpu().numpy(), 64, b.lo, b.hi)[0])
+
+
+@needs_cuda
+def test_more_than_2_pow_31_elements():
+    """64-bit indexing: results and the first NaN position past 2^31."""
+    if torch.cuda.get_device_properties(0).total_memory < 24 * 2**30:
+        pytest.skip("needs 24 GiB of GPU memory")
+    n = 2**31 + 100
+    x = torch.zeros(n, dtype=torch.float16, device="cuda")
+    x[-3:] = torch.tensor([-1.0, 0.75, 1.0], dtype=torch.float16, device="cuda")
+    assert wsc.ops.range(x) == (-1.0, 1.0)
+    b = wsc.ops.bin_uniform(x, 4, -1.0, 1.0)
+    assert host(b.indices[-4:]).tolist() == [2, 0, 3, 3]
+    assert host(b.counts).tolist() == [1, 0, n - 3, 2]
+    x[2**31 + 50] = float("nan")
+    with pytest.raises(ValueError, match=r"1 NaN/Inf value\(s\); the first is at flat index 2147483698"):
+        wsc.ops.range(x)
+    del x, b
+    torch.cuda.empty_cache()
