@@ -11,6 +11,8 @@
 #include "wsc/cuda.h"
 #endif
 #include "wsc/gather.h"
+#include "wsc/histogram.h"
+#include "wsc/huffman.h"
 #include "wsc/parallel.h"
 #include "wsc/range.h"
 
@@ -102,6 +104,73 @@ PYBIND11_MODULE(_C, m) {
       py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("lo"), py::arg("hi"),
       py::arg("codebook"), py::arg("k"), py::arg("out"), py::arg("out_dtype"),
       "out[i] = codebook[bin(x[i])] (fused quantize-dequantize).");
+
+  m.def(
+      "histogram",
+      [](std::uintptr_t idx, int itype, int64_t n, int64_t k, std::uintptr_t counts) {
+        py::gil_scoped_release release;
+        wsc::histogram(ptr<const void>(idx), wsc::IndexType(itype), n, k, ptr<int64_t>(counts));
+      },
+      py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("k"), py::arg("counts"),
+      "counts[0..k) (int64) = occurrences of each index value; raises ValueError on values >= k.");
+
+  m.def(
+      "huffman_code_lengths",
+      [](std::uintptr_t counts, int64_t k, int max_len, std::uintptr_t lengths) {
+        py::gil_scoped_release release;
+        wsc::huffman_code_lengths(ptr<const int64_t>(counts), k, max_len, ptr<uint8_t>(lengths));
+      },
+      py::arg("counts"), py::arg("k"), py::arg("max_len"), py::arg("lengths"),
+      "Optimal code lengths (uint8[k]) under max_len by package-merge.");
+
+  m.def(
+      "huffman_check_lengths",
+      [](std::uintptr_t lengths, int64_t k) {
+        py::gil_scoped_release release;
+        wsc::huffman_check_lengths(ptr<const uint8_t>(lengths), k);
+      },
+      py::arg("lengths"), py::arg("k"),
+      "Raises ValueError unless lengths (uint8[k]) form a code the Huffman coder accepts.");
+
+  m.def(
+      "huffman_plan",
+      [](std::uintptr_t idx, int itype, int64_t n, std::uintptr_t lengths, int64_t k,
+         int64_t chunk_size, std::uintptr_t chunk_offsets) {
+        py::gil_scoped_release release;
+        return wsc::huffman_plan(ptr<const void>(idx), wsc::IndexType(itype), n,
+                                 ptr<const uint8_t>(lengths), k, chunk_size,
+                                 ptr<int64_t>(chunk_offsets));
+      },
+      py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("lengths"), py::arg("k"),
+      py::arg("chunk_size"), py::arg("chunk_offsets"),
+      "Fills chunk_offsets (int64[n_chunks + 1]) and returns the payload size in bytes.");
+
+  m.def(
+      "huffman_encode",
+      [](std::uintptr_t idx, int itype, int64_t n, std::uintptr_t lengths, int64_t k,
+         int64_t chunk_size, std::uintptr_t chunk_offsets, std::uintptr_t out, int64_t out_size) {
+        py::gil_scoped_release release;
+        wsc::huffman_encode(ptr<const void>(idx), wsc::IndexType(itype), n,
+                            ptr<const uint8_t>(lengths), k, chunk_size,
+                            ptr<const int64_t>(chunk_offsets), ptr<uint8_t>(out), out_size);
+      },
+      py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("lengths"), py::arg("k"),
+      py::arg("chunk_size"), py::arg("chunk_offsets"), py::arg("out"), py::arg("out_size"),
+      "Writes the chunked canonical Huffman payload planned by huffman_plan into out.");
+
+  m.def(
+      "huffman_decode",
+      [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
+         std::uintptr_t lengths, int64_t k, int64_t n, int64_t chunk_size, std::uintptr_t idx,
+         int itype) {
+        py::gil_scoped_release release;
+        wsc::huffman_decode(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
+                            n_chunks, ptr<const uint8_t>(lengths), k, n, chunk_size,
+                            ptr<void>(idx), wsc::IndexType(itype));
+      },
+      py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
+      py::arg("lengths"), py::arg("k"), py::arg("n"), py::arg("chunk_size"), py::arg("idx"),
+      py::arg("itype"), "Decodes n symbols of a chunked Huffman payload into idx.");
 
 #ifdef WSC_WITH_CUDA
   // CUDA kernels: device addresses, the CUDA device index, a cudaStream_t as an integer and a

@@ -1,7 +1,7 @@
 """wsc: weight-sharing compression of trained neural networks."""
 
 from wsc._native import _C
-from wsc import ops, reference
+from wsc import huffman, ops, reference
 
 __version__ = "0.1.0"
 
@@ -28,4 +28,4 @@ def cuda_available() -> bool:
     return _cuda.unavailable_reason() is None
 
 
-__all__ = ["ops", "reference", "get_num_threads", "set_num_threads", "cuda_available"]
+__all__ = ["huffman", "ops", "reference", "get_num_threads", "set_num_threads", "cuda_available"]

@@ -6,6 +6,8 @@ are exactly representable in bfloat16). Slow and obvious on purpose.
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 
@@ -57,3 +59,160 @@ def share(x: np.ndarray, lo: float, hi: float, codebook: np.ndarray) -> np.ndarr
     k = len(codebook)
     idx = bin_index(x, lo, hi, k).reshape(x.shape)
     return np.asarray(codebook, dtype=np.float32)[idx].astype(x.dtype)
+
+
+# ---------------------------------------------------------------- Huffman
+# The stream format is the one of csrc/include/wsc/huffman.h: canonical codes, MSB first,
+# chunks of chunk_size symbols each padded with zero bits to a byte boundary.
+
+HUFFMAN_MAX_LEN = 32
+_range = builtins.range  # this module defines its own range()
+
+
+def huffman_code_lengths(counts, max_len: int) -> np.ndarray:
+    """Optimal code lengths (uint8) under ``max_len`` by package-merge; ties as in the kernel.
+
+    Symbols are ordered by (count, value); at equal weight a leaf comes before a package.
+    Unused symbols get 0, a single used symbol gets 1.
+    """
+    counts = np.asarray(counts, dtype=np.int64).ravel()
+    if (counts < 0).any():
+        raise ValueError("counts must be >= 0")
+    lengths = np.zeros(counts.size, dtype=np.uint8)
+    syms = np.flatnonzero(counts > 0)
+    n = syms.size
+    if n == 0:
+        return lengths
+    if n == 1:
+        lengths[syms[0]] = 1
+        return lengths
+    if n > 2**max_len:
+        raise ValueError(f"max_len {max_len} allows at most {2**max_len} used symbols, got {n}")
+    order = syms[np.argsort(counts[syms], kind="stable")]
+    leaf = counts[order]
+    items = leaf
+    is_leaf = {max_len: np.ones(n, dtype=bool)}
+    for d in _range(max_len - 1, 0, -1):
+        m = items.size // 2 * 2
+        packages = items[0:m:2] + items[1:m:2]
+        merged = np.concatenate([leaf, packages])
+        flags = np.concatenate([np.ones(n, dtype=bool), np.zeros(packages.size, dtype=bool)])
+        o = np.argsort(merged, kind="stable")  # leaves first in the concatenation: they win ties
+        items, is_leaf[d] = merged[o], flags[o]
+    depth = np.zeros(n, dtype=np.int64)
+    take = 2 * n - 2
+    for d in _range(1, max_len + 1):
+        if take == 0:
+            break
+        leaves = int(np.count_nonzero(is_leaf[d][:take]))
+        depth[:leaves] += 1
+        take = 2 * (take - leaves)
+    lengths[order] = depth
+    return lengths
+
+
+def huffman_lengths_unlimited(counts) -> np.ndarray:
+    """Classic heap Huffman code lengths (no limit): the optimum package-merge must match in cost."""
+    import heapq
+
+    counts = np.asarray(counts, dtype=np.int64).ravel()
+    lengths = np.zeros(counts.size, dtype=np.int64)
+    heap = [(int(c), i, [i]) for i, c in enumerate(counts) if c > 0]
+    if len(heap) == 1:
+        lengths[heap[0][2][0]] = 1
+    heapq.heapify(heap)
+    tie = counts.size
+    while len(heap) > 1:
+        w1, _, s1 = heapq.heappop(heap)
+        w2, _, s2 = heapq.heappop(heap)
+        lengths[s1 + s2] += 1
+        heapq.heappush(heap, (w1 + w2, tie, s1 + s2))
+        tie += 1
+    return lengths
+
+
+def check_huffman_lengths(lengths) -> None:
+    """ValueError unless lengths form a complete code, one symbol of length 1, or no symbol."""
+    lengths = np.asarray(lengths).astype(np.int64)
+    used = lengths[lengths > 0]
+    if (used > HUFFMAN_MAX_LEN).any():
+        raise ValueError("code length exceeds the maximum of 32")
+    if used.size == 1:
+        if used[0] != 1:
+            raise ValueError("a single used symbol must have code length 1")
+        return
+    kraft = sum(1 << (HUFFMAN_MAX_LEN - int(v)) for v in used)
+    if used.size and kraft != 1 << HUFFMAN_MAX_LEN:
+        raise ValueError("code lengths are not a complete prefix code")
+
+
+def canonical_codes(lengths) -> np.ndarray:
+    """Canonical codes (uint64, right-aligned; 0 for unused symbols): by (length, value), from 0."""
+    lengths = np.asarray(lengths).astype(np.int64)
+    codes = np.zeros(lengths.size, dtype=np.uint64)
+    code, prev = 0, 0
+    for sym in sorted(np.flatnonzero(lengths > 0), key=lambda s: (lengths[s], s)):
+        code <<= int(lengths[sym]) - prev
+        prev = int(lengths[sym])
+        codes[sym] = code
+        code += 1
+    return codes
+
+
+def huffman_encode(indices, lengths, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(payload uint8, chunk byte offsets int64[n_chunks + 1]) of the flattened indices."""
+    lengths = np.asarray(lengths).astype(np.int64)
+    check_huffman_lengths(lengths)
+    idx = np.asarray(indices).ravel().astype(np.int64)
+    n = idx.size
+    n_chunks = -(-n // chunk_size)
+    if n and (idx.max() >= lengths.size or (lengths[np.minimum(idx, lengths.size - 1)] == 0).any()):
+        raise ValueError("indices hold a symbol without a code")
+    codes = canonical_codes(lengths).astype(np.int64)
+    lens, cds = lengths[idx], codes[idx]
+    # Bits of every code, most significant first, in blocks to bound memory.
+    parts = []
+    for s in np.arange(0, n, 1 << 16):
+        ln, cd = lens[s : s + (1 << 16)], cds[s : s + (1 << 16)]
+        shift = ln[:, None] - 1 - np.arange(int(ln.max()))[None, :]
+        parts.append(((cd[:, None] >> np.maximum(shift, 0)) & 1)[shift >= 0].astype(np.uint8))
+    bits = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
+    chunk_bits = np.add.reduceat(lens, np.arange(0, n, chunk_size)) if n else np.zeros(0, np.int64)
+    chunk_bytes = (chunk_bits + 7) // 8
+    offsets = np.concatenate([[0], np.cumsum(chunk_bytes)]).astype(np.int64)
+    # Move every chunk's bits to its byte-aligned start; the gaps stay zero (the padding).
+    start = np.concatenate([[0], np.cumsum(chunk_bits)[:-1]]) if n else np.zeros(0, np.int64)
+    padded = np.zeros(int(offsets[-1]) * 8, dtype=np.uint8)
+    padded[np.arange(bits.size) + np.repeat(offsets[:-1] * 8 - start, chunk_bits)] = bits
+    assert offsets.size == n_chunks + 1
+    return np.packbits(padded), offsets
+
+
+def huffman_decode(data, chunk_offsets, lengths, n: int, chunk_size: int) -> np.ndarray:
+    """Decode n symbols (uint8 for k <= 256, else uint16); ValueError on any inconsistency."""
+    data = np.asarray(data, dtype=np.uint8)
+    offsets = np.asarray(chunk_offsets, dtype=np.int64)
+    lengths = np.asarray(lengths).astype(np.int64)
+    check_huffman_lengths(lengths)
+    n_chunks = -(-n // chunk_size)
+    if offsets.size != n_chunks + 1 or offsets[0] != 0 or offsets[-1] != data.size:
+        raise ValueError("chunk offsets do not match the stream")
+    if (np.diff(offsets) < 0).any():
+        raise ValueError("chunk offsets decrease")
+    codes = canonical_codes(lengths)
+    table = {(int(lengths[s]), int(codes[s])): s for s in np.flatnonzero(lengths > 0)}
+    max_len = int(lengths.max()) if lengths.size else 0
+    out = np.zeros(n, dtype=np.uint8 if lengths.size <= 256 else np.uint16)
+    for c in _range(n_chunks):
+        bits = np.unpackbits(data[offsets[c] : offsets[c + 1]]).tolist()
+        pos = 0
+        for i in _range(c * chunk_size, min(n, (c + 1) * chunk_size)):
+            value, length = 0, 0
+            while (length, value) not in table:
+                if length == max_len or pos == len(bits):
+                    raise ValueError(f"chunk {c}: no code / runs past the end")
+                value, length, pos = value * 2 + bits[pos], length + 1, pos + 1
+            out[i] = table[(length, value)]
+        if (pos + 7) // 8 != len(bits) // 8 or any(bits[pos:]):
+            raise ValueError(f"chunk {c}: unused bytes or non-zero padding")
+    return out

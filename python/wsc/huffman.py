@@ -1,0 +1,231 @@
+"""Chunked canonical Huffman coding of index streams (uint8/uint16 codebook indices).
+
+``encode`` builds optimal code lengths under a length limit (package-merge) from the
+symbol counts, cuts the stream into chunks of ``chunk_size`` symbols that each start on a
+byte boundary, and records the chunks' byte offsets, so ``decode`` runs chunks in
+parallel. The format (canonical codes, most significant bit first, zero padding) is
+described in ``csrc/include/wsc/huffman.h``; ``wsc.reference.huffman_encode`` writes the
+same bytes in plain numpy.
+
+A single used symbol still costs one bit per symbol (its code is ``0``), so every stream is
+a well-defined bitstream; every other code is complete (Kraft sum 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wsc._arrays import check_bins, check_tensor
+from wsc._native import U8, U16, _C
+
+MAX_LEN = 32
+DEFAULT_MAX_LEN = 24
+DEFAULT_CHUNK_SIZE = 16384
+
+_INDEX_NP = {np.dtype(np.uint8): U8, np.dtype(np.uint16): U16}
+_INDEX_TORCH = {torch.uint8: U8, torch.uint16: U16}
+
+
+@dataclass(frozen=True)
+class HuffmanStream:
+    """An encoded index stream: payload, code lengths and chunk offsets.
+
+    ``data``: the payload (uint8). ``lengths``: code length of each of the k symbols (uint8,
+    0 for unused ones). ``chunk_offsets``: byte offset of each chunk (int64, n_chunks + 1
+    entries, the first 0, the last len(data)). ``n_symbols``: how many indices were coded.
+    ``chunk_size``: symbols per chunk (the last chunk may hold fewer).
+    """
+
+    data: np.ndarray
+    lengths: np.ndarray
+    chunk_offsets: np.ndarray
+    n_symbols: int
+    chunk_size: int
+
+    @property
+    def k(self) -> int:
+        """Alphabet size."""
+        return int(self.lengths.size)
+
+    @property
+    def n_chunks(self) -> int:
+        """Number of independently decodable chunks."""
+        return int(self.chunk_offsets.size) - 1
+
+    @property
+    def nbits(self) -> int:
+        """Payload size in bits (chunk padding included)."""
+        return 8 * int(self.data.size)
+
+    @property
+    def index_dtype(self) -> np.dtype:
+        """dtype ``decode`` returns: uint8 for k <= 256, else uint16."""
+        return np.dtype(np.uint8 if self.k <= 256 else np.uint16)
+
+
+def _index_array(x, name: str) -> tuple[int, int, int]:
+    """(address, index type code, element count) of a uint8/uint16 CPU contiguous array."""
+    if isinstance(x, np.ndarray):
+        if x.dtype not in _INDEX_NP:
+            raise TypeError(f"{name} must have dtype uint8, uint16; got {x.dtype}")
+        if not x.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous; got a numpy array with strides {x.strides}")
+        return x.ctypes.data, _INDEX_NP[x.dtype], int(x.size)
+    if isinstance(x, torch.Tensor):
+        check_tensor(x, name, tuple(_INDEX_TORCH))
+        return x.data_ptr(), _INDEX_TORCH[x.dtype], int(x.numel())
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def _int_in(v, name: str, lo: int, hi: int) -> int:
+    """``v`` as int after checking that it is an integer in [lo, hi]."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {int(v)}")
+    return int(v)
+
+
+def _counts(counts_or_k, addr: int, itype: int, n: int, name: str = "counts_or_k") -> np.ndarray:
+    """int64 counts: computed from the n indices at addr for an int k, else the given array checked."""
+    if isinstance(counts_or_k, (int, np.integer)) and not isinstance(counts_or_k, bool):
+        k = check_bins(counts_or_k, name)
+        counts = np.empty(k, dtype=np.int64)
+        _C.histogram(addr, itype, n, k, counts.ctypes.data)
+        return counts
+    if isinstance(counts_or_k, torch.Tensor):
+        counts_or_k = counts_or_k.detach().cpu().numpy()
+    if not isinstance(counts_or_k, np.ndarray):
+        raise TypeError(f"{name} must be an int k or an integer array of counts, "
+                        f"got {type(counts_or_k).__name__}")
+    if counts_or_k.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype; got {counts_or_k.dtype}")
+    if counts_or_k.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {counts_or_k.shape}")
+    check_bins(counts_or_k.size, f"len({name})")
+    if (counts_or_k < 0).any():
+        raise ValueError(f"{name} must be >= 0; got {int(counts_or_k.min())}")
+    return np.ascontiguousarray(counts_or_k, dtype=np.int64)
+
+
+def _max_len(max_len, counts: np.ndarray) -> int:
+    """The length limit to use: ``max_len`` checked, or the default."""
+    used = int(np.count_nonzero(counts))
+    need = max(1, math.ceil(math.log2(used))) if used > 1 else 1
+    if max_len is None:
+        return max(DEFAULT_MAX_LEN, need)
+    max_len = _int_in(max_len, "max_len", 1, MAX_LEN)
+    if max_len < need:
+        raise ValueError(f"max_len {max_len} is too small for {used} used symbols (needs >= {need})")
+    return max_len
+
+
+def code_lengths(counts, max_len: int | None = None) -> np.ndarray:
+    """Optimal code lengths (uint8, one per symbol) for ``counts`` under ``max_len``.
+
+    Package-merge, so the total ``sum(counts * lengths)`` is the smallest any prefix code
+    with codes of at most ``max_len`` bits reaches (equal to Huffman's when the limit does not
+    bind). Unused symbols get 0; a single used symbol gets 1.
+    """
+    if isinstance(counts, (int, np.integer)):
+        raise TypeError("counts must be an integer array of counts, got int")
+    counts = _counts(counts, 0, U8, 0, "counts")
+    lengths = np.empty(counts.size, dtype=np.uint8)
+    _C.huffman_code_lengths(counts.ctypes.data, counts.size, _max_len(max_len, counts), lengths.ctypes.data)
+    return lengths
+
+
+def encode(indices, counts_or_k, *, max_len: int | None = None,
+           chunk_size: int = DEFAULT_CHUNK_SIZE) -> HuffmanStream:
+    """Huffman-code the flattened ``indices`` (uint8/uint16, numpy or CPU torch, contiguous).
+
+    ``counts_or_k``: an int k (counts are taken from the indices, which must be < k) or the
+    counts of the k symbols (integer array; every symbol present in ``indices`` needs a count
+    > 0). ``max_len``: longest code allowed, 1..32; the default, 24, is always feasible (k <=
+    65536 needs at most 16) and binds only for symbols rarer than about 2^-24, where it
+    costs next to nothing. ``chunk_size``: symbols per independently decodable chunk.
+    """
+    addr, itype, n = _index_array(indices, "indices")
+    counts = _counts(counts_or_k, addr, itype, n)
+    k = counts.size
+    chunk_size = _int_in(chunk_size, "chunk_size", 1, 2**40)
+    max_len = _max_len(max_len, counts)
+    if n > 0 and not counts.any():
+        raise ValueError("counts_or_k has no non-zero count, but indices is not empty")
+    lengths = np.empty(k, dtype=np.uint8)
+    _C.huffman_code_lengths(counts.ctypes.data, k, max_len, lengths.ctypes.data)
+    n_chunks = -(-n // chunk_size)
+    offsets = np.empty(n_chunks + 1, dtype=np.int64)
+    size = _C.huffman_plan(addr, itype, n, lengths.ctypes.data, k, chunk_size, offsets.ctypes.data)
+    data = np.empty(size, dtype=np.uint8)
+    _C.huffman_encode(addr, itype, n, lengths.ctypes.data, k, chunk_size, offsets.ctypes.data,
+                      data.ctypes.data, size)
+    for a in (data, lengths, offsets):
+        a.flags.writeable = False
+    return HuffmanStream(data, lengths, offsets, n, chunk_size)
+
+
+def _checked_array(a, name: str, dtype, ndim: int = 1) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contiguous (data, lengths, chunk_offsets) of a structurally valid stream."""
+    if not isinstance(stream, HuffmanStream):
+        raise TypeError(f"stream must be a HuffmanStream, got {type(stream).__name__}")
+    data = _checked_array(stream.data, "stream.data", np.uint8)
+    lengths = _checked_array(stream.lengths, "stream.lengths", np.uint8)
+    offsets = _checked_array(stream.chunk_offsets, "stream.chunk_offsets", np.int64)
+    check_bins(lengths.size, "stream.k")
+    n = _int_in(stream.n_symbols, "stream.n_symbols", 0, 2**62)
+    cs = _int_in(stream.chunk_size, "stream.chunk_size", 1, 2**40)
+    if offsets.size != -(-n // cs) + 1:
+        raise ValueError(f"stream.chunk_offsets must have ceil(n_symbols / chunk_size) + 1 = "
+                         f"{-(-n // cs) + 1} entries; got {offsets.size}")
+    if offsets[0] != 0 or offsets[-1] != data.size:
+        raise ValueError(f"stream.chunk_offsets must run from 0 to len(stream.data) = {data.size}; "
+                         f"got {int(offsets[0])} .. {int(offsets[-1])}")
+    if (np.diff(offsets) < 0).any():
+        raise ValueError("stream.chunk_offsets must not decrease")
+    if (lengths > MAX_LEN).any():
+        raise ValueError(f"stream.lengths must be <= {MAX_LEN}; got {int(lengths.max())}")
+    return data, lengths, offsets
+
+
+def decode(stream: HuffmanStream, out=None):
+    """Decode ``stream`` into a new 1-D numpy array of ``stream.index_dtype``, or into ``out``.
+
+    ``out``: numpy array or CPU torch tensor, contiguous, ``stream.n_symbols`` elements,
+    uint8 (only for k <= 256) or uint16. Corrupt or inconsistent streams raise ValueError.
+    """
+    data, lengths, offsets = _check_stream(stream)
+    n, k = int(stream.n_symbols), lengths.size
+    if out is None:
+        result = np.empty(n, dtype=stream.index_dtype)
+        addr, itype = result.ctypes.data, _INDEX_NP[result.dtype]
+    else:
+        if isinstance(out, np.ndarray) and not out.flags.writeable:
+            raise ValueError("out must be writeable")
+        addr, itype, size = _index_array(out, "out")
+        if size != n:
+            raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
+        if itype == U8 and k > 256:
+            raise TypeError(f"out must have dtype uint16 for k = {k} > 256; got uint8")
+        result = out
+    _C.huffman_decode(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
+                      lengths.ctypes.data, k, n, int(stream.chunk_size), addr, itype)
+    return result
+
+
+__all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "MAX_LEN", "DEFAULT_MAX_LEN",
+           "DEFAULT_CHUNK_SIZE"]

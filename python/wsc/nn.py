@@ -1,0 +1,112 @@
+"""Shared-weight inference: modules that keep uint8/uint16 indices plus the codebook.
+
+``share_tensors_`` swaps chosen parameters of any module for two buffers,
+``<name>_indices`` and ``<name>_codebook``; reading ``module.<name>`` then materialises
+the weight with the fused native gather (``torch.ops.wsc.gather``) in the parameter's
+original dtype. Like ``torch.nn.utils.parametrize``, this works by giving the module a
+dynamic subclass with a property per shared name, so any module that reads its
+parameters as attributes (Conv*, Linear, Embedding, custom modules) runs unchanged.
+``mode="compact"`` never keeps the float weight (it lives only while forward uses it);
+``mode="cached"`` keeps it after first use, for speed.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from wsc._arrays import INDEX_CODES, check_tensor
+
+MODES = ("compact", "cached")
+_CLASSES: dict[tuple[type, frozenset], type] = {}
+
+
+def _weight_property(name: str) -> property:
+    def get(self):
+        idx = self._buffers[f"{name}_indices"]
+        cb = self._buffers[f"{name}_codebook"]
+        key = (idx._version, cb._version, idx.data_ptr(), cb.data_ptr())
+        hit = self._wsc_cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        w = torch.ops.wsc.gather(idx, cb, self._wsc_dtypes[name])
+        if self._wsc_mode == "cached":
+            self._wsc_cache[name] = (key, w)
+        return w
+
+    def set_(self, value):
+        raise AttributeError(f"{name} is shared (indices + codebook); call wsc.nn.unshare_(model) to assign it")
+
+    return property(get, set_, doc=f"{name}, gathered from {name}_indices and {name}_codebook")
+
+
+def _shared_class(cls: type, names: frozenset) -> type:
+    key = (cls, names)
+    if key not in _CLASSES:
+        attrs = {n: _weight_property(n) for n in names}
+        attrs["_wsc_base"] = cls
+        _CLASSES[key] = type(f"Shared{cls.__name__}", (cls,), attrs)
+    return _CLASSES[key]
+
+
+def _split(model: nn.Module, qualified: str) -> tuple[nn.Module, str]:
+    owner, _, leaf = qualified.rpartition(".")
+    return (model.get_submodule(owner) if owner else model), leaf
+
+
+def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebook: torch.Tensor,
+                   mode: str = "compact") -> nn.Module:
+    """Replace each parameter named in ``indices`` by indices + ``codebook``; returns ``model``.
+
+    ``indices`` maps qualified parameter names to uint8/uint16 tensors of the parameter's
+    shape; ``codebook`` is a float32 1-D tensor shared by all of them (stored once).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_tensor(codebook, "codebook", (torch.float32,), device=None)
+    if codebook.dim() != 1 or codebook.numel() == 0:
+        raise ValueError(f"codebook must be a non-empty 1-D tensor, got shape {tuple(codebook.shape)}")
+    by_module: dict[nn.Module, dict[str, torch.Tensor]] = {}
+    for qualified, idx in indices.items():
+        module, leaf = _split(model, qualified)
+        param = module._parameters.get(leaf)
+        if param is None:
+            raise ValueError(f"{qualified!r} is not a parameter of the model")
+        check_tensor(idx, f"indices[{qualified!r}]", tuple(INDEX_CODES), device=param.device.type)
+        if idx.shape != param.shape:
+            raise ValueError(f"indices[{qualified!r}] has shape {tuple(idx.shape)}, the parameter {tuple(param.shape)}")
+        by_module.setdefault(module, {})[leaf] = idx
+    for module, leaves in by_module.items():
+        already = getattr(module, "_wsc_dtypes", {})
+        base = getattr(type(module), "_wsc_base", type(module))
+        dtypes = dict(already)
+        for leaf, idx in leaves.items():
+            dtypes[leaf] = module._parameters[leaf].dtype
+            del module._parameters[leaf]
+            module.register_buffer(f"{leaf}_indices", idx)
+            module.register_buffer(f"{leaf}_codebook", codebook.to(idx.device))
+        module.__dict__["_wsc_dtypes"] = dtypes
+        module.__dict__["_wsc_mode"] = mode
+        module.__dict__["_wsc_cache"] = {}
+        module.__class__ = _shared_class(base, frozenset(dtypes))
+    return model
+
+
+def shared_modules(model: nn.Module):
+    """(qualified name, module) of every module holding shared weights."""
+    return [(n, m) for n, m in model.named_modules() if hasattr(type(m), "_wsc_base")]
+
+
+def unshare_(model: nn.Module) -> nn.Module:
+    """Restore plain float parameters (materialised from indices + codebook); returns ``model``."""
+    for _, module in shared_modules(model):
+        weights = {leaf: getattr(module, leaf) for leaf in module._wsc_dtypes}
+        module.__class__ = module._wsc_base
+        for leaf, w in weights.items():
+            del module._buffers[f"{leaf}_indices"], module._buffers[f"{leaf}_codebook"]
+            module.register_parameter(leaf, nn.Parameter(w.clone(), requires_grad=True))
+        for attr in ("_wsc_dtypes", "_wsc_mode", "_wsc_cache"):
+            del module.__dict__[attr]
+    return model
