@@ -1,11 +1,14 @@
-"""CUDA-specific checks: device discovery without a GPU, the device binning rule (also on the host),
-every kernel tier and memory-access path, error reporting, streams and devices.
+"""CUDA-specific checks: device discovery without a GPU, the device binning rule and Huffman chunk
+decoder (also run on the host), every kernel tier and memory-access path, error reporting,
+streams and devices, Huffman decoding fused with the gather.
 
 The oracle tests of test_ops.py and the opchecks of test_opcheck.py also run on CUDA; this file
 covers what only the CUDA kernels have. GPU tests are skipped with the reason where none is usable.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -14,10 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wsc
-from wsc import _cuda
+from wsc import _cuda, huffman
 from wsc import reference as ref
 from wsc._native import _C
 from conftest import as_dtype, host, needs_cuda, weights_like
+from test_huffman import mutate, native_or_error, symbols
 
 needs_cuda_build = pytest.mark.skipif(not _C.built_with_cuda, reason="wsc was built without CUDA kernels")
 
@@ -227,3 +231,150 @@ def test_more_than_2_pow_31_elements():
         wsc.ops.range(x)
     del x, b
     torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------- Huffman decoding
+
+
+def _host_decode(s: huffman.HuffmanStream) -> np.ndarray:
+    """The CUDA chunk decoder run on the host (cuda_huffman_decode_on_host)."""
+    data, offsets, lengths = (np.ascontiguousarray(a) for a in (s.data, s.chunk_offsets, s.lengths))
+    out = np.zeros(s.n_symbols, dtype=np.uint16)
+    _C.cuda_huffman_decode_on_host(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
+                                   lengths.ctypes.data, lengths.size, s.n_symbols, s.chunk_size,
+                                   out.ctypes.data)
+    return out
+
+
+def _host_or_error(s: huffman.HuffmanStream):
+    try:
+        return _host_decode(s)
+    except ValueError as exc:
+        return exc
+
+
+def _long_code_stream(max_len: int) -> tuple[np.ndarray, huffman.HuffmanStream]:
+    """30 symbols with Fibonacci counts: codes up to 29 bits, far past the 11-bit table."""
+    fib = [1, 1]
+    while len(fib) < 30:
+        fib.append(fib[-1] + fib[-2])
+    counts = np.array(fib[::-1], dtype=np.int64)
+    x = np.repeat(np.arange(30, dtype=np.uint8), counts // 10 + 1)
+    np.random.default_rng(0).shuffle(x)
+    return x, huffman.encode(x, counts, max_len=max_len, chunk_size=5000)
+
+
+STREAMS = [(k, kind, cs) for k in (2, 16, 256, 3000, 65536) for kind in ("uniform", "skewed", "one")
+           for cs in (1, 7, 4096)]
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("k,kind,chunk_size", STREAMS)
+def test_device_huffman_decoder_on_host(k, kind, chunk_size):
+    x = symbols(k, 20_011, kind, seed=k + chunk_size)
+    s = huffman.encode(x, k, chunk_size=chunk_size)
+    np.testing.assert_array_equal(_host_decode(s), x)
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("max_len", [12, 14, 20, 29, 32])
+def test_device_huffman_decoder_long_codes_on_host(max_len):
+    x, s = _long_code_stream(max_len)
+    assert s.lengths.max() > 11
+    np.testing.assert_array_equal(_host_decode(s), x)
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("k,max_len", [(3, None), (12, None), (40, None), (300, None), (40, 16)])
+def test_device_huffman_decoder_fuzz_on_host(k, max_len):
+    """Corrupt streams: the device decoder fails exactly when the CPU decoder does, else agrees."""
+    rng = np.random.default_rng(100 + k)
+    raised = 0
+    for trial in range(1000):
+        n = int(rng.integers(1, 200))
+        x = symbols(k, n, "skewed" if trial % 2 else "uniform", seed=trial)
+        s = huffman.encode(x, k, chunk_size=int(rng.choice([5, 16, 50, 1000])), max_len=max_len)
+        bad = mutate(s, rng)
+        want = native_or_error(bad)
+        if isinstance(want, ValueError):
+            raised += 1
+            assert isinstance(_host_or_error(bad), ValueError), (trial, want)
+        else:
+            np.testing.assert_array_equal(_host_or_error(bad), want)
+    assert raised > 400
+
+
+def test_decode_gather_on_the_cpu():
+    x = symbols(300, 10_001, "skewed", seed=2)
+    s = huffman.encode(x, 300, chunk_size=999)
+    codebook = np.random.default_rng(0).normal(size=300).astype(np.float32)
+    got = huffman.decode_gather(s, codebook, dtype=torch.bfloat16)
+    assert got.dtype == torch.bfloat16 and got.shape == (x.size,)
+    assert torch.equal(got, torch.from_numpy(codebook[x.astype(np.int64)]).bfloat16())
+    out = torch.empty(x.size)
+    assert huffman.decode_gather(s, torch.from_numpy(codebook), out=out) is out
+    with pytest.raises(ValueError, match=r"codebook must be 1-D with stream.k = 300 values"):
+        huffman.decode_gather(s, codebook[:10])
+    with pytest.raises(ValueError, match="out must have stream.n_symbols = 10001 elements"):
+        huffman.decode_gather(s, codebook, out=torch.empty(3))
+
+
+@needs_cuda
+@pytest.mark.parametrize("k,kind,chunk_size", STREAMS)
+def test_huffman_decode_on_the_gpu(k, kind, chunk_size):
+    x = symbols(k, 20_011, kind, seed=k + chunk_size)
+    s = huffman.encode(x, k, chunk_size=chunk_size)
+    got = huffman.decode(s, device="cuda")
+    assert got.device.type == "cuda" and got.dtype == (torch.uint8 if k <= 256 else torch.uint16)
+    np.testing.assert_array_equal(host(got), x)
+    out = torch.zeros(x.size, dtype=torch.uint16, device="cuda")
+    assert huffman.decode(s, out=out) is out
+    np.testing.assert_array_equal(host(out), x)
+
+
+@needs_cuda
+@pytest.mark.parametrize("max_len", [14, 29, 32])
+def test_huffman_decode_long_codes_on_the_gpu(max_len):
+    x, s = _long_code_stream(max_len)
+    np.testing.assert_array_equal(host(huffman.decode(s, device="cuda")), x)
+
+
+@needs_cuda
+@pytest.mark.parametrize("k", [16, 300, 20_000])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_huffman_decode_gather_on_the_gpu(k, dtype):
+    """Fused decode + gather equals the CPU's decode then gather, bit for bit."""
+    x = symbols(k, 100_003, "skewed", seed=k)
+    s = huffman.encode(x, k, chunk_size=4096)
+    codebook = torch.from_numpy(np.random.default_rng(k).normal(size=k).astype(np.float32))
+    want = huffman.decode_gather(s, codebook, dtype=dtype)
+    got = huffman.decode_gather(s, codebook.cuda(), dtype=dtype)
+    assert got.device.type == "cuda" and got.dtype == dtype
+    assert torch.equal(_bits(got), _bits(want))
+
+
+@needs_cuda
+def test_huffman_corrupt_streams_on_the_gpu():
+    rng = np.random.default_rng(7)
+    raised = 0
+    for trial in range(300):
+        x = symbols(40, int(rng.integers(1, 300)), "skewed", seed=trial)
+        s = huffman.encode(x, 40, chunk_size=int(rng.choice([5, 50, 1000])))
+        bad = mutate(s, rng)
+        want = native_or_error(bad)
+        try:
+            got = host(huffman.decode(bad, device="cuda"))
+        except ValueError as exc:
+            got = exc
+        if isinstance(want, ValueError):
+            raised += 1
+            assert isinstance(got, ValueError), (trial, want)
+        else:
+            np.testing.assert_array_equal(got, want)
+    assert raised > 100
+    x = symbols(40, 1000, "skewed")
+    s = huffman.encode(x, 40, chunk_size=100)
+    data = s.data.copy()
+    data[s.chunk_offsets[3]:s.chunk_offsets[4]] = 0xFF
+    with pytest.raises(ValueError, match=r"chunk\(s\) are corrupt .* the first is chunk 3"):
+        huffman.decode(dataclasses.replace(s, data=data), device="cuda")

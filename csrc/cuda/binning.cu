@@ -24,17 +24,18 @@ namespace {
 using namespace detail;
 
 constexpr int kPrivThreads = 128;
-constexpr int64_t kPrivBinsMax = 64;          // at most 128 * 64 * 12 B = 96 KiB of shared memory
-constexpr int64_t kSharedBins = 3072;         // 3072 * 16 B = 48 KiB
+constexpr int64_t kPrivBinsMax = 64;   // at most 128 * 64 * 12 B = 96 KiB of shared memory
+constexpr int64_t kSharedBins = 3072;  // 3072 * 16 B = 48 KiB
 constexpr uint32_t kNoBin = 0xffffffffu;
 
 // ------------------------------------------------------------------ private columns, small k
 template <class T, class I>
 __global__ void __launch_bounds__(kPrivThreads)
-    bin_private_kernel(const T* __restrict__ x, int64_t n, BinParams p, int k, I* __restrict__ idx, bool vec,
-                       unsigned long long* __restrict__ counts, double* __restrict__ sums, Status* status) {
+    bin_private_kernel(const T* __restrict__ x, int64_t n, BinParams p, int k, I* __restrict__ idx,
+                       bool vec, unsigned long long* __restrict__ counts, double* __restrict__ sums,
+                       Status* status) {
   extern __shared__ double smem[];
-  double* hsum = smem;                                                   // [k][kPrivThreads]
+  double* hsum = smem;                                                    // [k][kPrivThreads]
   uint32_t* hcnt = reinterpret_cast<uint32_t*>(smem + k * kPrivThreads);  // [k][kPrivThreads]
   const int tid = threadIdx.x;
   for (int b = 0; b < k; ++b) {  // a thread touches only its own column until the reduction
@@ -86,16 +87,16 @@ __global__ void __launch_bounds__(kPrivThreads)
 // The loop runs in warp-uniform steps so that every lane takes part in __match_any_sync.
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
-    bin_aggregated_kernel(const T* __restrict__ x, int64_t n, BinParams p, int k, I* __restrict__ idx,
-                          bool vec, bool use_shared, unsigned long long* counts,
-                          double* sums, Status* status) {
+    bin_aggregated_kernel(const T* __restrict__ x, int64_t n, BinParams p, int k,
+                          I* __restrict__ idx, bool vec, bool use_shared,
+                          unsigned long long* counts, double* sums, Status* status) {
   extern __shared__ double smem[];
   __shared__ double lane_value[kThreads];
   double* hsum = sums;
   unsigned long long* hcnt = counts;
   if (use_shared) {
-    hsum = smem;                                                       // [k]
-    hcnt = reinterpret_cast<unsigned long long*>(smem + k);            // [k]
+    hsum = smem;                                             // [k]
+    hcnt = reinterpret_cast<unsigned long long*>(smem + k);  // [k]
     for (int b = threadIdx.x; b < k; b += blockDim.x) {
       hsum[b] = 0.0;
       hcnt[b] = 0ull;
@@ -151,8 +152,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // ------------------------------------------------------------------ host side
 template <class T, class I>
-void bin_typed(const T* x, int64_t n, const BinParams& p, int64_t k, I* idx, int64_t* counts, double* sums,
-               Status* status, cudaStream_t stream) {
+void bin_typed(const T* x, int64_t n, const BinParams& p, int64_t k, I* idx, int64_t* counts,
+               double* sums, Status* status, cudaStream_t stream) {
   static_assert(sizeof(unsigned long long) == sizeof(int64_t), "counts are 64-bit");
   auto* ucounts = reinterpret_cast<unsigned long long*>(counts);
   const bool vec = aligned16(x, idx);
@@ -161,7 +162,8 @@ void bin_typed(const T* x, int64_t n, const BinParams& p, int64_t k, I* idx, int
     auto kernel = bin_private_kernel<T, I>;
     allow_dynamic_smem(kernel, priv_smem, "bin_private_kernel");
     const int grid = grid_size(kernel, kPrivThreads, priv_smem, n);
-    kernel<<<grid, kPrivThreads, priv_smem, stream>>>(x, n, p, int(k), idx, vec, ucounts, sums, status);
+    kernel<<<grid, kPrivThreads, priv_smem, stream>>>(x, n, p, int(k), idx, vec, ucounts, sums,
+                                                      status);
     check_launch("bin_private_kernel");
   } else {
     const bool use_shared = k <= kSharedBins;
@@ -169,14 +171,16 @@ void bin_typed(const T* x, int64_t n, const BinParams& p, int64_t k, I* idx, int
     auto kernel = bin_aggregated_kernel<T, I>;
     allow_dynamic_smem(kernel, smem, "bin_aggregated_kernel");
     const int grid = grid_size(kernel, kThreads, smem, n);
-    kernel<<<grid, kThreads, smem, stream>>>(x, n, p, int(k), idx, vec, use_shared, ucounts, sums, status);
+    kernel<<<grid, kThreads, smem, stream>>>(x, n, p, int(k), idx, vec, use_shared, ucounts, sums,
+                                             status);
     check_launch("bin_aggregated_kernel");
   }
 }
 
 template <class T>
-void bin_index_dispatch(const T* x, int64_t n, const BinParams& p, int64_t k, void* idx, IndexType itype,
-                        int64_t* counts, double* sums, Status* status, cudaStream_t stream) {
+void bin_index_dispatch(const T* x, int64_t n, const BinParams& p, int64_t k, void* idx,
+                        IndexType itype, int64_t* counts, double* sums, Status* status,
+                        cudaStream_t stream) {
   if (itype == IndexType::U8)
     bin_typed(x, n, p, k, static_cast<uint8_t*>(idx), counts, sums, status, stream);
   else
@@ -186,22 +190,31 @@ void bin_index_dispatch(const T* x, int64_t n, const BinParams& p, int64_t k, vo
 }  // namespace
 
 void bin_uniform(const void* x, DType dtype, int64_t n, float lo, float hi, int64_t k, void* idx,
-                 IndexType itype, int64_t* counts, double* sums, void* status, int device, Stream stream) {
+                 IndexType itype, int64_t* counts, double* sums, void* status, int device,
+                 Stream stream) {
   check_bin_args("bin_uniform", lo, hi, k);
   check(itype == IndexType::U16 || k <= 256, "bin_uniform: uint8 indices need k <= 256");
   DeviceGuard guard(device);
   Status* s = as_status(status);
   const cudaStream_t st = as_stream(stream);
-  check_cuda(cudaMemsetAsync(counts, 0, size_t(k) * sizeof(int64_t), st), "cudaMemsetAsync(counts)");
+  check_cuda(cudaMemsetAsync(counts, 0, size_t(k) * sizeof(int64_t), st),
+             "cudaMemsetAsync(counts)");
   check_cuda(cudaMemsetAsync(sums, 0, size_t(k) * sizeof(double), st), "cudaMemsetAsync(sums)");
   if (n == 0) return;
   init_status(s, st);
   const BinParams p = make_bin_params(lo, hi, k);
   switch (dtype) {
-    case DType::F32: bin_index_dispatch(static_cast<const float*>(x), n, p, k, idx, itype, counts, sums, s, st); break;
-    case DType::F16: bin_index_dispatch(static_cast<const F16*>(x), n, p, k, idx, itype, counts, sums, s, st); break;
-    case DType::BF16: bin_index_dispatch(static_cast<const BF16*>(x), n, p, k, idx, itype, counts, sums, s, st); break;
-    default: throw std::invalid_argument("bin_uniform: unknown dtype");
+    case DType::F32:
+      bin_index_dispatch(static_cast<const float*>(x), n, p, k, idx, itype, counts, sums, s, st);
+      break;
+    case DType::F16:
+      bin_index_dispatch(static_cast<const F16*>(x), n, p, k, idx, itype, counts, sums, s, st);
+      break;
+    case DType::BF16:
+      bin_index_dispatch(static_cast<const BF16*>(x), n, p, k, idx, itype, counts, sums, s, st);
+      break;
+    default:
+      throw std::invalid_argument("bin_uniform: unknown dtype");
   }
   require_finite(fetch_status(s, st), "x");
 }

@@ -60,18 +60,20 @@ void gather_typed(const I* idx, int64_t n, const float* codebook, int64_t k, O* 
 }
 
 template <class O>
-void gather_out(const void* idx, IndexType itype, int64_t n, const float* codebook, int64_t k, void* out,
-                Status* status, cudaStream_t stream) {
+void gather_out(const void* idx, IndexType itype, int64_t n, const float* codebook, int64_t k,
+                void* out, Status* status, cudaStream_t stream) {
   if (itype == IndexType::U8)
-    gather_typed(static_cast<const uint8_t*>(idx), n, codebook, k, static_cast<O*>(out), status, stream);
+    gather_typed(static_cast<const uint8_t*>(idx), n, codebook, k, static_cast<O*>(out), status,
+                 stream);
   else
-    gather_typed(static_cast<const uint16_t*>(idx), n, codebook, k, static_cast<O*>(out), status, stream);
+    gather_typed(static_cast<const uint16_t*>(idx), n, codebook, k, static_cast<O*>(out), status,
+                 stream);
 }
 
 }  // namespace
 
-void gather(const void* idx, IndexType itype, int64_t n, const float* codebook, int64_t k, void* out,
-            DType out_dtype, void* status, int device, Stream stream) {
+void gather(const void* idx, IndexType itype, int64_t n, const float* codebook, int64_t k,
+            void* out, DType out_dtype, void* status, int device, Stream stream) {
   check(k >= 1 && k <= kMaxBins, "gather: codebook size must be in [1, 65536]");
   if (n == 0) return;
   DeviceGuard guard(device);
@@ -79,13 +81,21 @@ void gather(const void* idx, IndexType itype, int64_t n, const float* codebook, 
   const cudaStream_t st = as_stream(stream);
   init_status(s, st);
   switch (out_dtype) {
-    case DType::F32: gather_out<float>(idx, itype, n, codebook, k, out, s, st); break;
-    case DType::F16: gather_out<F16>(idx, itype, n, codebook, k, out, s, st); break;
-    case DType::BF16: gather_out<BF16>(idx, itype, n, codebook, k, out, s, st); break;
-    default: throw std::invalid_argument("gather: unknown output dtype");
+    case DType::F32:
+      gather_out<float>(idx, itype, n, codebook, k, out, s, st);
+      break;
+    case DType::F16:
+      gather_out<F16>(idx, itype, n, codebook, k, out, s, st);
+      break;
+    case DType::BF16:
+      gather_out<BF16>(idx, itype, n, codebook, k, out, s, st);
+      break;
+    default:
+      throw std::invalid_argument("gather: unknown output dtype");
   }
   const Status h = fetch_status(s, st);
-  check(h.bad == 0, "gather: " + std::to_string(h.bad) + " index value(s) >= codebook size " + std::to_string(k));
+  check(h.bad == 0, "gather: " + std::to_string(h.bad) + " index value(s) >= codebook size " +
+                        std::to_string(k));
 }
 
 }  // namespace cuda

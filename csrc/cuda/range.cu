@@ -20,8 +20,8 @@ inline float unkey(int32_t k) {
 }
 
 template <class T>
-__global__ void __launch_bounds__(kThreads) range_kernel(const T* __restrict__ x, int64_t n, bool vec,
-                                                         Status* status) {
+__global__ void __launch_bounds__(kThreads)
+    range_kernel(const T* __restrict__ x, int64_t n, bool vec, Status* status) {
   int32_t lo = INT_MAX, hi = INT_MIN;
   BadTally bad;
   const int64_t groups = num_groups(n);
@@ -71,9 +71,12 @@ Range range(const void* x, DType dtype, int64_t n, void* status, int device, Str
   Status* s = as_status(status);
   const cudaStream_t st = as_stream(stream);
   switch (dtype) {
-    case DType::F32: return range_typed(static_cast<const float*>(x), n, s, st);
-    case DType::F16: return range_typed(static_cast<const F16*>(x), n, s, st);
-    case DType::BF16: return range_typed(static_cast<const BF16*>(x), n, s, st);
+    case DType::F32:
+      return range_typed(static_cast<const float*>(x), n, s, st);
+    case DType::F16:
+      return range_typed(static_cast<const F16*>(x), n, s, st);
+    case DType::BF16:
+      return range_typed(static_cast<const BF16*>(x), n, s, st);
   }
   throw std::invalid_argument("range: unknown dtype");
 }

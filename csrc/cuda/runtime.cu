@@ -23,13 +23,17 @@ std::string runtime_info() noexcept {
     int runtime = 0, driver = 0, n = 0;
     (void)cudaRuntimeGetVersion(&runtime);
     (void)cudaDriverGetVersion(&driver);  // 0 when no driver is installed
-    std::string s = "CUDA runtime " + std::to_string(runtime / 1000) + "." + std::to_string(runtime % 1000 / 10) +
-                    " (linked statically), driver supports " +
-                    (driver ? std::to_string(driver / 1000) + "." + std::to_string(driver % 1000 / 10) : "none") + ", ";
+    std::string s =
+        "CUDA runtime " + std::to_string(runtime / 1000) + "." +
+        std::to_string(runtime % 1000 / 10) + " (linked statically), driver supports " +
+        (driver ? std::to_string(driver / 1000) + "." + std::to_string(driver % 1000 / 10)
+                : "none") +
+        ", ";
     const cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess) {
       (void)cudaGetLastError();
-      return s + "no usable device (" + cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + ")";
+      return s + "no usable device (" + cudaGetErrorName(err) + ": " + cudaGetErrorString(err) +
+             ")";
     }
     s += std::to_string(n) + " device(s)";
     for (int d = 0; d < n; ++d) {

@@ -14,8 +14,9 @@ using namespace detail;
 
 template <class T, class O, bool kSharedTable>
 __global__ void __launch_bounds__(kThreads)
-    share_kernel(const T* __restrict__ x, int64_t n, BinParams p, const float* __restrict__ codebook, int k,
-                 O* __restrict__ out, bool vec, Status* status) {
+    share_kernel(const T* __restrict__ x, int64_t n, BinParams p,
+                 const float* __restrict__ codebook, int k, O* __restrict__ out, bool vec,
+                 Status* status) {
   extern __shared__ double smem[];
   const Table<O, kSharedTable> table(codebook, k, reinterpret_cast<O*>(smem));
   BadTally bad;
@@ -41,8 +42,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <class T, class O>
-void share_typed(const T* x, int64_t n, const BinParams& p, const float* codebook, int64_t k, O* out,
-                 Status* status, cudaStream_t stream) {
+void share_typed(const T* x, int64_t n, const BinParams& p, const float* codebook, int64_t k,
+                 O* out, Status* status, cudaStream_t stream) {
   const bool vec = aligned16(x, out);
   if (shared_table_fits<O>(k)) {
     auto kernel = share_kernel<T, O, true>;
@@ -59,20 +60,23 @@ void share_typed(const T* x, int64_t n, const BinParams& p, const float* codeboo
 }
 
 template <class T>
-void share_out(const T* x, int64_t n, const BinParams& p, const float* codebook, int64_t k, void* out,
-               DType out_dtype, Status* status, cudaStream_t stream) {
+void share_out(const T* x, int64_t n, const BinParams& p, const float* codebook, int64_t k,
+               void* out, DType out_dtype, Status* status, cudaStream_t stream) {
   switch (out_dtype) {
-    case DType::F32: return share_typed(x, n, p, codebook, k, static_cast<float*>(out), status, stream);
-    case DType::F16: return share_typed(x, n, p, codebook, k, static_cast<F16*>(out), status, stream);
-    case DType::BF16: return share_typed(x, n, p, codebook, k, static_cast<BF16*>(out), status, stream);
+    case DType::F32:
+      return share_typed(x, n, p, codebook, k, static_cast<float*>(out), status, stream);
+    case DType::F16:
+      return share_typed(x, n, p, codebook, k, static_cast<F16*>(out), status, stream);
+    case DType::BF16:
+      return share_typed(x, n, p, codebook, k, static_cast<BF16*>(out), status, stream);
   }
   throw std::invalid_argument("share: unknown output dtype");
 }
 
 }  // namespace
 
-void share(const void* x, DType dtype, int64_t n, float lo, float hi, const float* codebook, int64_t k,
-           void* out, DType out_dtype, void* status, int device, Stream stream) {
+void share(const void* x, DType dtype, int64_t n, float lo, float hi, const float* codebook,
+           int64_t k, void* out, DType out_dtype, void* status, int device, Stream stream) {
   check_bin_args("share", lo, hi, k);
   if (n == 0) return;
   DeviceGuard guard(device);
@@ -81,10 +85,17 @@ void share(const void* x, DType dtype, int64_t n, float lo, float hi, const floa
   init_status(s, st);
   const BinParams p = make_bin_params(lo, hi, k);
   switch (dtype) {
-    case DType::F32: share_out(static_cast<const float*>(x), n, p, codebook, k, out, out_dtype, s, st); break;
-    case DType::F16: share_out(static_cast<const F16*>(x), n, p, codebook, k, out, out_dtype, s, st); break;
-    case DType::BF16: share_out(static_cast<const BF16*>(x), n, p, codebook, k, out, out_dtype, s, st); break;
-    default: throw std::invalid_argument("share: unknown dtype");
+    case DType::F32:
+      share_out(static_cast<const float*>(x), n, p, codebook, k, out, out_dtype, s, st);
+      break;
+    case DType::F16:
+      share_out(static_cast<const F16*>(x), n, p, codebook, k, out, out_dtype, s, st);
+      break;
+    case DType::BF16:
+      share_out(static_cast<const BF16*>(x), n, p, codebook, k, out, out_dtype, s, st);
+      break;
+    default:
+      throw std::invalid_argument("share: unknown dtype");
   }
   require_finite(fetch_status(s, st), "x");
 }

@@ -24,6 +24,7 @@ struct Table;
 template <class O>
 struct Table<O, true> {
   const O* t;
+  Table() = default;
   __device__ Table(const float* __restrict__ codebook, int k, O* smem) : t(smem) {
     for (int i = threadIdx.x; i < k; i += blockDim.x) smem[i] = from_float<O>(codebook[i]);
     __syncthreads();
@@ -34,6 +35,7 @@ struct Table<O, true> {
 template <class O>
 struct Table<O, false> {
   const float* __restrict__ cb;
+  Table() = default;
   __device__ Table(const float* __restrict__ codebook, int, O*) : cb(codebook) {}
   __device__ __forceinline__ O operator[](uint32_t i) const { return from_float<O>(__ldg(cb + i)); }
 };

@@ -21,8 +21,8 @@ namespace detail {
 inline void check_cuda(cudaError_t err, const char* what) {
   if (err != cudaSuccess) {
     (void)cudaGetLastError();  // clear a non-sticky error so the next call starts clean
-    throw std::runtime_error(std::string("wsc CUDA: ") + what + " failed: " + cudaGetErrorName(err) +
-                             ": " + cudaGetErrorString(err));
+    throw std::runtime_error(std::string("wsc CUDA: ") + what +
+                             " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
   }
 }
 
@@ -97,16 +97,17 @@ void allow_dynamic_smem(Kernel kernel, size_t bytes, const char* name) {
 
 // True when every pointer allows 16-byte vector loads/stores.
 inline bool aligned16(const void* a, const void* b) {
-  return (reinterpret_cast<std::uintptr_t>(a) % 16 == 0) && (reinterpret_cast<std::uintptr_t>(b) % 16 == 0);
+  return (reinterpret_cast<std::uintptr_t>(a) % 16 == 0) &&
+         (reinterpret_cast<std::uintptr_t>(b) % 16 == 0);
 }
 
 // ------------------------------------------------------------------ status block
 // Device-side results that come back to the host. Layout fixed at kStatusBytes.
 struct Status {
-  int32_t lo_key;             // range: min of key(x)
-  int32_t hi_key;             // range: max of key(x)
-  unsigned long long bad;     // NaN/Inf inputs, or indices >= k
-  unsigned long long first;   // flat index of the first bad element (ULLONG_MAX if none)
+  int32_t lo_key;            // range: min of key(x)
+  int32_t hi_key;            // range: max of key(x)
+  unsigned long long bad;    // NaN/Inf inputs, or indices >= k
+  unsigned long long first;  // flat index of the first bad element (ULLONG_MAX if none)
   unsigned long long unused;
 };
 static_assert(sizeof(Status) == kStatusBytes, "Status must match kStatusBytes");
@@ -134,7 +135,8 @@ inline void init_status(Status* s, cudaStream_t stream) {
 // Copies the status back and waits for `stream` (only that stream).
 inline Status fetch_status(const Status* s, cudaStream_t stream) {
   Status h;
-  check_cuda(cudaMemcpyAsync(&h, s, sizeof(Status), cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(status)");
+  check_cuda(cudaMemcpyAsync(&h, s, sizeof(Status), cudaMemcpyDeviceToHost, stream),
+             "cudaMemcpyAsync(status)");
   check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   return h;
 }
@@ -143,7 +145,8 @@ inline Status fetch_status(const Status* s, cudaStream_t stream) {
 inline void require_finite(const Status& h, const char* what) {
   if (h.bad != 0)
     throw std::invalid_argument(std::string(what) + " contains " + std::to_string(h.bad) +
-                                " NaN/Inf value(s); the first is at flat index " + std::to_string(h.first));
+                                " NaN/Inf value(s); the first is at flat index " +
+                                std::to_string(h.first));
 }
 
 // ------------------------------------------------------------------ element access
@@ -197,21 +200,28 @@ __device__ __forceinline__ void store_group(T* __restrict__ p, int64_t base, int
 // ------------------------------------------------------------------ reductions
 struct SumOp {
   template <class T>
-  __device__ T operator()(T a, T b) const { return a + b; }
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct MinOp {
   template <class T>
-  __device__ T operator()(T a, T b) const { return b < a ? b : a; }
+  __device__ T operator()(T a, T b) const {
+    return b < a ? b : a;
+  }
 };
 struct MaxOp {
   template <class T>
-  __device__ T operator()(T a, T b) const { return a < b ? b : a; }
+  __device__ T operator()(T a, T b) const {
+    return a < b ? b : a;
+  }
 };
 
 template <class T, class Op>
 __device__ __forceinline__ T warp_reduce(T v, Op op) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  for (int offset = 16; offset > 0; offset >>= 1)
+    v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
 
@@ -254,7 +264,9 @@ struct BadTally {
   }
 };
 
-__device__ __forceinline__ bool is_finite(float v) { return (__float_as_uint(v) & 0x7f800000u) != 0x7f800000u; }
+__device__ __forceinline__ bool is_finite(float v) {
+  return (__float_as_uint(v) & 0x7f800000u) != 0x7f800000u;
+}
 
 }  // namespace detail
 }  // namespace cuda

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wsc._arrays import check_bins, check_tensor
+from wsc import _cuda
+from wsc._arrays import FLOAT_CODES, as_tensor, check_bins, check_device, check_tensor
 from wsc._native import U8, U16, _C
 
 MAX_LEN = 32
@@ -67,8 +68,8 @@ class HuffmanStream:
         return np.dtype(np.uint8 if self.k <= 256 else np.uint16)
 
 
-def _index_array(x, name: str) -> tuple[int, int, int]:
-    """(address, index type code, element count) of a uint8/uint16 CPU contiguous array."""
+def _index_array(x, name: str, device: torch.device | str = "cpu") -> tuple[int, int, int]:
+    """(address, index type code, element count) of a uint8/uint16 contiguous array on ``device``."""
     if isinstance(x, np.ndarray):
         if x.dtype not in _INDEX_NP:
             raise TypeError(f"{name} must have dtype uint8, uint16; got {x.dtype}")
@@ -76,9 +77,33 @@ def _index_array(x, name: str) -> tuple[int, int, int]:
             raise ValueError(f"{name} must be C-contiguous; got a numpy array with strides {x.strides}")
         return x.ctypes.data, _INDEX_NP[x.dtype], int(x.size)
     if isinstance(x, torch.Tensor):
-        check_tensor(x, name, tuple(_INDEX_TORCH))
+        check_tensor(x, name, tuple(_INDEX_TORCH), device=device)
         return x.data_ptr(), _INDEX_TORCH[x.dtype], int(x.numel())
     raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def _target_device(out, device) -> torch.device:
+    """Where to decode: ``device`` if given, else out's device (cpu for numpy or no out)."""
+    here = out.device if isinstance(out, torch.Tensor) else torch.device("cpu")
+    if device is None:
+        return here
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if out is not None and here != device:
+        raise ValueError(f"out must be on {device} like device=; got {here}")
+    return device
+
+
+def _cuda_decode(fn: str, stream, data, lengths, offsets, device: torch.device, *args) -> None:
+    """Upload the payload and offsets to ``device`` and run the CUDA decoder ``fn`` (lengths stay on the host)."""
+    data_d = torch.tensor(data, device=device)
+    offsets_d = torch.tensor(offsets, device=device)
+    k = lengths.size
+    workspace = torch.empty(_C.cuda_huffman_workspace_bytes(k), dtype=torch.uint8, device=device)
+    _cuda.launch(fn, device, data_d.data_ptr(), data.size, offsets_d.data_ptr(), offsets.size - 1,
+                 lengths.ctypes.data, k, int(stream.n_symbols), int(stream.chunk_size), *args,
+                 workspace.data_ptr())
 
 
 def _int_in(v, name: str, lo: int, hi: int) -> int:
@@ -202,14 +227,26 @@ def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return data, lengths, offsets
 
 
-def decode(stream: HuffmanStream, out=None):
+def decode(stream: HuffmanStream, out=None, *, device=None):
     """Decode ``stream`` into a new 1-D numpy array of ``stream.index_dtype``, or into ``out``.
 
-    ``out``: numpy array or CPU torch tensor, contiguous, ``stream.n_symbols`` elements,
-    uint8 (only for k <= 256) or uint16. Corrupt or inconsistent streams raise ValueError.
+    ``out``: numpy array or torch tensor, contiguous, ``stream.n_symbols`` elements, uint8
+    (only for k <= 256) or uint16. ``device="cuda"`` (or ``out`` on a CUDA device) decodes on
+    that GPU and returns a torch tensor there. Corrupt or inconsistent streams raise ValueError.
     """
     data, lengths, offsets = _check_stream(stream)
     n, k = int(stream.n_symbols), lengths.size
+    target = _target_device(out, device)
+    if target.type == "cuda":
+        if out is None:
+            out = torch.empty(n, dtype=torch.uint8 if k <= 256 else torch.uint16, device=target)
+        addr, itype, size = _index_array(out, "out", target)
+        if size != n:
+            raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
+        if itype == U8 and k > 256:
+            raise TypeError(f"out must have dtype uint16 for k = {k} > 256; got uint8")
+        _cuda_decode("cuda_huffman_decode", stream, data, lengths, offsets, target, addr, itype)
+        return out
     if out is None:
         result = np.empty(n, dtype=stream.index_dtype)
         addr, itype = result.ctypes.data, _INDEX_NP[result.dtype]
@@ -227,5 +264,38 @@ def decode(stream: HuffmanStream, out=None):
     return result
 
 
-__all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "MAX_LEN", "DEFAULT_MAX_LEN",
+def decode_gather(stream: HuffmanStream, codebook, *, dtype: torch.dtype = torch.float32, out=None) -> torch.Tensor:
+    """Weights ``codebook[decode(stream)]`` as a 1-D tensor of ``dtype`` (float32, float16, bfloat16).
+
+    ``codebook``: float32 tensor (or numpy array) of ``stream.k`` values; the result lies on its
+    device. On a GPU decoding and gather are one kernel: indices never reach memory. ``out``:
+    a contiguous float tensor of ``stream.n_symbols`` elements on the codebook's device.
+    """
+    data, lengths, offsets = _check_stream(stream)
+    n, k = int(stream.n_symbols), lengths.size
+    cb, _ = as_tensor(codebook, "codebook")
+    dev = check_device(cb, "codebook")
+    check_tensor(cb, "codebook", (torch.float32,), device=dev)
+    if cb.dim() != 1 or cb.numel() != k:
+        raise ValueError(f"codebook must be 1-D with stream.k = {k} values; got shape {tuple(cb.shape)}")
+    if out is None:
+        if dtype not in FLOAT_CODES:
+            raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16; got {dtype}")
+        out = torch.empty(n, dtype=dtype, device=dev)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    check_tensor(out, "out", tuple(FLOAT_CODES), device=dev, like="codebook")
+    if out.numel() != n:
+        raise ValueError(f"out must have stream.n_symbols = {n} elements; got {out.numel()}")
+    if dev.type == "cuda":
+        _cuda_decode("cuda_huffman_decode_gather", stream, data, lengths, offsets, dev, cb.data_ptr(),
+                     out.data_ptr(), FLOAT_CODES[out.dtype])
+        return out
+    from wsc import ops
+
+    ops.gather(torch.from_numpy(decode(stream)), cb, out=out)
+    return out
+
+
+__all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "decode_gather", "MAX_LEN", "DEFAULT_MAX_LEN",
            "DEFAULT_CHUNK_SIZE"]

@@ -42,9 +42,9 @@ Range range(const void* x, DType dtype, int64_t n, void* status, int device, Str
 // kernel's bit for bit. Sums are float64 additions in an order that depends on scheduling,
 // so they may differ from the CPU's in the last bits. Synchronises `stream` to check x for
 // NaN/Inf.
-void bin_uniform(const void* x, DType dtype, int64_t n, float lo, float hi, int64_t k,
-                 void* idx, IndexType itype, int64_t* counts, double* sums, void* status,
-                 int device, Stream stream);
+void bin_uniform(const void* x, DType dtype, int64_t n, float lo, float hi, int64_t k, void* idx,
+                 IndexType itype, int64_t* counts, double* sums, void* status, int device,
+                 Stream stream);
 
 // out[i] = codebook[idx[i]] converted to out_dtype (codebook: k float32 values on the
 // device). Throws if any index is >= k (reads are clamped, never out of bounds).
@@ -56,6 +56,33 @@ void gather(const void* idx, IndexType itype, int64_t n, const float* codebook, 
 // `stream` to check x for NaN/Inf.
 void share(const void* x, DType dtype, int64_t n, float lo, float hi, const float* codebook,
            int64_t k, void* out, DType out_dtype, void* status, int device, Stream stream);
+
+// Bytes of device workspace the Huffman decoders need for an alphabet of k symbols.
+int64_t huffman_workspace_bytes(int64_t k);
+
+// Decodes a chunked canonical Huffman stream (format: wsc/huffman.h) into idx[0..n) (uint8
+// if itype == U8, which needs k <= 256). data[0..size) and chunk_offsets[0..n_chunks] are
+// on the device; lengths[0..k) (the code lengths) on the HOST. `workspace`: device buffer of
+// huffman_workspace_bytes(k) bytes, 16-byte aligned. Throws std::invalid_argument on bad
+// lengths or counts (host checks) and on corrupt chunks (count and first chunk); never reads
+// or writes out of bounds. Synchronises `stream`.
+void huffman_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                    int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                    int64_t chunk_size, void* idx, IndexType itype, void* workspace, void* status,
+                    int device, Stream stream);
+
+// As huffman_decode, fused with the gather: out[i] = codebook[symbol i] converted to
+// out_dtype (codebook: k float32 values on the device). Synchronises `stream`.
+void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                           int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                           int64_t chunk_size, const float* codebook, void* out, DType out_dtype,
+                           void* workspace, void* status, int device, Stream stream);
+
+// Test hook: the device Huffman chunk decoder (csrc/cuda/huffman.cu) run on the host over
+// host arrays, chunk after chunk, into uint16 indices; raises as huffman_decode does.
+void huffman_decode_on_host(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                            int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                            int64_t chunk_size, uint16_t* idx);
 
 // Test hook: the device binning rule (csrc/cuda/bin_rule.cuh) evaluated on the host over
 // host arrays, so its logic is checked against the reference on machines without a GPU.
