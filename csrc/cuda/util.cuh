@@ -127,7 +127,7 @@ inline Status* as_status(void* p) {
   return static_cast<Status*>(p);
 }
 
-inline void init_status(Status* s, cudaStream_t stream) {
+static inline void init_status(Status* s, cudaStream_t stream) {
   init_status_kernel<<<1, 1, 0, stream>>>(s);
   check_launch("init_status_kernel");
 }
