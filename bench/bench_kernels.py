@@ -104,3 +104,31 @@ def test_kmeans_sklearn_subsample(benchmark, weights):
     sub = np.random.default_rng(0).choice(weights, 250_000, replace=False).reshape(-1, 1)
     km = benchmark.pedantic(lambda: KMeans(16, n_init=1, random_state=0).fit(sub), rounds=3, iterations=1)
     record("kmeans sklearn 1% k=16", benchmark, None, mse=f"{quantization_mse(weights, km.cluster_centers_.ravel()):.3e}")
+
+
+@pytest.fixture(scope="module")
+def symbols(binned):
+    """The k=16 index stream of the 25M weights and its order-0 entropy (bits/symbol)."""
+    b, _ = binned
+    p = b.counts[b.counts > 0] / N_WEIGHTS
+    return b.indices, b.counts, float(-(p * np.log2(p)).sum())
+
+
+def test_huffman_encode(benchmark, symbols):
+    idx, counts, entropy = symbols
+    stream = benchmark(wsc.huffman.encode, idx, 16)
+    lengths = stream.lengths.astype(np.int64)
+    optimal = float((counts * np.asarray(wsc.reference.huffman_code_lengths(counts, 24), dtype=np.int64)).sum()) / N_WEIGHTS
+    record("huffman encode k=16", benchmark, N_WEIGHTS,
+           bits_per_symbol=f"{stream.nbits / N_WEIGHTS:.4f}",
+           code_average=f"{float((counts * lengths).sum()) / N_WEIGHTS:.4f}",
+           optimal_huffman=f"{optimal:.4f}", entropy=f"{entropy:.4f}")
+
+
+def test_huffman_decode(benchmark, symbols):
+    idx, _, _ = symbols
+    stream = wsc.huffman.encode(idx, 16)
+    out = np.empty(N_WEIGHTS, dtype=np.uint8)
+    benchmark(wsc.huffman.decode, stream, out=out)
+    assert np.array_equal(out, idx)
+    record("huffman decode k=16", benchmark, N_WEIGHTS)

@@ -313,7 +313,7 @@ def test_decode_gather_on_the_cpu():
     assert torch.equal(got, torch.from_numpy(codebook[x.astype(np.int64)]).bfloat16())
     out = torch.empty(x.size)
     assert huffman.decode_gather(s, torch.from_numpy(codebook), out=out) is out
-    with pytest.raises(ValueError, match=r"codebook must be 1-D with stream.k = 300 values"):
+    with pytest.raises(ValueError, match=r"decoded index value\(s\) >= codebook size 10"):
         huffman.decode_gather(s, codebook[:10])
     with pytest.raises(ValueError, match="out must have stream.n_symbols = 10001 elements"):
         huffman.decode_gather(s, codebook, out=torch.empty(3))
@@ -378,3 +378,31 @@ def test_huffman_corrupt_streams_on_the_gpu():
     data[s.chunk_offsets[3]:s.chunk_offsets[4]] = 0xFF
     with pytest.raises(ValueError, match=r"chunk\(s\) are corrupt .* the first is chunk 3"):
         huffman.decode(dataclasses.replace(s, data=data), device="cuda")
+
+
+@needs_cuda
+def test_huffman_decode_gather_beyond_codebook_on_the_gpu():
+    """A symbol >= the codebook size is counted (its read clamped) and raises, as on the CPU."""
+    s = huffman.encode(np.array([0, 1, 2, 1, 2], dtype=np.uint8), 3)
+    with pytest.raises(ValueError, match=r"2 decoded index value\(s\) >= codebook size 2"):
+        huffman.decode_gather(s, torch.zeros(2, device="cuda"))
+    with pytest.raises(ValueError, match=r"out must be on the same device as codebook"):
+        huffman.decode_gather(s, torch.zeros(3, device="cuda"), out=torch.empty(5))
+
+
+@needs_cuda
+def test_decode_gather_op_on_the_gpu():
+    """torch.ops.wsc.decode_gather with every tensor on the GPU: opcheck and equality with the CPU."""
+    x = symbols(16, 5000, "skewed")
+    s = huffman.encode(x, 16, chunk_size=512)
+    cpu_args = (torch.from_numpy(s.data.copy()), torch.from_numpy(s.lengths.copy()),
+                torch.from_numpy(s.chunk_offsets.copy()), s.n_symbols, s.chunk_size, torch.randn(16))
+    args = tuple(a.cuda() if isinstance(a, torch.Tensor) else a for a in cpu_args)
+    torch.library.opcheck(torch.ops.wsc.decode_gather.default, (*args, torch.bfloat16))
+    torch.library.opcheck(torch.ops.wsc.decode_gather_into.default,
+                          (*args, torch.empty(5000, device="cuda")))
+    got = torch.ops.wsc.decode_gather(*args, torch.float16)
+    assert got.device.type == "cuda"
+    assert torch.equal(got.cpu(), torch.ops.wsc.decode_gather(*cpu_args, torch.float16))
+    with pytest.raises(ValueError, match=r"lengths must be on the same device as data"):
+        torch.ops.wsc.decode_gather(args[0], cpu_args[1], *args[2:], torch.float32)

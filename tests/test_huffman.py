@@ -505,3 +505,37 @@ def test_decode_argument_errors():
     s16 = huffman.encode(np.arange(300, dtype=np.uint16), 300)
     with pytest.raises(TypeError, match="out must have dtype uint16 for k = 300 > 256; got uint8"):
         huffman.decode(s16, np.empty(300, np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("k,n,chunk", [(2, 5, 3), (16, 1_000_003, 1000), (300, 100_000, 16384), (65536, 200_000, 777)])
+def test_decode_gather_equals_decode_then_gather(dtype, k, n, chunk, threads):
+    rng = np.random.default_rng(k + n)
+    idx = rng.integers(0, k, n).astype(np.uint8 if k <= 256 else np.uint16)
+    stream = wsc.huffman.encode(idx, k, chunk_size=chunk)
+    codebook = rng.normal(size=k).astype(np.float32)
+    want = torch.from_numpy(wsc.reference.gather(idx, codebook)).to(dtype)
+    assert torch.equal(wsc.huffman.decode_gather(stream, codebook, dtype=dtype), want)
+    out = torch.empty(n, dtype=dtype)
+    assert wsc.huffman.decode_gather(stream, torch.from_numpy(codebook), out=out) is out
+    assert torch.equal(out, want)
+
+
+def test_decode_gather_rejects_symbols_beyond_codebook_and_bad_args():
+    idx = np.array([0, 1, 2, 1], dtype=np.uint8)
+    stream = wsc.huffman.encode(idx, 3)
+    with pytest.raises(ValueError, match=r"decoded index value\(s\) >= codebook size 2"):
+        wsc.huffman.decode_gather(stream, np.zeros(2, dtype=np.float32))
+    with pytest.raises(TypeError, match="codebook must have dtype float32"):
+        wsc.huffman.decode_gather(stream, np.zeros(3))
+    with pytest.raises(ValueError, match="out must have stream.n_symbols = 4 elements"):
+        wsc.huffman.decode_gather(stream, np.zeros(3, dtype=np.float32), out=torch.empty(3))
+
+
+def test_decode_gather_op_opcheck():
+    idx = np.random.default_rng(0).integers(0, 16, 5000).astype(np.uint8)
+    s = wsc.huffman.encode(idx, 16, chunk_size=512)
+    args = (torch.from_numpy(s.data.copy()), torch.from_numpy(s.lengths.copy()), torch.from_numpy(s.chunk_offsets.copy()),
+            s.n_symbols, s.chunk_size, torch.randn(16))
+    torch.library.opcheck(torch.ops.wsc.decode_gather.default, (*args, torch.bfloat16))
+    torch.library.opcheck(torch.ops.wsc.decode_gather_into.default, (*args, torch.empty(5000)))

@@ -9,12 +9,15 @@
 // only while every lookup's 4-byte store lands inside the chunk's output; everything else
 // (long codes, the last symbols of a chunk) reads through load_safe, which reads zeros past
 // the chunk's end. Symbol counts bound every loop, so corrupt input ends in an exception.
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "huffman_chunks.h"
 #include "huffman_code.h"
+#include "wsc/half.h"
 
 namespace wsc {
 namespace {
@@ -199,19 +202,19 @@ void decode_tail(const Decoder& d, Stream& s, O* out, int64_t from, int64_t coun
         where + "non-zero padding bits (corrupt data)");
 }
 
-// Decodes S chunks starting at chunk c0: lock-step as far as all of them allow, then each
-// one alone.
+// Decodes S chunks starting at chunk c0 into dst (where chunk c0's first symbol goes; the
+// others follow contiguously): lock-step as far as all of them allow, then each one alone.
 template <int S, class O>
 void decode_group(const Decoder& d, const uint8_t* data, const int64_t* offsets,
-                  const detail::Chunks& chunks, int64_t c0, O* idx) {
+                  const detail::Chunks& chunks, int64_t c0, O* dst) {
   Stream st[S];
   O* out[S];
   O* end[S];
   for (int s = 0; s < S; ++s) {
     const int64_t c = c0 + s;
     st[s] = Stream{data + offsets[c], offsets[c + 1] - offsets[c], c, 0};
-    out[s] = idx + chunks.begin(c);
-    end[s] = idx + chunks.end(c);
+    out[s] = dst + (chunks.begin(c) - chunks.begin(c0));
+    end[s] = dst + (chunks.end(c) - chunks.begin(c0));
   }
   decode_lockstep<S>(d, st, out, end);
   for (int s = 0; s < S; ++s) {
@@ -220,34 +223,113 @@ void decode_group(const Decoder& d, const uint8_t* data, const int64_t* offsets,
   }
 }
 
+constexpr int64_t kGroup = 4;
+
 template <class O>
 void decode_typed(const Decoder& d, const uint8_t* data, const int64_t* offsets,
                   const detail::Chunks& chunks, O* idx) {
-  constexpr int64_t kGroup = 4;
   detail::for_chunk_blocks(
       chunks,
       [&](int64_t c0, int64_t c1) {
         int64_t c = c0;
         for (; c + kGroup <= c1; c += kGroup)
-          decode_group<kGroup>(d, data, offsets, chunks, c, idx);
-        for (; c < c1; ++c) decode_group<1>(d, data, offsets, chunks, c, idx);
+          decode_group<kGroup>(d, data, offsets, chunks, c, idx + chunks.begin(c));
+        for (; c < c1; ++c) decode_group<1>(d, data, offsets, chunks, c, idx + chunks.begin(c));
       },
       kGroup);
 }
 
+// Decodes each group of chunks into a per-thread buffer of at most kGroup chunks and gathers
+// it straight into out: no index array larger than that buffer ever exists. Returns the
+// number of symbols >= m (their reads are clamped; the caller raises).
+template <class O, class F>
+int64_t decode_gather_typed(const Decoder& d, const uint8_t* data, const int64_t* offsets,
+                            const detail::Chunks& chunks, const F* table, int64_t m, F* out) {
+  std::atomic<int64_t> bad{0};
+  const uint32_t top = uint32_t(m - 1);
+  detail::for_chunk_blocks(
+      chunks,
+      [&](int64_t c0, int64_t c1) {
+        std::vector<O> buf(size_t(std::min<int64_t>(kGroup * chunks.size, chunks.n)));
+        int64_t nbad = 0;
+        for (int64_t c = c0; c < c1; c += kGroup) {
+          const int64_t g = std::min(kGroup, c1 - c);
+          if (g == kGroup) decode_group<kGroup>(d, data, offsets, chunks, c, buf.data());
+          else
+            for (int64_t j = 0; j < g; ++j)
+              decode_group<1>(d, data, offsets, chunks, c + j,
+                              buf.data() + (chunks.begin(c + j) - chunks.begin(c)));
+          const int64_t s = chunks.begin(c), len = chunks.end(c + g - 1) - s;
+          for (int64_t i = 0; i < len; ++i) {
+            const uint32_t v = buf[size_t(i)];
+            nbad += v > top;
+            out[s + i] = table[v > top ? top : v];
+          }
+        }
+        bad += nbad;
+      },
+      kGroup);
+  return bad.load();
+}
+
+template <class F>
+int64_t decode_gather_out(const Decoder& d, const uint8_t* data, const int64_t* offsets,
+                          const detail::Chunks& chunks, int64_t k, const float* codebook,
+                          int64_t m, void* out) {
+  const std::vector<F> table = codebook_as<F>(codebook, m);
+  if (k <= 256)
+    return decode_gather_typed<uint8_t>(d, data, offsets, chunks, table.data(), m,
+                                        static_cast<F*>(out));
+  return decode_gather_typed<uint16_t>(d, data, offsets, chunks, table.data(), m,
+                                       static_cast<F*>(out));
+}
+
+// The checks shared by both entry points; returns the chunk layout.
+detail::Chunks checked_chunks(int64_t size, const int64_t* chunk_offsets, int64_t n_chunks,
+                              int64_t n, int64_t chunk_size, const char* who) {
+  check(size >= 0, std::string(who) + ": size must be >= 0");
+  const detail::Chunks chunks(n, chunk_size);
+  check(n_chunks == chunks.count,
+        std::string(who) + ": " + std::to_string(n) + " symbols in chunks of " +
+            std::to_string(chunk_size) + " make " + std::to_string(chunks.count) +
+            " chunks, but n_chunks is " + std::to_string(n_chunks));
+  detail::check_offsets(chunk_offsets, n_chunks, size, who);
+  return chunks;
+}
+
 }  // namespace
+
+void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                           int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                           int64_t chunk_size, const float* codebook, int64_t m, void* out,
+                           DType out_dtype) {
+  check(m >= 1 && m <= kMaxBins, "huffman_decode_gather: codebook size must be in [1, 65536]");
+  const detail::Chunks chunks =
+      checked_chunks(size, chunk_offsets, n_chunks, n, chunk_size, "huffman_decode_gather");
+  const Decoder d(lengths, k, k <= 256 ? 1 : 2);
+  check(n == 0 || d.code.used > 0, "huffman_decode_gather: no symbol has a code, but n > 0");
+  int64_t bad = 0;
+  switch (out_dtype) {
+    case DType::F32:
+      bad = decode_gather_out<float>(d, data, chunk_offsets, chunks, k, codebook, m, out);
+      break;
+    case DType::F16:
+      bad = decode_gather_out<F16>(d, data, chunk_offsets, chunks, k, codebook, m, out);
+      break;
+    case DType::BF16:
+      bad = decode_gather_out<BF16>(d, data, chunk_offsets, chunks, k, codebook, m, out);
+      break;
+  }
+  check(bad == 0, "huffman_decode_gather: " + std::to_string(bad) +
+                      " decoded index value(s) >= codebook size " + std::to_string(m));
+}
 
 void huffman_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
                     int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
                     int64_t chunk_size, void* idx, IndexType itype) {
   check(itype == IndexType::U16 || k <= 256, "huffman_decode: uint8 output needs k <= 256");
-  check(size >= 0, "huffman_decode: size must be >= 0");
-  const detail::Chunks chunks(n, chunk_size);
-  check(n_chunks == chunks.count,
-        "huffman_decode: " + std::to_string(n) + " symbols in chunks of " +
-            std::to_string(chunk_size) + " make " + std::to_string(chunks.count) +
-            " chunks, but n_chunks is " + std::to_string(n_chunks));
-  detail::check_offsets(chunk_offsets, n_chunks, size, "huffman_decode");
+  const detail::Chunks chunks =
+      checked_chunks(size, chunk_offsets, n_chunks, n, chunk_size, "huffman_decode");
   const Decoder d(lengths, k, int(index_size(itype)));
   check(n == 0 || d.code.used > 0, "huffman_decode: no symbol has a code, but n > 0");
   if (itype == IndexType::U8)

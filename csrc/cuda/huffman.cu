@@ -66,21 +66,30 @@ std::vector<uint8_t> build_tables(const uint8_t* lengths, int64_t k) {
 }
 
 // Where decoded symbols go: indices, or codebook values (gather fused).
+// put() returns false for a symbol the sink cannot take (>= the codebook size; the read is
+// clamped, the caller counts it).
 template <class I>
 struct IndexSink {
   I* out;
   __device__ void init(int) {}
-  __host__ __device__ __forceinline__ void put(int64_t i, uint32_t sym) const { out[i] = I(sym); }
+  __host__ __device__ __forceinline__ bool put(int64_t i, uint32_t sym) const {
+    out[i] = I(sym);
+    return true;
+  }
 };
 
 template <class O, bool kShared>
 struct GatherSink {
   O* out;
   const float* codebook;
-  int k;
+  int m;                    // codebook size
   Table<O, kShared> table;  // built in init() (every thread of the block calls it)
-  __device__ void init(int) { table = Table<O, kShared>(codebook, k, shared_table()); }
-  __device__ __forceinline__ void put(int64_t i, uint32_t sym) const { out[i] = table[sym]; }
+  __device__ void init(int) { table = Table<O, kShared>(codebook, m, shared_table()); }
+  __device__ __forceinline__ bool put(int64_t i, uint32_t sym) const {
+    const uint32_t top = uint32_t(m - 1);
+    out[i] = table[sym > top ? top : sym];
+    return sym <= top;
+  }
   __device__ static O* shared_table() {
     extern __shared__ double smem[];
     return reinterpret_cast<O*>(smem);
@@ -114,7 +123,7 @@ __host__ __device__ bool decode_chunk(int64_t c, const uint8_t* __restrict__ dat
                                       const unsigned long long* limit,
                                       const unsigned long long* first, const uint32_t* offset,
                                       uint32_t max_len, const uint16_t* __restrict__ sorted,
-                                      const Sink& sink) {
+                                      const Sink& sink, unsigned long long& beyond) {
   const int64_t b0 = offsets[c], b1 = offsets[c + 1];
   // Per chunk, the CPU's offset checks: start at 0, never decrease, end at the payload size.
   if (b0 < 0 || b1 < b0 || b1 > size || (c == 0 && b0 != 0) || (c + 1 == n_chunks && b1 != size))
@@ -144,7 +153,7 @@ __host__ __device__ bool decode_chunk(int64_t c, const uint8_t* __restrict__ dat
     s.have -= int(len);
     s.used += len;
     if (s.used > total) return false;
-    sink.put(start + i, sym);
+    beyond += !sink.put(start + i, sym);
   }
   if ((s.used + 7) / 8 != uint64_t(s.nbytes)) return false;
   const unsigned pad = unsigned(total - s.used);  // < 8, and those bits are in buf
@@ -173,13 +182,16 @@ __global__ void __launch_bounds__(kHuffThreads)
   sink.init(0);  // ends with __syncthreads() when it fills shared memory
   __syncthreads();
   BadTally bad;
+  unsigned long long beyond = 0;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < n_chunks; c += stride) {
     const bool ok = decode_chunk(c, data, size, offsets, n_chunks, n, chunk_size, single, limit,
-                                 first, offset, max_len, sorted, sink);
+                                 first, offset, max_len, sorted, sink, beyond);
     bad.add(!ok, c);
   }
   bad.flush(status);
+  beyond = block_reduce(beyond, SumOp(), 0ull);
+  if (threadIdx.x == 0 && beyond != 0) atomicAdd(&status->beyond, beyond);
 }
 
 template <class Sink>
@@ -235,9 +247,11 @@ void raise_corrupt(unsigned long long bad, unsigned long long first) {
         std::to_string(first));
 }
 
-void finish(Status* status, cudaStream_t stream) {
+void finish(Status* status, cudaStream_t stream, int64_t m = 0) {
   const Status h = fetch_status(status, stream);
   raise_corrupt(h.bad, h.first);
+  check(h.beyond == 0, "huffman_decode_gather: " + std::to_string(h.beyond) +
+                           " decoded index value(s) >= codebook size " + std::to_string(m));
 }
 
 }  // namespace
@@ -269,13 +283,13 @@ namespace {
 template <class O>
 void decode_gather_typed(const uint8_t* data, int64_t size, const int64_t* offsets,
                          int64_t n_chunks, int64_t n, int64_t chunk_size, const float* codebook,
-                         int64_t k, O* out, const uint8_t* tables, Status* s, cudaStream_t st) {
-  if (shared_table_fits<O>(k)) {
-    GatherSink<O, true> sink{out, codebook, int(k), {}};
-    launch(sink, size_t(k) * sizeof(O), data, size, offsets, n_chunks, n, chunk_size, tables, s,
+                         int64_t m, O* out, const uint8_t* tables, Status* s, cudaStream_t st) {
+  if (shared_table_fits<O>(m)) {
+    GatherSink<O, true> sink{out, codebook, int(m), {}};
+    launch(sink, size_t(m) * sizeof(O), data, size, offsets, n_chunks, n, chunk_size, tables, s,
            st);
   } else {
-    GatherSink<O, false> sink{out, codebook, int(k), {}};
+    GatherSink<O, false> sink{out, codebook, int(m), {}};
     launch(sink, 0, data, size, offsets, n_chunks, n, chunk_size, tables, s, st);
   }
 }
@@ -283,8 +297,10 @@ void decode_gather_typed(const uint8_t* data, int64_t size, const int64_t* offse
 
 void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
                            int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
-                           int64_t chunk_size, const float* codebook, void* out, DType out_dtype,
-                           void* workspace, void* status, int device, Stream stream) {
+                           int64_t chunk_size, const float* codebook, int64_t m, void* out,
+                           DType out_dtype, void* workspace, void* status, int device,
+                           Stream stream) {
+  check(m >= 1 && m <= kMaxBins, "huffman_decode_gather: codebook size must be in [1, 65536]");
   DeviceGuard guard(device);
   Status* s = as_status(status);
   const cudaStream_t st = as_stream(stream);
@@ -292,21 +308,21 @@ void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chu
   const auto* tables = static_cast<const uint8_t*>(workspace);
   switch (out_dtype) {
     case DType::F32:
-      decode_gather_typed(data, size, chunk_offsets, n_chunks, n, chunk_size, codebook, k,
+      decode_gather_typed(data, size, chunk_offsets, n_chunks, n, chunk_size, codebook, m,
                           static_cast<float*>(out), tables, s, st);
       break;
     case DType::F16:
-      decode_gather_typed(data, size, chunk_offsets, n_chunks, n, chunk_size, codebook, k,
+      decode_gather_typed(data, size, chunk_offsets, n_chunks, n, chunk_size, codebook, m,
                           static_cast<F16*>(out), tables, s, st);
       break;
     case DType::BF16:
-      decode_gather_typed(data, size, chunk_offsets, n_chunks, n, chunk_size, codebook, k,
+      decode_gather_typed(data, size, chunk_offsets, n_chunks, n, chunk_size, codebook, m,
                           static_cast<BF16*>(out), tables, s, st);
       break;
     default:
       throw std::invalid_argument("huffman_decode_gather: unknown output dtype");
   }
-  finish(s, st);
+  finish(s, st, m);
 }
 
 void huffman_decode_on_host(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
@@ -320,10 +336,10 @@ void huffman_decode_on_host(const uint8_t* data, int64_t size, const int64_t* ch
   std::vector<uint16_t> sorted(static_cast<size_t>(k));
   std::memcpy(sorted.data(), blob.data() + kSortedAt, sorted.size() * sizeof(uint16_t));
   const IndexSink<uint16_t> sink{idx};
-  unsigned long long bad = 0, first = 0;
+  unsigned long long bad = 0, first = 0, beyond = 0;
   for (int64_t c = 0; c < n_chunks; ++c) {
     if (decode_chunk(c, data, size, chunk_offsets, n_chunks, n, chunk_size, t.single, t.limit,
-                     t.first, t.offset, t.max_len, sorted.data(), sink))
+                     t.first, t.offset, t.max_len, sorted.data(), sink, beyond))
       continue;
     if (bad++ == 0) first = (unsigned long long)c;
   }

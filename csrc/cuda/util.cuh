@@ -104,11 +104,11 @@ inline bool aligned16(const void* a, const void* b) {
 // ------------------------------------------------------------------ status block
 // Device-side results that come back to the host. Layout fixed at kStatusBytes.
 struct Status {
-  int32_t lo_key;            // range: min of key(x)
-  int32_t hi_key;            // range: max of key(x)
-  unsigned long long bad;    // NaN/Inf inputs, or indices >= k
-  unsigned long long first;  // flat index of the first bad element (ULLONG_MAX if none)
-  unsigned long long unused;
+  int32_t lo_key;             // range: min of key(x)
+  int32_t hi_key;             // range: max of key(x)
+  unsigned long long bad;     // NaN/Inf inputs, or indices >= k
+  unsigned long long first;   // flat index of the first bad element (ULLONG_MAX if none)
+  unsigned long long beyond;  // Huffman decode + gather: symbols >= codebook size
 };
 static_assert(sizeof(Status) == kStatusBytes, "Status must match kStatusBytes");
 
@@ -118,7 +118,7 @@ static __global__ void init_status_kernel(Status* s) {
   s->hi_key = INT_MIN;
   s->bad = 0;
   s->first = ULLONG_MAX;
-  s->unused = 0;
+  s->beyond = 0;
 }
 
 inline Status* as_status(void* p) {

@@ -264,37 +264,39 @@ def decode(stream: HuffmanStream, out=None, *, device=None):
     return result
 
 
-def decode_gather(stream: HuffmanStream, codebook, *, dtype: torch.dtype = torch.float32, out=None) -> torch.Tensor:
-    """Weights ``codebook[decode(stream)]`` as a 1-D tensor of ``dtype`` (float32, float16, bfloat16).
+def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype = torch.float32):
+    """``codebook[decode(stream)]`` in one fused pass, never holding the whole index array.
 
-    ``codebook``: float32 tensor (or numpy array) of ``stream.k`` values; the result lies on its
-    device. On a GPU decoding and gather are one kernel: indices never reach memory. ``out``:
-    a contiguous float tensor of ``stream.n_symbols`` elements on the codebook's device.
+    Returns a new 1-D tensor of ``dtype`` (float32/float16/bfloat16) on the codebook's device,
+    or fills ``out`` (a contiguous tensor on that device, or a numpy array for a CPU codebook,
+    with ``stream.n_symbols`` elements) and returns it. With a CUDA codebook the payload is
+    copied to that GPU and decoded there, straight into the weights (one kernel).
     """
     data, lengths, offsets = _check_stream(stream)
-    n, k = int(stream.n_symbols), lengths.size
     cb, _ = as_tensor(codebook, "codebook")
     dev = check_device(cb, "codebook")
     check_tensor(cb, "codebook", (torch.float32,), device=dev)
-    if cb.dim() != 1 or cb.numel() != k:
-        raise ValueError(f"codebook must be 1-D with stream.k = {k} values; got shape {tuple(cb.shape)}")
+    if cb.dim() != 1 or not 1 <= cb.numel() <= 65536:
+        raise ValueError(f"codebook must be 1-D with 1 to 65536 values; got shape {tuple(cb.shape)}")
+    n = int(stream.n_symbols)
     if out is None:
         if dtype not in FLOAT_CODES:
             raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16; got {dtype}")
-        out = torch.empty(n, dtype=dtype, device=dev)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
-    check_tensor(out, "out", tuple(FLOAT_CODES), device=dev, like="codebook")
-    if out.numel() != n:
-        raise ValueError(f"out must have stream.n_symbols = {n} elements; got {out.numel()}")
+        target = result = torch.empty(n, dtype=dtype, device=dev)
+    else:
+        target, _ = as_tensor(out, "out")
+        check_tensor(target, "out", tuple(FLOAT_CODES), device=dev, like="codebook")
+        if target.numel() != n:
+            raise ValueError(f"out must have stream.n_symbols = {n} elements; got {target.numel()}")
+        result = out
     if dev.type == "cuda":
         _cuda_decode("cuda_huffman_decode_gather", stream, data, lengths, offsets, dev, cb.data_ptr(),
-                     out.data_ptr(), FLOAT_CODES[out.dtype])
-        return out
-    from wsc import ops
-
-    ops.gather(torch.from_numpy(decode(stream)), cb, out=out)
-    return out
+                     cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
+        return result
+    _C.huffman_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
+                             lengths.ctypes.data, lengths.size, n, int(stream.chunk_size), cb.data_ptr(),
+                             cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
+    return result
 
 
 __all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "decode_gather", "MAX_LEN", "DEFAULT_MAX_LEN",

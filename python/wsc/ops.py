@@ -176,6 +176,56 @@ def _(x, lo, hi, codebook, out):
     return None
 
 
+# ---------------------------------------------------------------- decode_gather
+@torch.library.custom_op("wsc::decode_gather", mutates_args=(), device_types=_DEVICES)
+def decode_gather_op(data: torch.Tensor, lengths: torch.Tensor, chunk_offsets: torch.Tensor, n: int,
+                     chunk_size: int, codebook: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """codebook[symbols] of a chunked Huffman stream, decoded and gathered in one pass (1-D, n values)."""
+    out = torch.empty(n, dtype=dtype, device=check_device(data, "data"))
+    decode_gather_into_op(data, lengths, chunk_offsets, n, chunk_size, codebook, out)
+    return out
+
+
+@decode_gather_op.register_fake
+def _(data, lengths, chunk_offsets, n, chunk_size, codebook, dtype):
+    return data.new_empty(n, dtype=dtype)
+
+
+@torch.library.custom_op("wsc::decode_gather_into", mutates_args=("out",), device_types=_DEVICES)
+def decode_gather_into_op(data: torch.Tensor, lengths: torch.Tensor, chunk_offsets: torch.Tensor, n: int,
+                          chunk_size: int, codebook: torch.Tensor, out: torch.Tensor) -> None:
+    """Decode a chunked Huffman stream and write codebook[symbol] into ``out`` (n elements).
+
+    All tensors on one device; on a GPU the (small) code lengths are read back to the host.
+    """
+    dev = check_device(data, "data")
+    for name, t, dt in (("data", data, torch.uint8), ("lengths", lengths, torch.uint8),
+                        ("chunk_offsets", chunk_offsets, torch.int64)):
+        check_tensor(t, name, (dt,), device=dev, like="data")
+        if t.dim() != 1:
+            raise ValueError(f"{name} must be 1-D; got shape {tuple(t.shape)}")
+    k = check_bins(lengths.numel(), "len(lengths)")
+    _check_codebook(codebook, dev, "data")
+    check_tensor(out, "out", _FLOATS, device=dev, like="data")
+    if out.numel() != n:
+        raise ValueError(f"out must have n = {n} elements; got {out.numel()}")
+    if dev.type == "cuda":
+        lengths_host = lengths.cpu()
+        workspace = torch.empty(_C.cuda_huffman_workspace_bytes(k), dtype=torch.uint8, device=dev)
+        _cuda.launch("cuda_huffman_decode_gather", dev, data.data_ptr(), data.numel(), chunk_offsets.data_ptr(),
+                     chunk_offsets.numel() - 1, lengths_host.data_ptr(), k, n, chunk_size, codebook.data_ptr(),
+                     codebook.numel(), out.data_ptr(), FLOAT_CODES[out.dtype], workspace.data_ptr())
+        return
+    _C.huffman_decode_gather(data.data_ptr(), data.numel(), chunk_offsets.data_ptr(), chunk_offsets.numel() - 1,
+                             lengths.data_ptr(), k, n, chunk_size, codebook.data_ptr(),
+                             codebook.numel(), out.data_ptr(), FLOAT_CODES[out.dtype])
+
+
+@decode_gather_into_op.register_fake
+def _(data, lengths, chunk_offsets, n, chunk_size, codebook, out):
+    return None
+
+
 # ---------------------------------------------------------------- wrappers
 class Binned(NamedTuple):
     """Result of :func:`bin_uniform`."""

@@ -72,11 +72,13 @@ void huffman_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offs
                     int device, Stream stream);
 
 // As huffman_decode, fused with the gather: out[i] = codebook[symbol i] converted to
-// out_dtype (codebook: k float32 values on the device). Synchronises `stream`.
+// out_dtype (codebook: m float32 values on the device; as wsc::huffman_decode_gather, a
+// symbol >= m is counted, its read clamped, and the call throws). Synchronises `stream`.
 void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
                            int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
-                           int64_t chunk_size, const float* codebook, void* out, DType out_dtype,
-                           void* workspace, void* status, int device, Stream stream);
+                           int64_t chunk_size, const float* codebook, int64_t m, void* out,
+                           DType out_dtype, void* workspace, void* status, int device,
+                           Stream stream);
 
 // Test hook: the device Huffman chunk decoder (csrc/cuda/huffman.cu) run on the host over
 // host arrays, chunk after chunk, into uint16 indices; raises as huffman_decode does.
