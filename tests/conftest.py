@@ -9,6 +9,11 @@ import torch
 
 import wsc
 
+# The test machine has 2 shared cores: the small models of the tests run much faster on one thread.
+torch.set_num_threads(1)
+
+from pipeline_fixtures import digits, digits_eval, mlp, trained_mlp  # noqa: E402,F401
+
 
 def weights_like(n: int, seed: int = 0) -> np.ndarray:
     """Laplace-distributed float32 values with a few outliers, shaped like trained weights."""

@@ -2,6 +2,11 @@
 
 from wsc._native import _C
 from wsc import huffman, ops, reference
+from wsc.errors import FormatError
+from wsc import evaluate
+from wsc.api import compress, load_into, load_state_dict
+from wsc.container import inspect
+from wsc.result import CompressionResult, Solution
 
 __version__ = "0.1.0"
 
@@ -28,4 +33,6 @@ def cuda_available() -> bool:
     return _cuda.unavailable_reason() is None
 
 
-__all__ = ["huffman", "ops", "reference", "get_num_threads", "set_num_threads", "cuda_available"]
+__all__ = ["huffman", "ops", "reference", "evaluate", "compress", "load_state_dict", "load_into", "inspect",
+           "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
+           "cuda_available"]

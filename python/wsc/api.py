@@ -1,0 +1,214 @@
+"""The public entry points: ``wsc.compress`` (search, merge, measure) and loading a .wsc file into a model."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Callable
+
+import torch
+
+from wsc import container, search
+from wsc.codebook import Codebook
+from wsc.evaluate import as_evaluator
+from wsc.merge import merge as merge_codebook
+from wsc.params import ParamSpec
+from wsc.result import CompressionResult, Solution, solution_info
+from wsc.workbench import Workbench
+
+SIZES = ("values", "bits")
+
+
+def _int(name: str, v, lo: int, hi: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{name} must be an int; got {type(v).__name__}")
+    if v < lo or (hi is not None and v > hi):
+        raise ValueError(f"{name} must be in [{lo}, {hi if hi is not None else 'inf'}]; got {v}")
+    return v
+
+
+def _check_options(k_range, pop_size, generations, seed, tolerance, workers, size) -> tuple[int, int]:
+    if not isinstance(k_range, (tuple, list)) or len(k_range) != 2:
+        raise TypeError(f"k_range must be a pair (k_min, k_max); got {k_range!r}")
+    k_min = _int("k_range[0]", k_range[0], 2, 65536)
+    k_max = _int("k_range[1]", k_range[1], 2, 65536)
+    if k_min > k_max:
+        raise ValueError(f"k_range must have k_min <= k_max; got {tuple(k_range)}")
+    _int("pop_size", pop_size, 2)
+    _int("generations", generations, 1)
+    _int("seed", seed, 0)
+    _int("workers", workers, 1)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise ValueError(f"tolerance must be a number in [0, 1) (0.01 = one percentage point); got {tolerance!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}; got {size!r}")
+    return k_min, k_max
+
+
+def _printer(event: dict) -> None:
+    if event["stage"] == "search":
+        print(f"search  generation {event['generation']:>3}/{event['generations']}: "
+              f"{event['evaluations']} evaluations, best error {event['best_error']:.4f}, "
+              f"front {event['front_size']}", file=sys.stderr, flush=True)
+    elif event["stage"] == "merge":
+        print(f"merge   solution {event['solution']:>3}/{event['of']}: k={event['k']}, "
+              f"values {event['values_before']} -> {event['values_after']}, search score "
+              f"{event['score_before']:.4f} -> {event['score_after']:.4f} "
+              f"({event['evaluations']} evaluations so far)", file=sys.stderr, flush=True)
+    elif event["stage"] == "measure":
+        print(f"measure {event['solutions']} solutions on the held-out split and in bytes",
+              file=sys.stderr, flush=True)
+
+
+def _reporter(progress) -> Callable[[dict], None]:
+    if progress is True:
+        return _printer
+    if progress is False or progress is None:
+        return lambda event: None
+    if callable(progress):
+        return progress
+    raise TypeError(f"progress must be a bool or a callable(event dict); got {type(progress).__name__}")
+
+
+def _params_label(params: ParamSpec) -> str:
+    return params if isinstance(params, str) else getattr(params, "__name__", "predicate")
+
+
+def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
+             k_range: tuple[int, int] = (2, 1024), pop_size: int = 100, generations: int = 100,
+             seed: int = 0, merge: bool = True, tolerance: float = 0.0, workers: int = 1,
+             progress=True, size: str = "values") -> CompressionResult:
+    """Compress ``model`` by weight sharing: NSGA-II over k, then the iterative merge.
+
+    ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
+    callable ``model -> float`` (higher is better; then used for both). ``params``:
+    ``"weights"``, ``"all"`` or a predicate ``(name, tensor) -> bool`` (see
+    :mod:`wsc.params`). ``size``: the second objective, ``"values"`` (number of shared
+    values, the paper's) or ``"bits"`` (estimated coded size). ``tolerance``: allowed drop
+    of the search score for a merge step and for the default choice of
+    :meth:`CompressionResult.save`. ``workers``: threads that score in parallel.
+    ``progress``: print progress to stderr (True), stay silent (False), or a callable
+    receiving event dicts. The caller's model is never modified.
+    """
+    t0 = time.perf_counter()
+    k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size)
+    report = _reporter(progress)
+    evaluator = as_evaluator(evaluate)
+    bench = Workbench(model, params)
+
+    with bench.model(None) as m:
+        evaluator.prepare(m)
+        base_search, base_heldout = evaluator.search(m), evaluator.heldout(m)
+
+    def scorer(fn):
+        def score(key, cb: Codebook) -> float:
+            with bench.model(cb) as m:
+                return fn(m)
+        return score
+
+    search_cache = search.ScoreCache(scorer(evaluator.search), workers)
+    heldout_cache = search.ScoreCache(scorer(evaluator.heldout), workers)
+    codebooks: dict[int, Codebook] = {}
+    bits_cache: dict[tuple, int] = {}
+    lock = threading.Lock()
+
+    def codebook(k: int) -> Codebook:
+        with lock:
+            if k not in codebooks:
+                codebooks[k] = bench.codebook(k)
+            return codebooks[k]
+
+    def size_of(cb: Codebook) -> float:
+        if size == "values":
+            return float(cb.size)
+        if cb.key not in bits_cache:
+            bits_cache[cb.key] = bench.coded_bits(cb)
+        return float(bits_cache[cb.key])
+
+    def objectives(ks: list[int]) -> list[tuple[float, float]]:
+        cbs = [codebook(k) for k in ks]
+        scores = search_cache.many([(cb.key, cb) for cb in cbs])
+        return [(1.0 - s, size_of(cb)) for cb, s in zip(cbs, scores)]
+
+    try:
+        outcome = search.run(objectives, k_range=(k_min, k_max), pop_size=pop_size,
+                             generations=generations, seed=seed,
+                             on_generation=lambda e: report({"stage": "search", **e}))
+        before = [(codebook(k), search_cache.get(codebook(k).key, None)) for k in outcome.front]
+
+        after: list[tuple[Codebook, float]] = []
+        if merge:
+            def score_many(cbs):
+                return search_cache.many([(c.key, c) for c in cbs])
+
+            for i, (cb, s) in enumerate(before, 1):
+                merged, ms = merge_codebook(cb, score_many, tolerance=tolerance)
+                after.append((merged, ms))
+                report({"stage": "merge", "solution": i, "of": len(before), "k": cb.k,
+                        "values_before": cb.size, "values_after": merged.size, "score_before": s,
+                        "score_after": ms, "evaluations": len(search_cache)})
+            keep = search.non_dominated([(1.0 - s, size_of(c)) for c, s in after])
+            after = [after[i] for i in keep]
+
+        report({"stage": "measure", "solutions": len(before) + len(after)})
+        settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
+                    "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
+                    "workers": workers, "size": size}
+        measured: dict[tuple, Solution] = {}
+
+        def solution(cb: Codebook, s: float) -> Solution:
+            if cb.key not in measured:
+                measured[cb.key] = _measure(bench, cb, s, heldout_cache.get(cb.key, cb), size_of(cb), settings)
+            return measured[cb.key]
+
+        heldout_cache.many([(cb.key, cb) for cb, _ in before + after])
+        front_before = [solution(cb, s) for cb, s in before]
+        front_after = [solution(cb, s) for cb, s in after]
+    finally:
+        search_cache.close()
+        heldout_cache.close()
+
+    return CompressionResult(
+        baseline_search=base_search, baseline_heldout=base_heldout, front_before=front_before,
+        front_after=front_after, evaluations=len(search_cache), heldout_evaluations=len(heldout_cache),
+        wall_time=time.perf_counter() - t0, tolerance=float(tolerance), n_shared=bench.n_shared,
+        original_bytes=bench.original_bytes, settings=settings, evaluator=evaluator.describe(),
+        history=outcome.history, _bench=bench)
+
+
+def _measure(bench: Workbench, cb: Codebook, search_score: float, heldout_score: float, size: float,
+             settings: dict) -> Solution:
+    draft = Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb)
+    data, meta = container.encode(bench.payload(cb, solution_info(draft, settings)))
+    bits = sum(e["bits"] for e in meta["tensors"] if e.get("shared"))
+    bpw = bits / bench.n_shared
+    return Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, bpw, cb.entropy(),
+                    len(data), bench.original_bytes / len(data), 32.0 / bpw, cb)
+
+
+# ---------------------------------------------------------------- loading
+def load_state_dict(path) -> dict[str, torch.Tensor]:
+    """The state dict stored in a .wsc file (shared tensors rebuilt in their original dtype)."""
+    return container.load_state_dict(path)
+
+
+def load_into(model: torch.nn.Module, path) -> torch.nn.Module:
+    """Load a .wsc file into ``model`` (strict: same names, shapes and dtypes); returns the model."""
+    state = container.load_state_dict(path)
+    own = model.state_dict()
+    missing = [n for n in own if n not in state]
+    unexpected = [n for n in state if n not in own]
+    if missing or unexpected:
+        raise ValueError(f"the .wsc file does not match the model: missing {missing[:10]}, "
+                         f"unexpected {unexpected[:10]}")
+    for name, t in state.items():
+        if t.shape != own[name].shape:
+            raise ValueError(f"{name}: shape {tuple(t.shape)} in the file, {tuple(own[name].shape)} in the model")
+        if t.dtype != own[name].dtype:
+            raise ValueError(f"{name}: dtype {t.dtype} in the file, {own[name].dtype} in the model")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+__all__ = ["compress", "load_state_dict", "load_into"]

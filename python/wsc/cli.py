@@ -1,0 +1,290 @@
+"""The ``wsc`` command: compress, inspect, decompress, evaluate.
+
+``wsc compress`` with no arguments compresses the built-in default (LeNet-5 trained on
+Fashion-MNIST) and writes model.wsc, report.json and pareto.png to ./wsc-out. Bad options
+exit with code 2 (argparse); failures at run time print one line on stderr and exit 1
+(set WSC_TRACEBACK=1 to see the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+DEFAULT_OUT = "wsc-out"
+DEFAULT_SEARCH = 2000
+METRICS = ("accuracy", "macro-f1")
+
+
+class CliError(Exception):
+    """A failure worth one line on stderr (exit code 1)."""
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonneg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
+def _population(text: str) -> int:
+    v = _positive(text)
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"expected a population of at least 2, got {v}")
+    return v
+
+
+def _bins(text: str) -> int:
+    v = _positive(text)
+    if not 2 <= v <= 65536:
+        raise argparse.ArgumentTypeError(f"expected a number of bins in [2, 65536], got {v}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a score difference in [0, 1) (0.01 = 1 point), got {v}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wsc", description="Weight-sharing compression of trained PyTorch models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compress", help="search, merge and write the smallest good solution",
+                       description="Compress a model; without --model, the built-in LeNet-5 on Fashion-MNIST.")
+    _model_args(c)
+    c.add_argument("--search-size", type=_positive, default=None,
+                   help=f"class-balanced search split size (default {DEFAULT_SEARCH}, at most half the data)")
+    c.add_argument("--heldout-size", type=_positive, default=None,
+                   help="class-balanced held-out subset of the rest (default: all the rest)")
+    c.add_argument("--seed", type=_nonneg, default=0, help="seed of the split and the search (default 0)")
+    c.add_argument("--pop-size", type=_population, default=100, help="NSGA-II population (default 100)")
+    c.add_argument("--generations", type=_positive, default=100, help="NSGA-II generations (default 100)")
+    c.add_argument("--k-min", type=_bins, default=2, help="smallest number of bins (default 2)")
+    c.add_argument("--k-max", type=_bins, default=1024, help="largest number of bins (default 1024)")
+    c.add_argument("--tolerance", type=_fraction, default=0.01,
+                   help="allowed search-split score drop for merging and choosing (default 0.01 = 1 point)")
+    c.add_argument("--params", choices=("weights", "all"), default="weights", help="tensors to share")
+    c.add_argument("--size", choices=("values", "bits"), default="values", help="second objective")
+    c.add_argument("--no-merge", action="store_true", help="skip the iterative merge")
+    c.add_argument("--workers", type=_positive, default=1, help="parallel scoring threads (default 1)")
+    c.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default ./{DEFAULT_OUT})")
+    _output_args(c)
+
+    i = sub.add_parser("inspect", help="sizes, ratios and checksums of a .wsc file")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+    d = sub.add_parser("decompress", help="write the restored weights as a .safetensors file")
+    d.add_argument("file")
+    d.add_argument("-o", "--output", required=True, help="output .safetensors path")
+
+    e = sub.add_parser("evaluate", help="score a model (optionally with weights from a .wsc file)")
+    _model_args(e)
+    e.add_argument("--wsc", default=None, help="load these compressed weights into the model first")
+    e.add_argument("--search-size", type=_positive, default=None, help="as for compress")
+    e.add_argument("--heldout-size", type=_positive, default=None, help="as for compress")
+    e.add_argument("--seed", type=_nonneg, default=0, help="as for compress")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="built-in name, package.module:factory, TorchScript file, "
+                   "torchvision:NAME or timm:NAME (default: the built-in LeNet-5 on Fashion-MNIST)")
+    p.add_argument("--weights", default=None, help="weights for --model (.safetensors or a torch.save state dict)")
+    p.add_argument("--data", default=None, help="fashion-mnist[:DIR], mnist5k, cifar10:DIR, cifar100:DIR, imagenet:DIR")
+    p.add_argument("--metric", choices=METRICS, default="accuracy", help="score (default accuracy)")
+    p.add_argument("--batch-size", type=_positive, default=500, help="evaluation batch size (default 500)")
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress and no table")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+
+# ---------------------------------------------------------------- helpers
+def _load_model(args):
+    from wsc import zoo
+
+    if args.model is None:
+        if args.weights is not None:
+            raise CliError("--weights needs --model")
+        model, data = zoo.default_model()
+        return model, args.data or data, "lenet5-fmnist (built-in default)"
+    model = zoo.load_model(args.model, args.weights)
+    data = args.data
+    if data is None:
+        builtin = getattr(zoo, "BUILTINS", {}).get(args.model)
+        if builtin is None:
+            raise CliError(f"--data is needed for --model {args.model}")
+        data = builtin.dataset
+    return model, data, args.model
+
+
+def _evaluator(args, data_spec: str):
+    """The search split (class-balanced, --search-size, --seed) and the held-out rest."""
+    from torch.utils.data import Subset
+
+    from wsc import data
+    from wsc.evaluate import Accuracy, MacroF1
+
+    ds = data.load(data_spec, split="test")
+    n = len(ds)
+    if n < 2:
+        raise CliError(f"{data_spec}: {n} test examples are too few to split")
+    size = args.search_size if args.search_size is not None else min(DEFAULT_SEARCH, n // 2)
+    if size >= n:
+        raise CliError(f"--search-size {size} leaves no held-out examples ({data_spec} has {n})")
+    labels = data.labels_of(ds)
+    search, heldout = data.balanced_split(labels, size, args.seed)
+    if args.heldout_size is not None and args.heldout_size < len(heldout):
+        heldout = heldout[data.balanced_split(labels[heldout], args.heldout_size, args.seed + 1)[0]]
+    cls = Accuracy if args.metric == "accuracy" else MacroF1
+    return cls(search=Subset(ds, search.tolist()), heldout=Subset(ds, heldout.tolist()), batch_size=args.batch_size)
+
+
+def _table(result) -> str:
+    chosen = result.choose()
+    rows = [("k", "values", "bits/w", "entropy", "bytes", "ratio", "paper", "search", "held-out", "")]
+    for s in result.front:
+        rows.append((str(s.k), str(s.values), f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
+                     str(s.file_bytes), f"{s.ratio:.2f}x", f"{s.paper_style_ratio:.2f}x",
+                     f"{100 * s.search_score:.2f}", f"{100 * s.heldout_score:.2f}", "<- chosen" if s is chosen else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    head = (f"baseline: search {100 * result.baseline_search:.2f}, held-out {100 * result.baseline_heldout:.2f} "
+            f"({result.evaluator.get('metric')}); {result.evaluations} evaluations, {result.wall_time:.1f} s\n"
+            "ratio: original bytes / .wsc file bytes (honest); paper: 32 / bits per shared weight (paper-style)")
+    return head + "\n" + "\n".join(lines)
+
+
+# ---------------------------------------------------------------- commands
+def _compress(args) -> int:
+    import wsc
+
+    if args.k_min > args.k_max:
+        raise CliError(f"--k-min {args.k_min} is larger than --k-max {args.k_max}")
+    model, data_spec, model_name = _load_model(args)
+    evaluator = _evaluator(args, data_spec)
+    progress = not (args.quiet or args.json)
+    result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
+                          pop_size=args.pop_size, generations=args.generations, seed=args.seed,
+                          merge=not args.no_merge, tolerance=args.tolerance, workers=args.workers,
+                          progress=progress, size=args.size)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "model.wsc")
+    chosen = result.save(path)
+    report = result.to_dict()
+    report["model"], report["data"], report["file"] = model_name, data_spec, os.path.abspath(path)
+    from wsc.container import write_bytes
+
+    write_bytes(os.path.join(args.out, "report.json"), json.dumps(report, indent=2, default=str).encode())
+    result.plot(os.path.join(args.out, "pareto.png"))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    elif not args.quiet:
+        print(_table(result))
+        drop = 100 * (result.baseline_heldout - chosen.heldout_score)
+        print(f"wrote {path}: {chosen.file_bytes} bytes, {chosen.ratio:.2f}x (honest), "
+              f"{chosen.paper_style_ratio:.2f}x (paper-style), held-out drop {drop:.2f} points; "
+              f"report.json and pareto.png in {args.out}")
+    return 0
+
+
+def _inspect(args) -> int:
+    from wsc.container import inspect
+
+    info = inspect(args.file)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0 if info["checksums_ok"] else 1
+    print(f"{args.file}: .wsc v{info['version']}, coder {info['coder']}, {info['file_bytes']} bytes")
+    print(f"codebook: {info['codebook_size']} values; {info['shared_weights']} shared weights at "
+          f"{info['bits_per_weight']:.3f} bits each")
+    print(f"ratio: {info['ratio']:.2f}x honest ({info['original_bytes']} original bytes / file bytes), "
+          f"{info['paper_style_ratio']:.2f}x paper-style (32 / bits per weight)")
+    for s in info["shared"]:
+        print(f"  shared  {s['name']:<40} {str(s['shape']):<18} {s['dtype']:<8} {s['bytes']:>10} B "
+              f"{s['bits_per_weight']:6.3f} b/w  checksum {'ok' if s['checksum_ok'] else 'BAD'}")
+    for s in info["stored"]:
+        print(f"  stored  {s['name']:<40} {str(s['shape']):<18} {s['dtype']:<8} {s['bytes']:>10} B "
+              f"{'':>10}  checksum {'ok' if s['checksum_ok'] else 'BAD'}")
+    if not info["codebook_checksum_ok"]:
+        print("  codebook checksum BAD")
+    print("checksums: " + ("all ok" if info["checksums_ok"] else "MISMATCH (the file is corrupt)"))
+    return 0 if info["checksums_ok"] else 1
+
+
+def _decompress(args) -> int:
+    import safetensors.torch
+
+    from wsc.container import load_state_dict, write_bytes
+
+    state = load_state_dict(args.file)
+    seen: dict[int, str] = {}
+    out = {}
+    for name, t in state.items():  # safetensors stores no aliases: tied tensors are written twice
+        out[name] = t.clone() if id(t) in seen else t.contiguous()
+        seen[id(t)] = name
+    write_bytes(args.output, safetensors.torch.save(out))
+    print(f"wrote {args.output}: {len(out)} tensors")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import wsc
+
+    model, data_spec, model_name = _load_model(args)
+    if args.wsc:
+        wsc.load_into(model, args.wsc)
+    ev = _evaluator(args, data_spec)
+    scores = {"model": model_name, "data": data_spec, "wsc": args.wsc, "metric": ev.name,
+              "search": ev.search(model), "heldout": ev.heldout(model), **ev.describe()}
+    if args.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        print(f"{model_name}{' + ' + args.wsc if args.wsc else ''} on {data_spec}: {ev.name} "
+              f"search {100 * scores['search']:.2f} ({scores['search_examples']} examples), "
+              f"held-out {100 * scores['heldout']:.2f} ({scores['heldout_examples']} examples)")
+    return 0
+
+
+COMMANDS = {"compress": _compress, "inspect": _inspect, "decompress": _decompress, "evaluate": _evaluate}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("wsc: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
+        if os.environ.get("WSC_TRACEBACK"):
+            raise
+        print(f"wsc {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+__all__ = ["main"]

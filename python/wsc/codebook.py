@@ -1,0 +1,203 @@
+"""The single global codebook over all shared weights: uniform bins, bin means, merges.
+
+The weights are sorted once (float32 values, float64 prefix sums). The codebook of any
+k then costs O(k log N): the first value of each bin is found by binary search, and
+the bin sums are differences of prefix sums. The bin boundaries follow exactly the rule
+of the native kernel (``wsc.reference.bin_index``: in float64, ``width = (hi - lo) / k``
+and ``bin = clamp(floor((x - lo) / width), 0, k - 1)``): the boundary of bin i is the
+smallest float32 whose rule gives i or more, found by bisection over float32 bit patterns.
+
+A :class:`Codebook` is one state of the method: the non-empty bins of a k-bin binning,
+grouped into runs of neighbouring bins that share one value (the weighted mean of the
+group). A fresh codebook has one group per non-empty bin; :meth:`Codebook.merge` joins
+two neighbouring groups.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from wsc._arrays import check_bins, check_bounds
+
+
+def bin_rule(x: np.ndarray, lo: float, hi: float, k: int) -> np.ndarray:
+    """The native binning rule on float32 values, as int64 (same as ``reference.bin_index``)."""
+    lo64, width = float(np.float32(lo)), (float(np.float32(hi)) - float(np.float32(lo))) / k
+    x64 = np.asarray(x, dtype=np.float32).astype(np.float64)
+    if width == 0.0:
+        return np.zeros(x64.shape, dtype=np.int64)
+    return np.clip(np.floor((x64 - lo64) / width), 0, k - 1).astype(np.int64)
+
+
+def _order_key(x: np.ndarray) -> np.ndarray:
+    """uint64 keys that order float32 values like the values themselves (-0.0 just before +0.0)."""
+    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return np.where(u & 0x80000000, 0xFFFFFFFF - u, u | 0x80000000)
+
+
+def _from_key(key: np.ndarray) -> np.ndarray:
+    u = np.where(key & 0x80000000, key & 0x7FFFFFFF, 0xFFFFFFFF - key)
+    return u.astype(np.uint32).view(np.float32)
+
+
+def bin_thresholds(lo: float, hi: float, k: int) -> np.ndarray:
+    """float32[k - 1]: entry i - 1 is the smallest float32 that the rule puts in bin >= i.
+
+    The rule is monotone in x, so the values in bin i are exactly [t_i, t_{i+1}). Found
+    by bisection over the ordered float32 bit patterns between lo (bin 0) and hi (bin
+    k - 1): at most 32 vectorised steps, exact whatever the rounding near the edges.
+    """
+    lo, hi = check_bounds(lo, hi)
+    k = check_bins(k)
+    if hi == lo:  # every value falls into bin 0
+        return np.full(k - 1, np.inf, dtype=np.float32)
+    i = np.arange(1, k, dtype=np.int64)
+    a = np.full(k - 1, _order_key(np.float32(lo)), dtype=np.uint64)  # rule(a) < i
+    b = np.full(k - 1, _order_key(np.float32(hi)), dtype=np.uint64)  # rule(b) >= i
+    while True:
+        open_ = b - a > 1
+        if not open_.any():
+            return _from_key(b)
+        mid = a + (b - a) // 2
+        ok = bin_rule(_from_key(mid), lo, hi, k) >= i
+        b = np.where(open_ & ok, mid, b)
+        a = np.where(open_ & ~ok, mid, a)
+
+
+class SortedWeights:
+    """Values sorted once, with float64 prefix sums: the bins of any k in O(k log N)."""
+
+    def __init__(self, values: np.ndarray, lo: float | None = None, hi: float | None = None):
+        v = np.sort(np.asarray(values, dtype=np.float32).ravel())
+        if v.size == 0:
+            raise ValueError("no values to share: the selection of shared tensors is empty")
+        if not np.isfinite(v).all():
+            raise ValueError("the shared weights contain NaN or Inf values")
+        self.values = v
+        self.prefix = np.zeros(v.size + 1, dtype=np.float64)
+        np.cumsum(v, dtype=np.float64, out=self.prefix[1:])
+        self.lo = float(v[0]) if lo is None else float(lo)
+        self.hi = float(v[-1]) if hi is None else float(hi)
+
+    @property
+    def n(self) -> int:
+        return int(self.values.size)
+
+    def starts(self, k: int) -> np.ndarray:
+        """int64[k + 1]: bin i holds sorted values [starts[i], starts[i + 1])."""
+        pos = np.searchsorted(self.values, bin_thresholds(self.lo, self.hi, k), side="left")
+        return np.concatenate(([0], pos, [self.n])).astype(np.int64)
+
+    def bins(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
+        s = self.starts(k)
+        return np.diff(s), self.prefix[s[1:]] - self.prefix[s[:-1]]
+
+
+@dataclass(frozen=True, eq=False)
+class Codebook:
+    """Non-empty bins of a k-bin uniform binning, grouped into runs that share one value.
+
+    ``bins``: ids (0..k-1, increasing) of the non-empty bins; ``counts``/``sums``: their
+    weight counts and float64 sums; ``groups``: the start (an index into ``bins``) of
+    each group, beginning with 0.
+    """
+
+    k: int
+    lo: float
+    hi: float
+    bins: np.ndarray
+    counts: np.ndarray
+    sums: np.ndarray
+    groups: tuple[int, ...]
+
+    @classmethod
+    def uniform(cls, weights: SortedWeights, k: int) -> "Codebook":
+        """The paper's codebook: k equal bins over [lo, hi], one value per non-empty bin."""
+        counts, sums = weights.bins(k)
+        used = np.flatnonzero(counts)
+        return cls(k, weights.lo, weights.hi, used, counts[used], sums[used], tuple(range(used.size)))
+
+    @property
+    def size(self) -> int:
+        """Number of shared values."""
+        return len(self.groups)
+
+    @property
+    def key(self) -> tuple:
+        """Hashable identity of the configuration (equal keys give equal shared models)."""
+        return (self.k, self.groups)
+
+    @property
+    def merged(self) -> bool:
+        return len(self.groups) != len(self.bins)
+
+    @cached_property
+    def group_of_bin(self) -> np.ndarray:
+        """int64[len(bins)]: the group of each non-empty bin."""
+        g = np.zeros(len(self.bins), dtype=np.int64)
+        g[list(self.groups[1:])] = 1
+        return np.cumsum(g)
+
+    @cached_property
+    def group_counts(self) -> np.ndarray:
+        return np.add.reduceat(self.counts, list(self.groups))
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        """float32[size]: each group's weighted mean (sum of its weights / their number)."""
+        sums = np.add.reduceat(self.sums, list(self.groups))
+        return (sums / self.group_counts).astype(np.float32)
+
+    @cached_property
+    def index_map(self) -> np.ndarray:
+        """int64[k]: the codebook index of every bin (an empty bin takes a neighbour's)."""
+        owner = np.searchsorted(self.bins, np.arange(self.k), side="left")
+        owner = np.minimum(owner, len(self.bins) - 1)
+        return self.group_of_bin[owner]
+
+    def table(self) -> np.ndarray:
+        """float32[k]: the shared value of every bin, for ``wsc.ops.share``."""
+        return np.ascontiguousarray(self.values[self.index_map])
+
+    def merge(self, j: int) -> "Codebook":
+        """A new codebook with groups j and j + 1 joined (their value: the weighted mean)."""
+        if not 0 <= j < self.size - 1:
+            raise IndexError(f"cannot merge group {j} with its right neighbour: {self.size} groups")
+        groups = self.groups[: j + 1] + self.groups[j + 2:]
+        return Codebook(self.k, self.lo, self.hi, self.bins, self.counts, self.sums, groups)
+
+    def entropy(self) -> float:
+        """Order-0 entropy of the codebook indices over all shared weights, in bits per weight."""
+        return entropy_bits(self.group_counts)
+
+
+def entropy_bits(counts: np.ndarray) -> float:
+    """Order-0 entropy in bits per symbol of a histogram."""
+    c = np.asarray(counts, dtype=np.float64)
+    c = c[c > 0]
+    if c.size <= 1:
+        return 0.0
+    p = c / c.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def huffman_bits(counts: np.ndarray) -> int:
+    """Payload bits of an (unlimited-length) Huffman code of a histogram; 1 bit per symbol if one symbol."""
+    c = [int(v) for v in np.asarray(counts).ravel() if v > 0]
+    if len(c) <= 1:
+        return sum(c)
+    heapq.heapify(c)
+    total = 0
+    while len(c) > 1:
+        s = heapq.heappop(c) + heapq.heappop(c)
+        total += s
+        heapq.heappush(c, s)
+    return total
+
+
+__all__ = ["SortedWeights", "Codebook", "bin_rule", "bin_thresholds", "entropy_bits", "huffman_bits"]

@@ -1,0 +1,141 @@
+"""What ``wsc.compress`` returns: the Pareto fronts, measured solutions, save/plot/JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsc import container
+from wsc.codebook import Codebook
+
+
+@dataclass(frozen=True)
+class Solution:
+    """One configuration, scored and measured.
+
+    ``bits_per_weight``: Huffman payload bits per shared weight; ``entropy_bits``: the
+    order-0 entropy of the indices of all shared weights together (bits per weight; each
+    tensor has its own Huffman code, so the payload can come slightly below it); ``file_bytes``: exact size of
+    the .wsc file this solution writes; ``ratio``: original bytes of every tensor the file
+    holds / ``file_bytes`` (honest); ``paper_style_ratio``: 32 / ``bits_per_weight`` (the
+    paper's figure: ignores the codebook, code tables and unshared tensors).
+    """
+
+    k: int
+    values: int
+    merged: bool
+    search_score: float
+    heldout_score: float
+    size: float  # the second objective (values or coded bits)
+    bits_per_weight: float
+    entropy_bits: float
+    file_bytes: int
+    ratio: float
+    paper_style_ratio: float
+    codebook: Codebook = field(repr=False, compare=False)
+
+    @property
+    def search_error(self) -> float:
+        return 1.0 - self.search_score
+
+    def to_dict(self) -> dict:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "codebook"}
+        if self.merged:  # first bin of every group: enough to rebuild the merged codebook
+            d["group_first_bins"] = [int(self.codebook.bins[g]) for g in self.codebook.groups]
+        return d
+
+
+@dataclass
+class CompressionResult:
+    """Baseline scores, the fronts before and after merging, and how much it cost."""
+
+    baseline_search: float
+    baseline_heldout: float
+    front_before: list[Solution]
+    front_after: list[Solution]
+    evaluations: int  # distinct configurations scored on the search split
+    heldout_evaluations: int
+    wall_time: float
+    tolerance: float
+    n_shared: int
+    original_bytes: int
+    settings: dict[str, Any]
+    evaluator: dict[str, Any]
+    history: list[dict] = field(default_factory=list)
+    _bench: Any = field(default=None, repr=False)
+
+    @property
+    def front(self) -> list[Solution]:
+        """The final front (after merging when merging ran)."""
+        return self.front_after or self.front_before
+
+    def choose(self, tolerance: float | None = None) -> Solution:
+        """The smallest file whose search score is >= baseline search score - tolerance.
+
+        Only the search split decides; if no solution qualifies, the best-scoring one.
+        """
+        tol = self.tolerance if tolerance is None else tolerance
+        ok = [s for s in self.front if s.search_score >= self.baseline_search - tol]
+        if ok:
+            return min(ok, key=lambda s: (s.file_bytes, -s.search_score, s.values))
+        return max(self.front, key=lambda s: (s.search_score, -s.file_bytes))
+
+    def payload(self, solution: Solution) -> container.Payload:
+        return self._bench.payload(solution.codebook, solution_info(solution, self.settings))
+
+    def save(self, path, solution: Solution | None = None) -> Solution:
+        """Write ``solution`` (default: :meth:`choose`) as a .wsc file; returns the solution."""
+        if self._bench is None:
+            raise RuntimeError("this result no longer holds the model's weights; it cannot save")
+        sol = self.choose() if solution is None else solution
+        size = container.write(path, self.payload(sol))
+        if size != sol.file_bytes:  # pragma: no cover - serialisation is deterministic
+            raise RuntimeError(f"wrote {size} bytes, the report says {sol.file_bytes}")
+        return sol
+
+    def to_dict(self) -> dict:
+        chosen = self.choose()
+        return {
+            "baseline": {"search": self.baseline_search, "heldout": self.baseline_heldout},
+            "evaluator": self.evaluator,
+            "settings": self.settings,
+            "shared_weights": self.n_shared,
+            "original_bytes": self.original_bytes,
+            "evaluations": self.evaluations,
+            "heldout_evaluations": self.heldout_evaluations,
+            "wall_time_s": self.wall_time,
+            "front_before_merge": [s.to_dict() for s in self.front_before],
+            "front_after_merge": [s.to_dict() for s in self.front_after],
+            "chosen": {**chosen.to_dict(), "tolerance": self.tolerance,
+                       "within_tolerance": chosen.search_score >= self.baseline_search - self.tolerance,
+                       "heldout_drop": self.baseline_heldout - chosen.heldout_score},
+            "history": self.history,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=_jsonable)
+
+    def plot(self, path) -> None:
+        """Size (shared values) against error, fronts before and after merging (PNG/SVG/PDF by suffix)."""
+        from wsc.plot import plot_fronts
+
+        plot_fronts(self, path)
+
+
+def solution_info(s: Solution, settings: dict) -> dict:
+    """The method's parameters recorded in the file (no scores: the file depends on the configuration only)."""
+    return {"k": s.k, "lo": s.codebook.lo, "hi": s.codebook.hi, "values": s.values, "merged": s.merged,
+            "params": settings.get("params")}
+
+
+def _jsonable(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)
+
+
+__all__ = ["Solution", "CompressionResult", "solution_info"]

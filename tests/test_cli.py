@@ -1,0 +1,148 @@
+"""The wsc command: inspect, decompress, evaluate, compress; clear errors and exit codes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import safetensors.torch
+import torch
+
+import wsc
+from wsc.cli import main
+
+from pipeline_fixtures import DigitsMLP
+
+
+@pytest.fixture(scope="module")
+def wsc_file(trained_mlp, digits_eval, tmp_path_factory):
+    r = wsc.compress(copy.deepcopy(trained_mlp), digits_eval, k_range=(2, 32), pop_size=6, generations=3,
+                     progress=False)
+    path = tmp_path_factory.mktemp("cli") / "mlp.wsc"
+    r.save(path)
+    return path
+
+
+def test_inspect_text_and_json(wsc_file, capsys):
+    assert main(["inspect", str(wsc_file)]) == 0
+    out = capsys.readouterr().out
+    assert "checksums: all ok" in out and "fc1.weight" in out and "honest" in out and "paper-style" in out
+    assert main(["inspect", str(wsc_file), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info == json.loads(json.dumps(wsc.inspect(wsc_file)))
+
+
+def test_inspect_reports_a_bad_checksum_with_exit_code_1(wsc_file, tmp_path, capsys):
+    from wsc import container
+
+    meta, tensors, _ = container._read_raw(wsc_file)
+    tensors["data"][3] ^= 0xFF
+    text = json.dumps(meta)
+    import zlib
+
+    bad = tmp_path / "bad.wsc"
+    bad.write_bytes(safetensors.torch.save(tensors, metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))}))
+    assert main(["inspect", str(bad)]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+    assert main(["decompress", str(bad), "-o", str(tmp_path / "x.safetensors")]) == 1
+    assert "checksum mismatch" in capsys.readouterr().err
+
+
+def test_decompress_writes_the_restored_state_dict(wsc_file, tmp_path, capsys):
+    out = tmp_path / "restored.safetensors"
+    assert main(["decompress", str(wsc_file), "-o", str(out)]) == 0
+    restored = safetensors.torch.load_file(out)
+    expect = wsc.load_state_dict(wsc_file)
+    assert restored.keys() == expect.keys()
+    assert all(torch.equal(restored[k], expect[k]) for k in expect)
+    DigitsMLP().load_state_dict(restored)
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "required"),
+    (["compress", "--pop-size", "1"], "population of at least 2"),
+    (["compress", "--k-max", "70000"], "[2, 65536]"),
+    (["compress", "--tolerance", "5"], "[0, 1)"),
+    (["compress", "--generations", "x"], "positive integer"),
+    (["compress", "--metric", "auc"], "invalid choice"),
+    (["compress", "--params", "biases"], "invalid choice"),
+    (["decompress", "f.wsc"], "-o/--output"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_options_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_runtime_errors_are_one_line_without_traceback(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "missing.wsc")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("wsc inspect: error:") and "Traceback" not in err and err.count("\n") == 1
+    junk = tmp_path / "junk.wsc"
+    junk.write_bytes(b"\x00" * 64)
+    assert main(["inspect", str(junk)]) == 1
+    assert "wsc inspect: error:" in capsys.readouterr().err
+
+
+def test_python_dash_m(wsc_file):
+    proc = subprocess.run([sys.executable, "-m", "wsc", "inspect", str(wsc_file), "--json"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["codebook_size"] >= 1
+
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+needs_fmnist = pytest.mark.skipif(not os.path.isdir(FMNIST), reason="Debian package dataset-fashion-mnist not installed")
+QUICK = ["--search-size", "300", "--heldout-size", "400", "--pop-size", "4", "--generations", "2",
+         "--k-max", "24", "--seed", "1"]
+
+
+@needs_fmnist
+def test_compress_default_model_then_evaluate_reproduces_the_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["compress", *QUICK, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "<- chosen" in captured.out and "honest" in captured.out
+    assert "search  generation   2/2" in captured.err and "merge" in captured.err
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(os.listdir(out)) == ["model.wsc", "pareto.png", "report.json"]
+    assert os.path.getsize(out / "model.wsc") == report["chosen"]["file_bytes"]
+    assert report["model"].startswith("lenet5-fmnist") and report["data"] == "fashion-mnist"
+    args = ["evaluate", "--wsc", str(out / "model.wsc"), "--search-size", "300", "--heldout-size", "400",
+            "--seed", "1", "--json"]
+    assert main(args) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["heldout"] == report["chosen"]["heldout_score"]
+    assert scores["search"] == report["chosen"]["search_score"]
+
+
+@needs_fmnist
+def test_compress_json_and_quiet(tmp_path, capsys):
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--no-merge", "--json",
+                 "--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert captured.err == "" and report["front_after_merge"] == [] and report["settings"]["merge"] is False
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--quiet", "--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compress", "--model", "no.such.module:factory", "--data", "fashion-mnist"], "wsc compress: error:"),
+    (["compress", "--model", "wsc.zoo:LeNet5"], "--data is needed"),
+    (["compress", "--weights", "w.safetensors"], "--weights needs --model"),
+    (["compress", "--k-min", "50", "--k-max", "10"], "--k-min 50 is larger than --k-max 10"),
+    (["compress", "--data", "cifar10:/nonexistent"], "wsc compress: error:"),
+    (["evaluate", "--wsc", "/nonexistent.wsc"], "wsc evaluate: error:"),
+])
+def test_compress_runtime_errors(argv, message, tmp_path, capsys):
+    assert main([*argv, *(["--out", str(tmp_path)] if argv[0] == "compress" else [])]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

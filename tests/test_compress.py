@@ -1,0 +1,150 @@
+"""wsc.compress end to end on a small real model: honest numbers that the saved file reproduces."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import pytest
+import torch
+
+import wsc
+from wsc.evaluate import Accuracy
+from wsc.search import non_dominated
+
+from pipeline_fixtures import DigitsMLP, assert_state_equal
+
+FAST = dict(k_range=(2, 48), pop_size=8, generations=4, progress=False)
+
+
+@pytest.fixture(scope="module")
+def result(trained_mlp, digits_eval):
+    return wsc.compress(copy.deepcopy(trained_mlp), digits_eval, tolerance=0.01, **FAST)
+
+
+def test_caller_model_is_untouched(trained_mlp, digits_eval):
+    model = copy.deepcopy(trained_mlp).train()
+    before = copy.deepcopy(model.state_dict())
+    flags = [p.requires_grad for p in model.parameters()]
+    wsc.compress(model, digits_eval, **FAST)
+    assert_state_equal(model.state_dict(), before)
+    assert model.training and flags == [p.requires_grad for p in model.parameters()]
+
+
+def test_saved_file_reproduces_the_reported_scores_and_size(result, digits_eval, tmp_path):
+    for sol in result.front_before[:2] + result.front_after:
+        path = tmp_path / f"k{sol.k}-{sol.values}.wsc"
+        assert result.save(path, sol) is sol
+        assert os.path.getsize(path) == sol.file_bytes
+        model = wsc.load_into(DigitsMLP(), path)
+        assert digits_eval.heldout(model) == sol.heldout_score
+        assert digits_eval.search(model) == sol.search_score
+        info = wsc.inspect(path)
+        assert info["codebook_size"] == sol.values
+        assert info["bits_per_weight"] == pytest.approx(sol.bits_per_weight)
+        assert info["ratio"] == pytest.approx(sol.ratio)
+
+
+def test_reported_numbers_are_consistent(result, trained_mlp):
+    original = sum(t.numel() * t.element_size() for t in trained_mlp.state_dict().values())
+    assert result.original_bytes == original
+    assert result.n_shared == sum(p.numel() for p in trained_mlp.parameters() if p.dim() >= 2)
+    for s in result.front_before + result.front_after:
+        assert s.ratio == pytest.approx(original / s.file_bytes)
+        assert s.paper_style_ratio == pytest.approx(32 / s.bits_per_weight)
+        # per-tensor Huffman codes can beat the global order-0 entropy, never by a bit per weight
+        assert 0 < s.entropy_bits < s.bits_per_weight + 1 and s.bits_per_weight < s.entropy_bits + 1
+        assert s.values <= s.k and s.search_score == 1 - s.search_error
+    for front in (result.front_before, result.front_after):
+        pts = [(s.search_error, s.values) for s in front]
+        assert len(non_dominated(pts)) == len(pts)
+    assert result.evaluations >= len(result.front_before) and result.wall_time > 0
+
+
+def test_default_choice_uses_the_search_split_only(result, tmp_path):
+    chosen = result.choose()
+    ok = [s for s in result.front if s.search_score >= result.baseline_search - result.tolerance]
+    if ok:
+        assert chosen.file_bytes == min(s.file_bytes for s in ok)
+    assert result.save(tmp_path / "default.wsc") is chosen
+    strict = result.choose(tolerance=0.0)
+    assert strict.search_score >= result.baseline_search or strict.search_score == max(
+        s.search_score for s in result.front)
+
+
+def test_json_report_and_plot(result, tmp_path):
+    report = json.loads(result.to_json())
+    assert report["evaluations"] == result.evaluations
+    assert len(report["front_after_merge"]) == len(result.front_after)
+    assert report["chosen"]["file_bytes"] == result.choose().file_bytes
+    assert report["settings"]["pop_size"] == 8 and report["evaluator"]["metric"] == "accuracy"
+    assert all("group_first_bins" in s for s in report["front_after_merge"] if s["merged"])
+    result.plot(tmp_path / "front.png")
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class DigitsCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.fc = torch.nn.Linear(8 * 16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x.reshape(-1, 1, 8, 8))))
+        return self.fc(torch.nn.functional.max_pool2d(x, 2).flatten(1))
+
+
+def test_params_all_with_batchnorm_and_a_callable(digits, tmp_path):
+    torch.manual_seed(1)
+    x, y = digits
+    model = DigitsCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(40):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[:1000]), y[:1000]).backward()
+        opt.step()
+    model.eval()
+    acc = Accuracy(search=(x[1000:1300], y[1000:1300]), heldout=(x[1300:], y[1300:]))
+    r = wsc.compress(model, acc.search, params="all", **FAST)
+    assert r.evaluator["same_splits"] and r.baseline_search == r.baseline_heldout
+    assert r.n_shared == sum(t.numel() for n, t in model.state_dict().items() if t.is_floating_point())
+    sol = r.save(tmp_path / "cnn.wsc")
+    state = wsc.load_state_dict(tmp_path / "cnn.wsc")
+    assert state["bn.num_batches_tracked"].dtype == torch.int64
+    assert acc.search(wsc.load_into(DigitsCNN(), tmp_path / "cnn.wsc")) == sol.search_score
+
+
+def test_fidelity_needs_no_labels(trained_mlp, digits):
+    from wsc.evaluate import Fidelity
+
+    x, _ = digits
+    r = wsc.compress(copy.deepcopy(trained_mlp), Fidelity(x[1000:], search_size=0.4), **FAST)
+    assert r.baseline_search == r.baseline_heldout == 1.0
+    assert r.evaluator["metric"] == "fidelity" and max(s.search_score for s in r.front) <= 1.0
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(k_range=(1, 10)), ValueError, "k_range"),
+    (dict(k_range=(20, 10)), ValueError, "k_min <= k_max"),
+    (dict(k_range=5), TypeError, "pair"),
+    (dict(pop_size=1), ValueError, "pop_size"),
+    (dict(generations=0), ValueError, "generations"),
+    (dict(tolerance=-0.1), ValueError, "tolerance"),
+    (dict(workers=0), ValueError, "workers"),
+    (dict(size="bytes"), ValueError, "size"),
+    (dict(params="biases"), ValueError, "params"),
+    (dict(params=lambda n, t: False), ValueError, "no tensor selected"),
+    (dict(progress="loud"), TypeError, "progress"),
+])
+def test_bad_options(mlp, digits_eval, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        wsc.compress(mlp, digits_eval, **{**FAST, **kwargs})
+
+
+def test_bad_model_and_evaluator(mlp):
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        wsc.compress("model", lambda m: 1.0, **FAST)
+    with pytest.raises(TypeError, match="Evaluator or a callable"):
+        wsc.compress(mlp, 0.9, **FAST)

@@ -1,0 +1,233 @@
+"""The .wsc container: exact round trip, exact size, and a clear FormatError for any damage."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+import wsc
+from wsc import container
+from wsc.errors import FormatError
+from wsc.workbench import Workbench
+
+
+class Mixed(torch.nn.Module):
+    """Every kind of tensor a file must carry: float32/16/bf16/64 weights, BN buffers, ties."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(50, 16)
+        self.conv = torch.nn.Conv1d(16, 16, 3)
+        self.bn = torch.nn.BatchNorm1d(16)
+        self.f16 = torch.nn.Parameter(torch.randn(8, 8).half())
+        self.brain = torch.nn.Parameter(torch.randn(4, 40).bfloat16())
+        self.f64 = torch.nn.Parameter(torch.randn(3, 5, dtype=torch.float64))
+        self.head = torch.nn.Linear(16, 50)
+        self.head.weight = self.emb.weight
+        self.bn.running_mean.normal_()
+        self.bn.num_batches_tracked += 7
+
+
+@pytest.fixture
+def mixed_file(tmp_path):
+    bench = Workbench(Mixed())
+    cb = bench.codebook(33)
+    path = tmp_path / "m.wsc"
+    size = container.write(path, bench.payload(cb, {"note": "test"}))
+    return bench, cb, path, size
+
+
+def test_round_trip_restores_the_shared_model_exactly(mixed_file):
+    bench, cb, path, size = mixed_file
+    assert size == os.path.getsize(path) == len(container.to_bytes(bench.payload(cb, {"note": "test"})))
+    assert not [p for p in os.listdir(path.parent) if p.endswith(".tmp")]
+    state = wsc.load_state_dict(path)
+    with bench.model(cb) as m:
+        expect = m.state_dict()
+    assert list(state) == list(expect)
+    for name, t in expect.items():
+        assert state[name].dtype == t.dtype and state[name].shape == t.shape, name
+        assert torch.equal(state[name], t), name
+    assert state["head.weight"] is state["emb.weight"]
+    assert int(state["bn.num_batches_tracked"]) == 7
+
+
+def test_load_into_a_fresh_model(mixed_file):
+    bench, cb, path, _ = mixed_file
+    model = Mixed()
+    wsc.load_into(model, path)
+    with bench.model(cb) as m:
+        for (n, a), b in zip(model.state_dict().items(), m.state_dict().values()):
+            assert torch.equal(a, b), n
+    with pytest.raises(ValueError, match="does not match the model"):
+        wsc.load_into(torch.nn.Linear(3, 3), path)
+    wrong = Mixed()
+    wrong.f16 = torch.nn.Parameter(torch.zeros(8, 8))
+    with pytest.raises(ValueError, match="f16: dtype"):
+        wsc.load_into(wrong, path)
+
+
+def test_inspect_reports_sizes_and_checksums(mixed_file):
+    bench, cb, path, size = mixed_file
+    info = wsc.inspect(path)
+    assert info["file_bytes"] == size and info["codebook_size"] == cb.size and info["checksums_ok"]
+    assert {s["name"] for s in info["shared"]} == {"f16", "brain", "f64", "emb.weight", "conv.weight"}
+    assert info["original_bytes"] == bench.original_bytes
+    assert info["ratio"] == pytest.approx(bench.original_bytes / size)
+    assert info["paper_style_ratio"] == pytest.approx(32 / info["bits_per_weight"])
+    assert info["info"] == {"note": "test"} and info["aliases"] == {"head.weight": "emb.weight"}
+
+
+def test_metadata_is_checksummed(mixed_file, tmp_path):
+    _, _, path, _ = mixed_file
+    raw = path.read_bytes()
+    bad = tmp_path / "renamed.wsc"
+    bad.write_bytes(raw.replace(b"conv.weight", b"conv.weighs"))
+    with pytest.raises(FormatError, match="metadata is corrupt"):
+        wsc.load_state_dict(bad)
+
+
+def test_writing_replaces_atomically(tmp_path, mixed_file):
+    bench, cb, path, size = mixed_file
+    path.write_bytes(b"old")
+    assert container.write(path, bench.payload(cb, {"note": "test"})) == size == os.path.getsize(path)
+
+
+# ---------------------------------------------------------------- damage
+def _rewrite(src, dst, meta_fn=None, tensors_fn=None):
+    meta, tensors, _ = container._read_raw(src)
+    if meta_fn:
+        meta_fn(meta)
+    if tensors_fn:
+        tensors_fn(tensors)
+    text = json.dumps(meta)
+    dst.write_bytes(safetensors.torch.save({k: v.clone() for k, v in tensors.items()},
+                                           metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))}))
+    return dst
+
+
+def test_flipped_payload_byte_is_a_checksum_error(mixed_file, tmp_path):
+    _, _, path, _ = mixed_file
+    meta, tensors, _ = container._read_raw(path)
+    data = tensors["data"].clone()
+    data[len(data) // 2] ^= 0x10
+    bad = _rewrite(path, tmp_path / "bad.wsc", tensors_fn=lambda t: t.update(data=data))
+    with pytest.raises(FormatError, match="checksum"):
+        wsc.load_state_dict(bad)
+    assert wsc.inspect(bad)["checksums_ok"] is False
+
+
+def test_flipped_byte_anywhere_in_the_file_never_passes_silently(mixed_file, tmp_path):
+    _, _, path, size = mixed_file
+    raw = path.read_bytes()
+    good = wsc.load_state_dict(path)
+    rng = np.random.default_rng(0)
+    for pos in rng.choice(size, 40, replace=False):
+        b = bytearray(raw)
+        b[pos] ^= 1 << int(rng.integers(8))
+        try:
+            state = wsc.load_state_dict(bytes(b))
+        except FormatError:
+            continue
+        # only a flip that changes nothing read (e.g. safetensors header padding) may pass
+        assert list(state) == list(good), pos
+        assert all(torch.equal(state[n], good[n]) for n in good), pos
+
+
+@pytest.mark.parametrize("keep", [0, 5, 8, 100, -1, -100])
+def test_truncated_files(mixed_file, keep):
+    _, _, path, size = mixed_file
+    raw = path.read_bytes()
+    with pytest.raises(FormatError):
+        wsc.load_state_dict(raw[:keep if keep >= 0 else size + keep])
+
+
+def test_not_a_wsc_file(tmp_path):
+    other = tmp_path / "plain.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(3)}, other)
+    with pytest.raises(FormatError, match="no 'wsc' metadata"):
+        wsc.load_state_dict(other)
+    with pytest.raises(FormatError):
+        wsc.inspect(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(version=2), "unsupported .wsc format version 2"),
+    (lambda m: m.update(coder="rans"), "unknown coder 'rans'"),
+    (lambda m: m.update(format="other"), "format field"),
+    (lambda m: m.pop("tensors"), "'tensors' is missing"),
+    (lambda m: m["tensors"][0].update(numel=1), "element count"),
+    (lambda m: m["tensors"][0].update(shape=[2, 2]), "element count"),
+    (lambda m: m["codebook"].update(size=3), "codebook holds"),
+    (lambda m: m["tensors"].append({"name": "x", "alias_of": "nothing"}), "alias"),
+    (lambda m: m["tensors"].append(dict(m["tensors"][0])), "appears twice"),
+    (lambda m: m["tensors"][1].update(shared="yes"), "shared: true/false"),
+    (lambda m: m["tensors"].pop(0), "left over|missing|code lengths of shape"),
+    (lambda m: next(e for e in m["tensors"] if e.get("shared") is False).update(shape=[1000]), "too short|left over"),
+    (lambda m: next(e for e in m["tensors"] if e.get("shared")).update(bits=5), "payload bits"),
+])
+def test_inconsistent_metadata(mixed_file, tmp_path, edit, message):
+    _, _, path, _ = mixed_file
+    bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=edit)
+    with pytest.raises(FormatError, match=message):
+        wsc.load_state_dict(bad)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.pop("lengths"), "'lengths' is missing"),
+    (lambda t: t.update(extra=torch.zeros(2)), "unexpected tensors"),
+    (lambda t: t.update(lengths=t["lengths"][:, :-1].clone()), "code lengths of shape"),
+    (lambda t: t.update(offsets=t["offsets"][:-1].clone()), "offsets"),
+    (lambda t: t.update(data=torch.cat([t["data"], torch.zeros(3, dtype=torch.uint8)])), "left over"),
+    (lambda t: t.update(codebook=t["codebook"].double()), "float32"),
+    (lambda t: t.update(codebook=torch.full_like(t["codebook"], float("nan"))), "NaN"),
+])
+def test_inconsistent_tensors(mixed_file, tmp_path, edit, message):
+    _, _, path, _ = mixed_file
+    bad = _rewrite(path, tmp_path / "bad.wsc", tensors_fn=edit)
+    with pytest.raises(FormatError, match=message):
+        wsc.load_state_dict(bad)
+
+
+def test_index_outside_the_codebook(mixed_file, tmp_path):
+    """A stream whose symbols reach past a (shrunk) codebook is rejected, never gathered."""
+    _, cb, path, _ = mixed_file
+
+    def shrink(t):
+        t["codebook"] = t["codebook"][:-1].clone()
+        t["lengths"] = t["lengths"][:, :-1].clone()
+
+    def meta(m):
+        m["codebook"]["size"] -= 1
+
+    bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=meta, tensors_fn=shrink)
+    with pytest.raises(FormatError):
+        wsc.load_state_dict(bad)
+
+
+def test_a_single_shared_value(tmp_path):
+    model = torch.nn.Linear(6, 4)
+    bench = Workbench(model)
+    cb = bench.codebook(8)
+    while cb.size > 1:
+        cb = cb.merge(0)
+    container.write(tmp_path / "one.wsc", bench.payload(cb))
+    state = wsc.load_state_dict(tmp_path / "one.wsc")
+    assert torch.allclose(state["weight"], model.weight.detach().double().mean().float().expand(4, 6))
+    assert len(torch.unique(state["weight"])) == 1
+    assert wsc.inspect(tmp_path / "one.wsc")["bits_per_weight"] == 1.0
+
+
+def test_payload_checks():
+    p = container.Payload(np.zeros(0, np.float32), [], {})
+    with pytest.raises(ValueError, match="1 to 65536"):
+        container.to_bytes(p)
+    with pytest.raises(ValueError, match="at least one shared"):
+        container.to_bytes(container.Payload(np.zeros(2, np.float32), [], {}))
