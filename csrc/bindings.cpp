@@ -178,7 +178,7 @@ PYBIND11_MODULE(_C, m) {
          std::uintptr_t lengths, int64_t k, int64_t n, int64_t chunk_size,
          std::uintptr_t codebook, int64_t m, std::uintptr_t out, int out_dtype) {
         py::gil_scoped_release release;
-        wsc::huffman_decode_gather(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
+        return wsc::huffman_decode_gather(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
                                    n_chunks, ptr<const uint8_t>(lengths), k, n, chunk_size,
                                    ptr<const float>(codebook), m, ptr<void>(out),
                                    wsc::DType(out_dtype));
@@ -186,7 +186,8 @@ PYBIND11_MODULE(_C, m) {
       py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
       py::arg("lengths"), py::arg("k"), py::arg("n"), py::arg("chunk_size"), py::arg("codebook"),
       py::arg("m"), py::arg("out"), py::arg("out_dtype"),
-      "Decodes a chunked Huffman payload and writes codebook[symbol] into out (fused).");
+      "Decodes a chunked Huffman payload and writes codebook[symbol] into out (fused); "
+      "returns the payload bits.");
 
 #ifdef WSC_WITH_CUDA
   // CUDA kernels: device addresses, the CUDA device index, a cudaStream_t as an integer and a
@@ -283,7 +284,7 @@ PYBIND11_MODULE(_C, m) {
          int64_t m, std::uintptr_t out, int out_dtype, std::uintptr_t workspace,
          std::uintptr_t status, int device, std::uintptr_t stream) {
         py::gil_scoped_release release;
-        wsc::cuda::huffman_decode_gather(
+        return wsc::cuda::huffman_decode_gather(
             ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets), n_chunks,
             ptr<const uint8_t>(lengths), k, n, chunk_size, ptr<const float>(codebook), m,
             ptr<void>(out), wsc::DType(out_dtype), ptr<void>(workspace), ptr<void>(status), device,
@@ -293,13 +294,14 @@ PYBIND11_MODULE(_C, m) {
       py::arg("lengths"), py::arg("k"), py::arg("n"), py::arg("chunk_size"), py::arg("codebook"),
       py::arg("m"), py::arg("out"), py::arg("out_dtype"), py::arg("workspace"), py::arg("status"),
       py::arg("device"), py::arg("stream"),
-      "Decodes a chunked Huffman payload on the GPU straight into codebook values (fused gather).");
+      "Decodes a chunked Huffman payload on the GPU straight into codebook values (fused gather); "
+      "returns the payload bits.");
 
   m.def(
       "cuda_huffman_decode_on_host",
       [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
          std::uintptr_t lengths, int64_t k, int64_t n, int64_t chunk_size, std::uintptr_t idx) {
-        wsc::cuda::huffman_decode_on_host(
+        return wsc::cuda::huffman_decode_on_host(
             ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets), n_chunks,
             ptr<const uint8_t>(lengths), k, n, chunk_size, ptr<uint16_t>(idx));
       },

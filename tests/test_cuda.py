@@ -236,14 +236,14 @@ def test_more_than_2_pow_31_elements():
 # ---------------------------------------------------------------- Huffman decoding
 
 
-def _host_decode(s: huffman.HuffmanStream) -> np.ndarray:
+def _host_decode(s: huffman.HuffmanStream, return_bits: bool = False):
     """The CUDA chunk decoder run on the host (cuda_huffman_decode_on_host)."""
     data, offsets, lengths = (np.ascontiguousarray(a) for a in (s.data, s.chunk_offsets, s.lengths))
     out = np.zeros(s.n_symbols, dtype=np.uint16)
-    _C.cuda_huffman_decode_on_host(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
-                                   lengths.ctypes.data, lengths.size, s.n_symbols, s.chunk_size,
-                                   out.ctypes.data)
-    return out
+    bits = _C.cuda_huffman_decode_on_host(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
+                                          lengths.ctypes.data, lengths.size, s.n_symbols, s.chunk_size,
+                                          out.ctypes.data)
+    return (out, bits) if return_bits else out
 
 
 def _host_or_error(s: huffman.HuffmanStream):
@@ -273,7 +273,9 @@ STREAMS = [(k, kind, cs) for k in (2, 16, 256, 3000, 65536) for kind in ("unifor
 def test_device_huffman_decoder_on_host(k, kind, chunk_size):
     x = symbols(k, 20_011, kind, seed=k + chunk_size)
     s = huffman.encode(x, k, chunk_size=chunk_size)
-    np.testing.assert_array_equal(_host_decode(s), x)
+    got, bits = _host_decode(s, return_bits=True)
+    np.testing.assert_array_equal(got, x)
+    assert bits == int(s.lengths.astype(np.int64)[x].sum())  # what the CPU's decode_gather reports
 
 
 @needs_cuda_build
@@ -348,9 +350,10 @@ def test_huffman_decode_gather_on_the_gpu(k, dtype):
     s = huffman.encode(x, k, chunk_size=4096)
     codebook = torch.from_numpy(np.random.default_rng(k).normal(size=k).astype(np.float32))
     want = huffman.decode_gather(s, codebook, dtype=dtype)
-    got = huffman.decode_gather(s, codebook.cuda(), dtype=dtype)
+    got, bits = huffman.decode_gather(s, codebook.cuda(), dtype=dtype, return_bits=True)
     assert got.device.type == "cuda" and got.dtype == dtype
     assert torch.equal(_bits(got), _bits(want))
+    assert bits == huffman.decode_gather(s, codebook, dtype=dtype, return_bits=True)[1]
 
 
 @needs_cuda

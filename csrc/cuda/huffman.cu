@@ -123,7 +123,8 @@ __host__ __device__ bool decode_chunk(int64_t c, const uint8_t* __restrict__ dat
                                       const unsigned long long* limit,
                                       const unsigned long long* first, const uint32_t* offset,
                                       uint32_t max_len, const uint16_t* __restrict__ sorted,
-                                      const Sink& sink, unsigned long long& beyond) {
+                                      const Sink& sink, unsigned long long& beyond,
+                                      unsigned long long& bits) {
   const int64_t b0 = offsets[c], b1 = offsets[c + 1];
   // Per chunk, the CPU's offset checks: start at 0, never decrease, end at the payload size.
   if (b0 < 0 || b1 < b0 || b1 > size || (c == 0 && b0 != 0) || (c + 1 == n_chunks && b1 != size))
@@ -158,6 +159,7 @@ __host__ __device__ bool decode_chunk(int64_t c, const uint8_t* __restrict__ dat
   if ((s.used + 7) / 8 != uint64_t(s.nbytes)) return false;
   const unsigned pad = unsigned(total - s.used);  // < 8, and those bits are in buf
   s.refill();
+  bits += s.used;
   return pad == 0 || (s.buf >> (64 - pad)) == 0;
 }
 
@@ -182,16 +184,18 @@ __global__ void __launch_bounds__(kHuffThreads)
   sink.init(0);  // ends with __syncthreads() when it fills shared memory
   __syncthreads();
   BadTally bad;
-  unsigned long long beyond = 0;
+  unsigned long long beyond = 0, bits = 0;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < n_chunks; c += stride) {
     const bool ok = decode_chunk(c, data, size, offsets, n_chunks, n, chunk_size, single, limit,
-                                 first, offset, max_len, sorted, sink, beyond);
+                                 first, offset, max_len, sorted, sink, beyond, bits);
     bad.add(!ok, c);
   }
   bad.flush(status);
   beyond = block_reduce(beyond, SumOp(), 0ull);
   if (threadIdx.x == 0 && beyond != 0) atomicAdd(&status->beyond, beyond);
+  bits = block_reduce(bits, SumOp(), 0ull);
+  if (threadIdx.x == 0 && bits != 0) atomicAdd(&status->bits, bits);
 }
 
 template <class Sink>
@@ -247,11 +251,13 @@ void raise_corrupt(unsigned long long bad, unsigned long long first) {
         std::to_string(first));
 }
 
-void finish(Status* status, cudaStream_t stream, int64_t m = 0) {
+// Raises for corrupt chunks or symbols beyond the codebook; returns the payload bits.
+int64_t finish(Status* status, cudaStream_t stream, int64_t m = 0) {
   const Status h = fetch_status(status, stream);
   raise_corrupt(h.bad, h.first);
   check(h.beyond == 0, "huffman_decode_gather: " + std::to_string(h.beyond) +
                            " decoded index value(s) >= codebook size " + std::to_string(m));
+  return int64_t(h.bits);
 }
 
 }  // namespace
@@ -295,16 +301,16 @@ void decode_gather_typed(const uint8_t* data, int64_t size, const int64_t* offse
 }
 }  // namespace
 
-void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
-                           int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
-                           int64_t chunk_size, const float* codebook, int64_t m, void* out,
-                           DType out_dtype, void* workspace, void* status, int device,
-                           Stream stream) {
+int64_t huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                              int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                              int64_t chunk_size, const float* codebook, int64_t m, void* out,
+                              DType out_dtype, void* workspace, void* status, int device,
+                              Stream stream) {
   check(m >= 1 && m <= kMaxBins, "huffman_decode_gather: codebook size must be in [1, 65536]");
   DeviceGuard guard(device);
   Status* s = as_status(status);
   const cudaStream_t st = as_stream(stream);
-  if (!prepare(size, n_chunks, lengths, k, n, chunk_size, workspace, s, st)) return;
+  if (!prepare(size, n_chunks, lengths, k, n, chunk_size, workspace, s, st)) return 0;
   const auto* tables = static_cast<const uint8_t*>(workspace);
   switch (out_dtype) {
     case DType::F32:
@@ -322,12 +328,12 @@ void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chu
     default:
       throw std::invalid_argument("huffman_decode_gather: unknown output dtype");
   }
-  finish(s, st, m);
+  return finish(s, st, m);
 }
 
-void huffman_decode_on_host(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
-                            int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
-                            int64_t chunk_size, uint16_t* idx) {
+int64_t huffman_decode_on_host(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                               int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                               int64_t chunk_size, uint16_t* idx) {
   check(size >= 0 && n >= 0 && chunk_size >= 1, "huffman_decode_on_host: bad sizes");
   check(n_chunks == n / chunk_size + (n % chunk_size != 0), "huffman_decode_on_host: bad n_chunks");
   const std::vector<uint8_t> blob = build_tables(lengths, k);
@@ -336,14 +342,15 @@ void huffman_decode_on_host(const uint8_t* data, int64_t size, const int64_t* ch
   std::vector<uint16_t> sorted(static_cast<size_t>(k));
   std::memcpy(sorted.data(), blob.data() + kSortedAt, sorted.size() * sizeof(uint16_t));
   const IndexSink<uint16_t> sink{idx};
-  unsigned long long bad = 0, first = 0, beyond = 0;
+  unsigned long long bad = 0, first = 0, beyond = 0, bits = 0;
   for (int64_t c = 0; c < n_chunks; ++c) {
     if (decode_chunk(c, data, size, chunk_offsets, n_chunks, n, chunk_size, t.single, t.limit,
-                     t.first, t.offset, t.max_len, sorted.data(), sink, beyond))
+                     t.first, t.offset, t.max_len, sorted.data(), sink, beyond, bits))
       continue;
     if (bad++ == 0) first = (unsigned long long)c;
   }
   raise_corrupt(bad, first);
+  return int64_t(bits);
 }
 
 }  // namespace cuda

@@ -109,6 +109,8 @@ struct Status {
   unsigned long long bad;     // NaN/Inf inputs, or indices >= k
   unsigned long long first;   // flat index of the first bad element (ULLONG_MAX if none)
   unsigned long long beyond;  // Huffman decode + gather: symbols >= codebook size
+  unsigned long long bits;    // Huffman: payload bits the codes took (padding excluded)
+  unsigned long long reserved;
 };
 static_assert(sizeof(Status) == kStatusBytes, "Status must match kStatusBytes");
 
@@ -119,6 +121,8 @@ static __global__ void init_status_kernel(Status* s) {
   s->bad = 0;
   s->first = ULLONG_MAX;
   s->beyond = 0;
+  s->bits = 0;
+  s->reserved = 0;
 }
 
 inline Status* as_status(void* p) {

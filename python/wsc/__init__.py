@@ -7,6 +7,8 @@ from wsc import evaluate
 from wsc.api import compress, load_into, load_state_dict
 from wsc.container import inspect
 from wsc.result import CompressionResult, Solution
+from wsc import nn
+from wsc.nn import load_shared
 
 __version__ = "0.1.0"
 
@@ -34,5 +36,5 @@ def cuda_available() -> bool:
 
 
 __all__ = ["huffman", "ops", "reference", "evaluate", "compress", "load_state_dict", "load_into", "inspect",
-           "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
+           "nn", "load_shared", "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
            "cuda_available"]

@@ -95,15 +95,15 @@ def _target_device(out, device) -> torch.device:
     return device
 
 
-def _cuda_decode(fn: str, stream, data, lengths, offsets, device: torch.device, *args) -> None:
+def _cuda_decode(fn: str, stream, data, lengths, offsets, device: torch.device, *args):
     """Upload the payload and offsets to ``device`` and run the CUDA decoder ``fn`` (lengths stay on the host)."""
     data_d = torch.tensor(data, device=device)
     offsets_d = torch.tensor(offsets, device=device)
     k = lengths.size
     workspace = torch.empty(_C.cuda_huffman_workspace_bytes(k), dtype=torch.uint8, device=device)
-    _cuda.launch(fn, device, data_d.data_ptr(), data.size, offsets_d.data_ptr(), offsets.size - 1,
-                 lengths.ctypes.data, k, int(stream.n_symbols), int(stream.chunk_size), *args,
-                 workspace.data_ptr())
+    return _cuda.launch(fn, device, data_d.data_ptr(), data.size, offsets_d.data_ptr(), offsets.size - 1,
+                        lengths.ctypes.data, k, int(stream.n_symbols), int(stream.chunk_size), *args,
+                        workspace.data_ptr())
 
 
 def _int_in(v, name: str, lo: int, hi: int) -> int:
@@ -264,13 +264,15 @@ def decode(stream: HuffmanStream, out=None, *, device=None):
     return result
 
 
-def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype = torch.float32):
+def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype = torch.float32,
+                  *, return_bits: bool = False):
     """``codebook[decode(stream)]`` in one fused pass, never holding the whole index array.
 
     Returns a new 1-D tensor of ``dtype`` (float32/float16/bfloat16) on the codebook's device,
     or fills ``out`` (a contiguous tensor on that device, or a numpy array for a CPU codebook,
-    with ``stream.n_symbols`` elements) and returns it. With a CUDA codebook the payload is
-    copied to that GPU and decoded there, straight into the weights (one kernel).
+    with ``stream.n_symbols`` elements) and returns it; with ``return_bits``, also the payload
+    bits the codes took (padding excluded). With a CUDA codebook the payload is copied to that
+    GPU and decoded there, straight into the weights (one kernel).
     """
     data, lengths, offsets = _check_stream(stream)
     cb, _ = as_tensor(codebook, "codebook")
@@ -290,13 +292,13 @@ def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype 
             raise ValueError(f"out must have stream.n_symbols = {n} elements; got {target.numel()}")
         result = out
     if dev.type == "cuda":
-        _cuda_decode("cuda_huffman_decode_gather", stream, data, lengths, offsets, dev, cb.data_ptr(),
-                     cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
-        return result
-    _C.huffman_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
-                             lengths.ctypes.data, lengths.size, n, int(stream.chunk_size), cb.data_ptr(),
-                             cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
-    return result
+        bits = _cuda_decode("cuda_huffman_decode_gather", stream, data, lengths, offsets, dev, cb.data_ptr(),
+                            cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
+    else:
+        bits = _C.huffman_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
+                                        lengths.ctypes.data, lengths.size, n, int(stream.chunk_size),
+                                        cb.data_ptr(), cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
+    return (result, bits) if return_bits else result
 
 
 __all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "decode_gather", "MAX_LEN", "DEFAULT_MAX_LEN",

@@ -23,7 +23,7 @@ namespace cuda {
 
 using Stream = std::uintptr_t;
 
-constexpr int64_t kStatusBytes = 32;
+constexpr int64_t kStatusBytes = 48;
 
 // Number of CUDA devices; 0 (never an exception) when there is no driver, no device, or the
 // driver is too old for the CUDA runtime wsc was built with.
@@ -73,18 +73,20 @@ void huffman_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offs
 
 // As huffman_decode, fused with the gather: out[i] = codebook[symbol i] converted to
 // out_dtype (codebook: m float32 values on the device; as wsc::huffman_decode_gather, a
-// symbol >= m is counted, its read clamped, and the call throws). Synchronises `stream`.
-void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
-                           int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
-                           int64_t chunk_size, const float* codebook, int64_t m, void* out,
-                           DType out_dtype, void* workspace, void* status, int device,
-                           Stream stream);
+// symbol >= m is counted, its read clamped, and the call throws). Returns the payload bits
+// the codes took (padding excluded), as the CPU function does. Synchronises `stream`.
+int64_t huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                              int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                              int64_t chunk_size, const float* codebook, int64_t m, void* out,
+                              DType out_dtype, void* workspace, void* status, int device,
+                              Stream stream);
 
 // Test hook: the device Huffman chunk decoder (csrc/cuda/huffman.cu) run on the host over
-// host arrays, chunk after chunk, into uint16 indices; raises as huffman_decode does.
-void huffman_decode_on_host(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
-                            int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
-                            int64_t chunk_size, uint16_t* idx);
+// host arrays, chunk after chunk, into uint16 indices; raises as huffman_decode does and
+// returns the payload bits.
+int64_t huffman_decode_on_host(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                               int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                               int64_t chunk_size, uint16_t* idx);
 
 // Test hook: the device binning rule (csrc/cuda/bin_rule.cuh) evaluated on the host over
 // host arrays, so its logic is checked against the reference on machines without a GPU.
