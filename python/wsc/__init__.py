@@ -7,6 +7,8 @@ from wsc import evaluate
 from wsc.api import compress, load_into, load_state_dict
 from wsc.container import inspect
 from wsc.result import CompressionResult, Solution
+from wsc import nn
+from wsc.nn import load_shared
 
 __version__ = "0.1.0"
 
@@ -24,12 +26,15 @@ def set_num_threads(n: int) -> None:
 
 
 def cuda_available() -> bool:
-    """True when the extension was built with CUDA kernels and a CUDA device is visible."""
-    import torch
+    """True when the extension was built with CUDA kernels and a CUDA device is visible.
 
-    return bool(_C.built_with_cuda) and torch.cuda.is_available()
+    wsc.ops then runs CUDA tensors on the GPU. ``wsc._cuda.unavailable_reason()`` says why not.
+    """
+    from wsc import _cuda
+
+    return _cuda.unavailable_reason() is None
 
 
 __all__ = ["huffman", "rans", "ops", "reference", "evaluate", "compress", "load_state_dict", "load_into", "inspect",
-           "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
+           "nn", "load_shared", "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
            "cuda_available"]

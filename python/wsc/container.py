@@ -338,11 +338,22 @@ class Archive:
         return idx
 
     def shared_tensor(self, j: int) -> torch.Tensor:
-        """Shared tensor j restored: codebook values in its original dtype and shape."""
-        e = self.streams[j].entry
+        """Shared tensor j restored in its original dtype and shape, decoded and gathered in one
+        fused pass (no full index array); the decoder checks every chunk and every index."""
+        from wsc import huffman
+
+        s = self.streams[j]
+        e = s.entry
+        _check(self.stream_ok(j), f"{e['name']!r}: checksum mismatch: the stream is corrupt")
         dtype = _FLOATS[e["dtype"]]
-        idx = torch.from_numpy(self.indices(j))
-        out = ops.gather(idx, self.codebook, dtype=dtype if dtype in _NATIVE else torch.float32)
+        stream = huffman.HuffmanStream(data=s.data, lengths=s.lengths, chunk_offsets=s.offsets,
+                                       n_symbols=e["numel"], chunk_size=self.meta["chunk_size"])
+        try:
+            out, bits = huffman.decode_gather(stream, self.codebook, dtype=dtype if dtype in _NATIVE else torch.float32,
+                                              return_bits=True)
+        except ValueError as exc:
+            raise FormatError(f"{e['name']!r}: undecodable stream ({exc})") from None
+        _check(bits == e["bits"], f"{e['name']!r}: {bits} payload bits, the metadata says {e['bits']}")
         return out.to(dtype).reshape(_shape(e))
 
     def stored_tensor(self, j: int) -> torch.Tensor:

@@ -12,8 +12,10 @@ parameters as attributes (Conv*, Linear, Embedding, custom modules) runs unchang
 
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,10 +38,13 @@ def _weight_property(name: str) -> property:
             self._wsc_cache[name] = (key, w)
         return w
 
-    def set_(self, value):
-        raise AttributeError(f"{name} is shared (indices + codebook); call wsc.nn.unshare_(model) to assign it")
+    return property(get, doc=f"{name}, gathered from {name}_indices and {name}_codebook")
 
-    return property(get, set_, doc=f"{name}, gathered from {name}_indices and {name}_codebook")
+
+def _guarded_setattr(self, name, value):
+    if name in self.__dict__.get("_wsc_dtypes", ()):
+        raise AttributeError(f"{name} is shared (indices + codebook); call wsc.nn.unshare_(model) to assign it")
+    type(self)._wsc_base.__setattr__(self, name, value)
 
 
 def _shared_class(cls: type, names: frozenset) -> type:
@@ -47,6 +52,7 @@ def _shared_class(cls: type, names: frozenset) -> type:
     if key not in _CLASSES:
         attrs = {n: _weight_property(n) for n in names}
         attrs["_wsc_base"] = cls
+        attrs["__setattr__"] = _guarded_setattr
         _CLASSES[key] = type(f"Shared{cls.__name__}", (cls,), attrs)
     return _CLASSES[key]
 
@@ -74,7 +80,8 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
         param = module._parameters.get(leaf)
         if param is None:
             raise ValueError(f"{qualified!r} is not a parameter of the model")
-        check_tensor(idx, f"indices[{qualified!r}]", tuple(INDEX_CODES), device=param.device.type)
+        device = None if param.device.type == "meta" else param.device.type
+        check_tensor(idx, f"indices[{qualified!r}]", tuple(INDEX_CODES), device=device)
         if idx.shape != param.shape:
             raise ValueError(f"indices[{qualified!r}] has shape {tuple(idx.shape)}, the parameter {tuple(param.shape)}")
         by_module.setdefault(module, {})[leaf] = idx
@@ -92,6 +99,69 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
         module.__dict__["_wsc_cache"] = {}
         module.__class__ = _shared_class(base, frozenset(dtypes))
     return model
+
+
+def _compact_source(source):
+    """(codebook, {name: flat indices}, {name: (shape, dtype)}, stored state, aliases) of a .wsc
+    file (path or bytes) or of a CompressionResult's chosen solution."""
+    from wsc import container
+    from wsc.result import CompressionResult
+
+    if isinstance(source, CompressionResult):
+        p = source.payload(source.choose())
+        shared = {t.name: t.indices for t in p.shared}
+        meta = {t.name: (tuple(t.shape), t.dtype) for t in p.shared}
+        return torch.from_numpy(np.asarray(p.codebook, dtype=np.float32)), shared, meta, dict(p.stored), dict(p.aliases)
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        raise TypeError(f"source must be a .wsc path, its bytes or a CompressionResult; got {type(source).__name__}")
+    a = container.read(source)
+    shared = {s.entry["name"]: a.indices(j) for j, s in enumerate(a.streams)}
+    meta = {s.entry["name"]: (tuple(s.entry["shape"]), container._FLOATS[s.entry["dtype"]]) for s in a.streams}
+    stored = {e["name"]: a.stored_tensor(j) for j, e in enumerate(a.stored)}
+    return a.codebook, shared, meta, stored, dict(a.aliases)
+
+
+def share_(model: nn.Module, source, mode: str = "compact") -> nn.Module:
+    """Load a compressed model into ``model`` keeping shared weights compact; returns ``model``.
+
+    ``source``: a .wsc path (or its bytes) or a :class:`wsc.CompressionResult` (its chosen
+    solution). Shared weights become uint8/uint16 index buffers plus the codebook, gathered
+    on use (``mode`` "compact" or "cached"); the other tensors are loaded as stored. ``model``
+    may live on the meta device (built with ``torch.device("meta")``), so no float copy of
+    the shared weights is ever made. Outputs equal those of ``wsc.load_into`` bit for bit.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    codebook, shared, meta, stored, aliases = _compact_source(source)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    own = dict(model.state_dict(keep_vars=True))
+    names = set(shared) | set(stored) | set(aliases)
+    missing, unexpected = sorted(set(own) - names), sorted(names - set(own))
+    if missing or unexpected:
+        raise ValueError(f"the compressed model does not match the model: missing {missing[:10]}, "
+                         f"unexpected {unexpected[:10]}")
+    indices: dict[str, torch.Tensor] = {}
+    for name in sorted(set(shared) | {a for a, t in aliases.items() if t in shared}):
+        target = aliases.get(name, name)
+        shape, dtype = meta[target]
+        if name not in params:
+            raise ValueError(f"{name}: shared in the file but not a parameter of the model")
+        p = params[name]
+        if tuple(p.shape) != shape or p.dtype != dtype:
+            raise ValueError(f"{name}: {tuple(shape)} {dtype} in the file, {tuple(p.shape)} {p.dtype} in the model")
+        idx = torch.from_numpy(shared[target]).reshape(shape)
+        indices[name] = idx if p.device.type in ("cpu", "meta") else idx.to(p.device)
+    plain = {n: stored[aliases.get(n, n)] for n in own if n not in indices}
+    for n, t in plain.items():
+        if t.shape != own[n].shape or t.dtype != own[n].dtype:
+            raise ValueError(f"{n}: {tuple(t.shape)} {t.dtype} in the file, {tuple(own[n].shape)} {own[n].dtype} in the model")
+    model.load_state_dict(plain, strict=False, assign=any(t.is_meta for t in own.values()))
+    return share_tensors_(model, indices, codebook, mode)
+
+
+def load_shared(model: nn.Module, path, mode: str = "compact") -> nn.Module:
+    """Load the .wsc file at ``path`` into ``model`` with compact shared weights (see :func:`share_`)."""
+    return share_(model, path, mode)
 
 
 def shared_modules(model: nn.Module):
