@@ -28,7 +28,7 @@ def _int(name: str, v, lo: int, hi: int | None = None) -> int:
     return v
 
 
-def _check_options(k_range, pop_size, generations, seed, tolerance, workers, size) -> tuple[int, int]:
+def _check_options(k_range, pop_size, generations, seed, tolerance, workers, size, coder) -> tuple[int, int]:
     if not isinstance(k_range, (tuple, list)) or len(k_range) != 2:
         raise TypeError(f"k_range must be a pair (k_min, k_max); got {k_range!r}")
     k_min = _int("k_range[0]", k_range[0], 2, 65536)
@@ -43,6 +43,7 @@ def _check_options(k_range, pop_size, generations, seed, tolerance, workers, siz
         raise ValueError(f"tolerance must be a number in [0, 1) (0.01 = one percentage point); got {tolerance!r}")
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}; got {size!r}")
+    container.check_coder(coder)
     return k_min, k_max
 
 
@@ -78,7 +79,7 @@ def _params_label(params: ParamSpec) -> str:
 def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              k_range: tuple[int, int] = (2, 1024), pop_size: int = 100, generations: int = 100,
              seed: int = 0, merge: bool = True, tolerance: float = 0.0, workers: int = 1,
-             progress=True, size: str = "values") -> CompressionResult:
+             progress=True, size: str = "values", coder: str = container.DEFAULT_CODER) -> CompressionResult:
     """Compress ``model`` by weight sharing: NSGA-II over k, then the iterative merge.
 
     ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
@@ -89,10 +90,13 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     of the search score for a merge step and for the default choice of
     :meth:`CompressionResult.save`. ``workers``: threads that score in parallel.
     ``progress``: print progress to stderr (True), stay silent (False), or a callable
-    receiving event dicts. The caller's model is never modified.
+    receiving event dicts. ``coder``: entropy coder of the index streams, ``"huffman"``,
+    ``"rans"`` (within a fraction of a percent of the order-0 entropy) or ``"auto"`` (the
+    smaller file, per tensor); every solution is measured with it. The caller's model is never
+    modified.
     """
     t0 = time.perf_counter()
-    k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size)
+    k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size, coder)
     report = _reporter(progress)
     evaluator = as_evaluator(evaluate)
     bench = Workbench(model, params)
@@ -123,7 +127,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         if size == "values":
             return float(cb.size)
         if cb.key not in bits_cache:
-            bits_cache[cb.key] = bench.coded_bits(cb)
+            bits_cache[cb.key] = bench.coded_bits(cb, coder)
         return float(bits_cache[cb.key])
 
     def objectives(ks: list[int]) -> list[tuple[float, float]]:
@@ -154,7 +158,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         report({"stage": "measure", "solutions": len(before) + len(after)})
         settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
                     "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
-                    "workers": workers, "size": size}
+                    "workers": workers, "size": size, "coder": coder}
         measured: dict[tuple, Solution] = {}
 
         def solution(cb: Codebook, s: float) -> Solution:
@@ -180,11 +184,13 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 def _measure(bench: Workbench, cb: Codebook, search_score: float, heldout_score: float, size: float,
              settings: dict) -> Solution:
     draft = Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb)
-    data, meta = container.encode(bench.payload(cb, solution_info(draft, settings)))
-    bits = sum(e["bits"] for e in meta["tensors"] if e.get("shared"))
+    data, meta = container.encode(bench.payload(cb, solution_info(draft, settings)), coder=settings["coder"])
+    shared = [e for e in meta["tensors"] if e.get("shared")]
+    bits = sum(e["bits"] for e in shared)
     bpw = bits / bench.n_shared
+    coder = "+".join(sorted({e["coder"] for e in shared}))
     return Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, bpw, cb.entropy(),
-                    len(data), bench.original_bytes / len(data), 32.0 / bpw, cb)
+                    len(data), bench.original_bytes / len(data), 32.0 / bpw, cb, coder)
 
 
 # ---------------------------------------------------------------- loading

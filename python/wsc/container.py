@@ -3,20 +3,27 @@
 Tensors in the file (few and flat, so the header stays small):
 
 - ``codebook``: float32[m], the shared values;
-- ``lengths``: uint8[S, max(m, 2)], the Huffman code lengths of each of the S shared tensors;
+- ``lengths``: uint8[H, max(m, 2)], the Huffman code lengths of each of the H shared tensors
+  coded with Huffman, in order (absent when no tensor is);
+- ``tables``: uint8, the packed rANS frequency tables (``wsc.rans.pack_freqs``) of the shared
+  tensors coded with rANS, back to back (absent when no tensor is);
 - ``offsets``: int64, for each shared tensor in turn its chunk byte offsets (0, ...,
   stream bytes): ceil(numel / chunk_size) + 1 values each;
-- ``data``: uint8, the Huffman payloads of the shared tensors back to back;
+- ``data``: uint8, the payloads of the shared tensors back to back;
 - ``stored.<dtype>``: 1-D, the tensors stored unchanged, flattened and concatenated by
   dtype in state-dict order.
 
 The safetensors metadata holds one JSON string under the key ``"wsc"`` and its CRC-32
-under ``"wsc.crc32"``. The JSON: format, version, coder, chunk size, codebook size and
-CRC-32, and the list of state-dict names in order, each with shape, dtype, whether it is
-shared, and a CRC-32 (for a shared tensor: of its lengths, offsets and payload; it also
-records its element count and payload bits), or, for a name tied to another tensor,
-``alias_of``; and free-form ``info``. The reader checks all of it and raises
-:class:`wsc.FormatError` on any inconsistency.
+under ``"wsc.crc32"``. The JSON: format, version (2), the coder option the file was written
+with (``"huffman"``, ``"rans"`` or ``"auto"``: the smaller stream per tensor), codebook size
+and CRC-32, and the list of state-dict names in order, each with shape, dtype, whether it
+is shared, and a CRC-32, or, for a name tied to another tensor, ``alias_of``; and free-form
+``info``. A shared tensor also records its coder (``"huffman"`` or ``"rans"``), chunk size,
+element count and payload bits (Huffman: the code bits, padding excluded; rANS: the payload
+bytes times 8), for rANS the size of its packed table, and its CRC-32 covers its code
+lengths or table, offsets and payload. Version 1 files (Huffman only, one chunk size in the
+header) are still read. The reader checks all of it and raises :class:`wsc.FormatError` on
+any inconsistency.
 """
 
 from __future__ import annotations
@@ -37,9 +44,12 @@ from wsc import ops
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
-VERSION = 1
-CODER = "huffman"
-DEFAULT_CHUNK = 16384
+VERSION = 2
+READABLE = (1, 2)
+CODERS = ("huffman", "rans")  # the coder of one stream
+CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
+DEFAULT_CODER = "auto"
+DEFAULT_CHUNK = 16384  # Huffman; rANS picks its own (wsc.rans.auto_chunk_size)
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
@@ -86,31 +96,83 @@ def _crc(*arrays) -> int:
 
 
 # ---------------------------------------------------------------- writing
-def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]:
-    """(the exact bytes of the file, its metadata) for the payload."""
-    from wsc import huffman
+def check_coder(coder) -> str:
+    """``coder`` after checking that it is one of CODER_OPTIONS."""
+    if coder not in CODER_OPTIONS:
+        raise ValueError(f"coder must be one of {CODER_OPTIONS}; got {coder!r}")
+    return coder
 
+
+@dataclass
+class _Coded:
+    """One shared tensor's stream as the file stores it."""
+
+    coder: str
+    chunk_size: int
+    code: np.ndarray  # Huffman code lengths (one row of `lengths`) or the packed rANS table
+    offsets: np.ndarray
+    data: np.ndarray
+    bits: int
+
+    @property
+    def stored_bytes(self) -> int:
+        """What the stream adds to the file: payload, offsets, code lengths or table."""
+        return int(self.data.size + 8 * self.offsets.size + self.code.size)
+
+
+def _code_stream(idx: np.ndarray, k: int, coder: str, chunk_size: int | None) -> _Coded:
+    from wsc import huffman, rans
+
+    if coder == "huffman":
+        s = huffman.encode(idx, k, chunk_size=DEFAULT_CHUNK if chunk_size is None else chunk_size)
+        ln = np.asarray(s.lengths, dtype=np.uint8)
+        bits = int((np.bincount(idx, minlength=k) * ln).sum())
+        return _Coded("huffman", s.chunk_size, ln, np.asarray(s.chunk_offsets), np.asarray(s.data), bits)
+    s = rans.encode(idx, k, chunk_size=chunk_size)
+    table = rans.pack_freqs(s.freqs, s.scale_bits)
+    return _Coded("rans", s.chunk_size, table, np.asarray(s.chunk_offsets), np.asarray(s.data), s.nbits)
+
+
+def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> tuple[bytes, dict]:
+    """(the exact bytes of the file, its metadata) for the payload.
+
+    ``coder``: ``"huffman"``, ``"rans"`` or ``"auto"``: every shared tensor coded both ways,
+    then the smallest of three files: all Huffman, all rANS, or each tensor with the coder
+    that stores it in fewer bytes (ties: in that order). ``chunk_size``: symbols per chunk;
+    None: 16384 for Huffman, rANS's own choice (:func:`wsc.rans.auto_chunk_size`).
+    """
+    check_coder(coder)
     cb = np.ascontiguousarray(p.codebook, dtype=np.float32)
     m = cb.size
     if not 1 <= m <= 65536:
         raise ValueError(f"the codebook must hold 1 to 65536 values; got {m}")
     if not p.shared:
         raise ValueError("a .wsc file needs at least one shared tensor")
+    idx = [np.ascontiguousarray(s.indices).reshape(-1) for s in p.shared]
+    if coder != "auto":
+        return _assemble(p, cb, [_code_stream(i, _alphabet(m), coder, chunk_size) for i in idx], coder)
+    h = [_code_stream(i, _alphabet(m), "huffman", chunk_size) for i in idx]
+    r = [_code_stream(i, _alphabet(m), "rans", chunk_size) for i in idx]
+    mixed = [b if b.stored_bytes < a.stored_bytes else a for a, b in zip(h, r)]
+    files = [_assemble(p, cb, streams, "auto") for streams in (h, r, mixed)]
+    return min(files, key=lambda f: len(f[0]))
+
+
+def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> tuple[bytes, dict]:
+    """The file of the payload with the shared tensors' streams ``coded``."""
     order = list(p.order) or [s.name for s in p.shared] + list(p.stored)
     entries: dict[str, dict] = {}
-    lengths, offsets, data = [], [], []
-    for s in p.shared:
-        idx = np.ascontiguousarray(s.indices).reshape(-1)
-        stream = huffman.encode(idx, _alphabet(m), chunk_size=chunk_size)
-        ln = np.asarray(stream.lengths, dtype=np.uint8)
-        off = np.asarray(stream.chunk_offsets, dtype=np.int64)
-        dat = np.asarray(stream.data, dtype=np.uint8)
-        bits = int((np.bincount(idx, minlength=ln.size) * ln).sum())
-        entries[s.name] = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
-                           "numel": int(idx.size), "bits": bits, "crc32": _crc(ln, off, dat)}
-        lengths.append(ln)
-        offsets.append(off)
-        data.append(dat)
+    lengths, tables = [], []
+    for s, c in zip(p.shared, coded):
+        e = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
+             "numel": int(np.asarray(s.indices).size), "coder": c.coder, "chunk_size": int(c.chunk_size),
+             "bits": c.bits, "crc32": _crc(c.code, c.offsets, c.data)}
+        if c.coder == "rans":
+            e["table_bytes"] = int(c.code.size)
+            tables.append(c.code)
+        else:
+            lengths.append(c.code)
+        entries[s.name] = e
     by_dtype: dict[str, list[torch.Tensor]] = {}
     for name, t in p.stored.items():
         t = t.detach().cpu().contiguous()
@@ -118,9 +180,12 @@ def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]
                          "crc32": _crc(t)}
         by_dtype.setdefault(_dtype_name(t.dtype), []).append(t.reshape(-1))
     tensors = {"codebook": torch.from_numpy(cb.copy()),
-               "lengths": torch.from_numpy(np.stack(lengths)),
-               "offsets": torch.from_numpy(np.concatenate(offsets)),
-               "data": torch.from_numpy(np.concatenate(data))}
+               "offsets": torch.from_numpy(np.concatenate([c.offsets for c in coded]).astype(np.int64)),
+               "data": torch.from_numpy(np.concatenate([c.data for c in coded]).astype(np.uint8))}
+    if lengths:
+        tensors["lengths"] = torch.from_numpy(np.stack(lengths))
+    if tables:
+        tensors["tables"] = torch.from_numpy(np.concatenate(tables))
     for dt, ts in by_dtype.items():
         tensors[f"stored.{dt}"] = torch.cat(ts)
     for alias, target in p.aliases.items():
@@ -129,22 +194,22 @@ def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]
         entries[alias] = {"name": alias, "alias_of": target}
     if sorted(order) != sorted(entries):
         raise ValueError("order must list every tensor and alias exactly once")
-    meta = {"format": FORMAT, "version": VERSION, "coder": CODER, "chunk_size": int(chunk_size),
-            "codebook": {"size": int(m), "crc32": _crc(cb)}, "tensors": [entries[n] for n in order],
+    meta = {"format": FORMAT, "version": VERSION, "coder": coder,
+            "codebook": {"size": int(cb.size), "crc32": _crc(cb)}, "tensors": [entries[n] for n in order],
             "info": p.info}
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     crc = str(zlib.crc32(text.encode()))
     return safetensors.torch.save(tensors, metadata={"wsc": text, "wsc.crc32": crc}), meta
 
 
-def to_bytes(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
+def to_bytes(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> bytes:
     """The exact bytes of the .wsc file of the payload."""
-    return encode(p, chunk_size=chunk_size)[0]
+    return encode(p, coder=coder, chunk_size=chunk_size)[0]
 
 
-def write(path, p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> int:
+def write(path, p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> int:
     """Write the payload to ``path`` atomically (temp file + rename); returns the file size."""
-    return write_bytes(path, to_bytes(p, chunk_size=chunk_size))
+    return write_bytes(path, to_bytes(p, coder=coder, chunk_size=chunk_size))
 
 
 def write_bytes(path, data: bytes) -> int:
@@ -224,9 +289,20 @@ def _shape(e: dict) -> tuple[int, ...]:
 @dataclass
 class _Stream:
     entry: dict
-    lengths: np.ndarray
+    coder: str
+    chunk_size: int
+    code: np.ndarray  # Huffman code lengths, or the packed rANS table
     offsets: np.ndarray
     data: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:  # the name of version 1
+        return self.code
+
+
+def _int_field(e: dict, key: str, lo: int = 0) -> bool:
+    v = e.get(key)
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
 
 
 class Archive:
@@ -236,12 +312,16 @@ class Archive:
         self.meta, self.tensors, self.file_bytes = _read_raw(source)
         meta = self.meta
         _check(isinstance(meta, dict) and meta.get("format") == FORMAT, "not a .wsc file (format field)")
-        _check(meta.get("version") == VERSION,
-               f"unsupported .wsc format version {meta.get('version')!r} (this reader knows {VERSION})")
-        _check(meta.get("coder") == CODER, f"unknown coder {meta.get('coder')!r} (this reader knows {CODER!r})")
-        for key, kind in (("chunk_size", int), ("codebook", dict), ("tensors", list)):
+        self.version = meta.get("version")
+        _check(self.version in READABLE,
+               f"unsupported .wsc format version {self.version!r} (this reader knows {', '.join(map(str, READABLE))})")
+        coders = ("huffman",) if self.version == 1 else CODER_OPTIONS
+        _check(meta.get("coder") in coders,
+               f"unknown coder {meta.get('coder')!r} (version {self.version} files use {', '.join(coders)})")
+        fields = (("codebook", dict), ("tensors", list)) + ((("chunk_size", int),) if self.version == 1 else ())
+        for key, kind in fields:
             _check(isinstance(meta.get(key), kind), f"metadata field {key!r} is missing or not a {kind.__name__}")
-        _check(meta["chunk_size"] >= 1, "chunk_size must be >= 1")
+        _check(self.version != 1 or meta["chunk_size"] >= 1, "chunk_size must be >= 1")
         _check(all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in meta["tensors"]),
                "every tensor entry needs a name")
         names = [e["name"] for e in meta["tensors"]]
@@ -262,35 +342,60 @@ class Archive:
         _check(len(self.shared) >= 1, "the file holds no shared tensor")
         self.streams = self._split_streams()
         self._stored_views = self._split_stored()
-        expected = {"codebook", "lengths", "offsets", "data"} | {f"stored.{e['dtype']}" for e in self.stored}
+        expected = {"codebook", "offsets", "data"} | {f"stored.{e['dtype']}" for e in self.stored}
+        expected |= {"lengths"} if any(s.coder == "huffman" for s in self.streams) else set()
+        expected |= {"tables"} if any(s.coder == "rans" for s in self.streams) else set()
         extra = set(self.tensors) - expected
         _check(not extra, f"unexpected tensors in the file: {sorted(extra)}")
 
+    def _stream_coder(self, e: dict) -> tuple[str, int]:
+        """(coder, chunk size) of a shared entry, checked."""
+        if self.version == 1:
+            return "huffman", self.meta["chunk_size"]
+        name, option = e["name"], self.meta["coder"]
+        coder = e.get("coder")
+        _check(coder in CODERS, f"{name!r}: unknown coder {coder!r} (this reader knows {', '.join(CODERS)})")
+        _check(option == "auto" or coder == option, f"{name!r}: coder {coder!r} in a file written with {option!r}")
+        _check(_int_field(e, "chunk_size", 1), f"{name!r}: chunk_size missing or < 1")
+        return coder, e["chunk_size"]
+
     def _split_streams(self) -> list[_Stream]:
-        m, cs = self.codebook.numel(), self.meta["chunk_size"]
-        lengths = _tensor(self.tensors, "lengths", torch.uint8, 2)
+        m = self.codebook.numel()
+        a = _alphabet(m)
+        kinds = [self._stream_coder(e) for e in self.shared]
+        n_huffman = sum(c == "huffman" for c, _ in kinds)
+        if n_huffman:
+            lengths = _tensor(self.tensors, "lengths", torch.uint8, 2)
+            _check(tuple(lengths.shape) == (n_huffman, a), f"code lengths of shape {tuple(lengths.shape)}, "
+                   f"expected ({n_huffman}, {a}) for {n_huffman} Huffman-coded tensors and {m} values")
+            lengths = lengths.numpy()
+        tables = _tensor(self.tensors, "tables", torch.uint8).numpy() if n_huffman < len(kinds) else None
         offsets = _tensor(self.tensors, "offsets", torch.int64).numpy()
         data = _tensor(self.tensors, "data", torch.uint8).numpy()
-        a = _alphabet(m)
-        _check(tuple(lengths.shape) == (len(self.shared), a), f"code lengths of shape {tuple(lengths.shape)}, "
-               f"expected ({len(self.shared)}, {a}) for {len(self.shared)} shared tensors and {m} values")
-        streams, o, d = [], 0, 0
-        for j, e in enumerate(self.shared):
+        streams, o, d, h, t = [], 0, 0, 0, 0
+        for e, (coder, cs) in zip(self.shared, kinds):
             name = e["name"]
             _check(e.get("dtype") in _FLOATS, f"{name!r}: unsupported dtype {e.get('dtype')!r} for a shared tensor")
             numel = e.get("numel")
             _check(isinstance(numel, int) and numel == math.prod(_shape(e)) and numel >= 1,
                    f"{name!r}: element count {numel!r} does not match shape {e.get('shape')}")
-            _check(isinstance(e.get("bits"), int), f"{name!r}: payload bits missing")
+            _check(_int_field(e, "bits"), f"{name!r}: payload bits missing")
+            if coder == "huffman":
+                code, h = lengths[h], h + 1
+            else:
+                _check(_int_field(e, "table_bytes", 1), f"{name!r}: table_bytes missing")
+                _check(t + e["table_bytes"] <= tables.size, f"{name!r}: its frequency table runs past 'tables'")
+                code, t = tables[t:t + e["table_bytes"]], t + e["table_bytes"]
             n_off = -(-numel // cs) + 1
             _check(o + n_off <= offsets.size, f"{name!r}: chunk offsets missing (file truncated or inconsistent)")
             off = offsets[o:o + n_off]
             _check(off[0] == 0 and bool((off[1:] >= off[:-1]).all()) and d + off[-1] <= data.size,
                    f"{name!r}: chunk offsets do not match the payload")
-            streams.append(_Stream(e, lengths[j].numpy(), off, data[d:d + int(off[-1])]))
+            streams.append(_Stream(e, coder, cs, code, off, data[d:d + int(off[-1])]))
             o, d = o + n_off, d + int(off[-1])
         _check(o == offsets.size, f"{offsets.size - o} chunk offsets left over")
         _check(d == data.size, f"{data.size - d} payload bytes left over")
+        _check(tables is None or t == tables.size, f"{0 if tables is None else tables.size - t} table bytes left over")
         return streams
 
     def _split_stored(self) -> list[torch.Tensor]:
@@ -313,47 +418,70 @@ class Archive:
     def stream_ok(self, j: int) -> bool:
         """True when the CRC-32 of shared tensor j's stream matches the metadata."""
         s = self.streams[j]
-        return _crc(s.lengths, s.offsets, s.data) == s.entry.get("crc32")
+        return _crc(s.code, s.offsets, s.data) == s.entry.get("crc32")
 
     def stored_ok(self, j: int) -> bool:
         return _crc(self._stored_views[j]) == self.stored[j].get("crc32")
 
+    def coded_stream(self, j: int):
+        """Shared tensor j's stream as a :class:`wsc.huffman.HuffmanStream` or :class:`wsc.rans.RansStream`
+        (checksum checked; a bad rANS table raises FormatError)."""
+        from wsc import huffman, rans
+
+        s = self.streams[j]
+        name, n = s.entry["name"], s.entry["numel"]
+        _check(self.stream_ok(j), f"{name!r}: checksum mismatch: the stream is corrupt")
+        if s.coder == "huffman":
+            return huffman.HuffmanStream(data=s.data, lengths=s.code, chunk_offsets=s.offsets, n_symbols=n,
+                                         chunk_size=s.chunk_size)
+        try:
+            freqs, scale = rans.unpack_freqs(s.code, _alphabet(self.codebook.numel()))
+        except ValueError as exc:
+            raise FormatError(f"{name!r}: bad rANS frequency table ({exc})") from None
+        return rans.RansStream(data=s.data, freqs=freqs, chunk_offsets=s.offsets, n_symbols=n, chunk_size=s.chunk_size,
+                               scale_bits=scale)
+
+    def _check_bits(self, j: int, bits: int) -> None:
+        e = self.streams[j].entry
+        _check(bits == e["bits"], f"{e['name']!r}: {bits} payload bits, the metadata says {e['bits']}")
+
     def indices(self, j: int) -> np.ndarray:
         """Decoded codebook indices of shared tensor j (flat); checks CRC, payload bits and range."""
-        from wsc import huffman
+        from wsc import huffman, rans
 
         s = self.streams[j]
         name, n, m = s.entry["name"], s.entry["numel"], self.codebook.numel()
-        _check(self.stream_ok(j), f"{name!r}: checksum mismatch: the stream is corrupt")
-        stream = huffman.HuffmanStream(data=s.data, lengths=s.lengths, chunk_offsets=s.offsets,
-                                       n_symbols=n, chunk_size=self.meta["chunk_size"])
+        stream = self.coded_stream(j)
         try:
-            idx = huffman.decode(stream)
+            idx = (huffman if s.coder == "huffman" else rans).decode(stream)
         except ValueError as exc:
             raise FormatError(f"{name!r}: undecodable stream ({exc})") from None
         _check(idx.size == n, f"{name!r}: decoded {idx.size} values, expected {n}")
         _check(int(idx.max()) < m, f"{name!r}: index {int(idx.max())} is outside the codebook of {m} values")
-        bits = int((np.bincount(idx, minlength=s.lengths.size) * s.lengths).sum())
-        _check(bits == s.entry["bits"], f"{name!r}: {bits} payload bits, the metadata says {s.entry['bits']}")
+        if s.coder == "huffman":
+            self._check_bits(j, int((np.bincount(idx, minlength=s.code.size) * s.code).sum()))
+        else:
+            self._check_bits(j, stream.nbits)
         return idx
 
     def shared_tensor(self, j: int) -> torch.Tensor:
         """Shared tensor j restored in its original dtype and shape, decoded and gathered in one
         fused pass (no full index array); the decoder checks every chunk and every index."""
-        from wsc import huffman
+        from wsc import huffman, rans
 
         s = self.streams[j]
         e = s.entry
-        _check(self.stream_ok(j), f"{e['name']!r}: checksum mismatch: the stream is corrupt")
         dtype = _FLOATS[e["dtype"]]
-        stream = huffman.HuffmanStream(data=s.data, lengths=s.lengths, chunk_offsets=s.offsets,
-                                       n_symbols=e["numel"], chunk_size=self.meta["chunk_size"])
+        stream = self.coded_stream(j)
+        gather_dtype = dtype if dtype in _NATIVE else torch.float32
         try:
-            out, bits = huffman.decode_gather(stream, self.codebook, dtype=dtype if dtype in _NATIVE else torch.float32,
-                                              return_bits=True)
+            if s.coder == "huffman":
+                out, bits = huffman.decode_gather(stream, self.codebook, dtype=gather_dtype, return_bits=True)
+            else:
+                out, bits = rans.decode_gather(stream, self.codebook, dtype=gather_dtype), stream.nbits
         except ValueError as exc:
             raise FormatError(f"{e['name']!r}: undecodable stream ({exc})") from None
-        _check(bits == e["bits"], f"{e['name']!r}: {bits} payload bits, the metadata says {e['bits']}")
+        self._check_bits(j, bits)
         return out.to(dtype).reshape(_shape(e))
 
     def stored_tensor(self, j: int) -> torch.Tensor:
@@ -379,13 +507,18 @@ def load_state_dict(source) -> dict[str, torch.Tensor]:
 
 
 def inspect(source) -> dict:
-    """Sizes, bits per weight, ratios and checksum status of a .wsc file, without decoding."""
+    """Sizes, bits per weight, ratios and checksum status of a .wsc file, without decoding.
+
+    Per shared tensor: its coder, chunk size, stored bytes (payload, offsets, code lengths or
+    frequency table) and payload bits per weight; ``coders``: how many tensors each coder holds.
+    """
     a = read(source)
     shared, stored = [], []
     for j, s in enumerate(a.streams):
         e = s.entry
         shared.append({"name": e["name"], "shape": e["shape"], "dtype": e["dtype"], "numel": e["numel"],
-                       "bytes": int(s.data.size + s.offsets.size * 8 + s.lengths.size),
+                       "coder": s.coder, "chunk_size": s.chunk_size,
+                       "bytes": int(s.data.size + s.offsets.size * 8 + s.code.size),
                        "bits_per_weight": e["bits"] / e["numel"],
                        "original_bytes": e["numel"] * _FLOATS[e["dtype"]].itemsize, "checksum_ok": a.stream_ok(j)})
     for j, e in enumerate(a.stored):
@@ -395,7 +528,8 @@ def inspect(source) -> dict:
     n_shared = sum(s["numel"] for s in shared)
     bpw = sum(s.entry["bits"] for s in a.streams) / n_shared
     original = sum(s["original_bytes"] for s in shared) + sum(s["bytes"] for s in stored)
-    return {"format": FORMAT, "version": VERSION, "coder": CODER, "chunk_size": a.meta["chunk_size"],
+    coders = {c: sum(s.coder == c for s in a.streams) for c in CODERS if any(s.coder == c for s in a.streams)}
+    return {"format": FORMAT, "version": a.version, "coder": a.meta["coder"], "coders": coders,
             "file_bytes": a.file_bytes, "codebook_size": a.codebook.numel(), "codebook_checksum_ok": a.codebook_ok,
             "shared_weights": n_shared, "bits_per_weight": bpw, "original_bytes": original,
             "ratio": original / a.file_bytes, "paper_style_ratio": 32.0 / bpw if bpw else None,
@@ -404,4 +538,5 @@ def inspect(source) -> dict:
 
 
 __all__ = ["Payload", "SharedTensor", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
-           "load_state_dict", "inspect", "FORMAT", "VERSION", "CODER"]
+           "load_state_dict", "inspect", "check_coder", "FORMAT", "VERSION", "READABLE", "CODERS", "CODER_OPTIONS",
+           "DEFAULT_CODER"]
