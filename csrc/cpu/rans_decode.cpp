@@ -23,13 +23,22 @@ namespace {
 
 constexpr int S = kRansStates;
 
+constexpr int kCoarseBits = 12;        // coarse table: 4096 buckets of the slots
+constexpr uint32_t kMixed = 0xffffffffu;  // a bucket shared by several symbols
+
 // The model of a checked frequency table: symbol of every slot, (freq, cum) of every symbol.
+// Above 2^12 slots the slot table outgrows the L1 cache; when the slots that share a bucket
+// with another symbol hold under 2% of the probability (a few frequent symbols, many rare
+// ones: the skewed streams that need the precision), a coarse table of 4096 buckets answers
+// almost every lookup, and only a mixed bucket consults the slot table.
 template <class Sym>
 struct Model {
   int scale;
   uint32_t mask;
   std::vector<Sym> slot_sym;
-  std::vector<uint64_t> fc;  // freq | cum << 32
+  std::vector<uint64_t> fc;     // freq | cum << 32
+  std::vector<uint32_t> coarse;  // symbol of each bucket, or kMixed; empty: not used
+  int coarse_shift = 0;
 
   Model(const uint32_t* freqs, int64_t k, int scale_bits)
       : scale(scale_bits), mask((uint32_t(1) << scale_bits) - 1) {
@@ -42,6 +51,17 @@ struct Model {
       fc[size_t(s)] = uint64_t(freqs[s]) | uint64_t(cum) << 32;
       cum += freqs[s];
     }
+    if (scale_bits <= kCoarseBits) return;
+    coarse_shift = scale_bits - kCoarseBits;
+    const size_t per = size_t(1) << coarse_shift;
+    coarse.resize(size_t(1) << kCoarseBits);
+    size_t mixed = 0;
+    for (size_t b = 0; b < coarse.size(); ++b) {
+      const Sym first = slot_sym[b * per], last = slot_sym[(b + 1) * per - 1];
+      coarse[b] = first == last ? uint32_t(first) : kMixed;
+      mixed += first == last ? 0 : per;
+    }
+    if (mixed * 50 > slot_sym.size()) coarse.clear();
   }
 };
 
@@ -57,7 +77,7 @@ inline uint32_t load_le32(const uint8_t* p) {
 
 // Decodes the m symbols of one chunk (bytes p[0..size)) into out[0..m): the symbols
 // themselves, or values[symbol] when O is not the symbol type.
-template <class Sym, class O>
+template <bool kCoarse, class Sym, class O>
 inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& md,
                                                              const uint8_t* p, int64_t size,
                                                              int64_t m, O* out, const O* values,
@@ -76,7 +96,8 @@ inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& m
   const uint8_t* const end = p + size;
   const Sym* const sym = md.slot_sym.data();
   const uint64_t* const fc = md.fc.data();
-  const unsigned sc = unsigned(md.scale);
+  const uint32_t* const coarse = md.coarse.data();
+  const unsigned sc = unsigned(md.scale), csh = unsigned(md.coarse_shift);
   const uint32_t mask = md.mask;
   auto emit = [&](int64_t i, Sym s) {
     if constexpr (std::is_same_v<O, Sym>) out[i] = s;
@@ -93,7 +114,14 @@ inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& m
       for (int j = 0; j < S; ++j) {
         const uint32_t xj = x[j];
         const uint32_t slot = xj & mask;
-        const Sym s = sym[slot];
+        Sym s;
+        if constexpr (kCoarse) {
+          const uint32_t c = coarse[slot >> csh];
+          if (__builtin_expect(c == kMixed, 0)) s = sym[slot];
+          else s = Sym(c);
+        } else {
+          s = sym[slot];
+        }
         const uint64_t e = fc[s];
         const uint32_t x1 = uint32_t(e) * (xj >> sc) + slot - uint32_t(e >> 32);
         const unsigned bits = (unsigned(__builtin_clz(x1) - 1) >> 3) * 8;  // x1 >= 1
@@ -135,7 +163,8 @@ inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& m
 template <class Sym, class O>
 void decode_chunk_generic(const Model<Sym>& md, const uint8_t* p, int64_t size, int64_t m,
                           O* out, const O* values, int64_t chunk) {
-  decode_chunk_body(md, p, size, m, out, values, chunk);
+  if (!md.coarse.empty()) return decode_chunk_body<true>(md, p, size, m, out, values, chunk);
+  decode_chunk_body<false>(md, p, size, m, out, values, chunk);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -144,7 +173,8 @@ __attribute__((target("bmi2,lzcnt"))) void decode_chunk_bmi2(const Model<Sym>& m
                                                              const uint8_t* p, int64_t size,
                                                              int64_t m, O* out, const O* values,
                                                              int64_t chunk) {
-  decode_chunk_body(md, p, size, m, out, values, chunk);
+  if (!md.coarse.empty()) return decode_chunk_body<true>(md, p, size, m, out, values, chunk);
+  decode_chunk_body<false>(md, p, size, m, out, values, chunk);
 }
 
 bool has_bmi2() {
