@@ -188,7 +188,7 @@ def _measure(bench: Workbench, cb: Codebook, search_score: float, heldout_score:
     shared = [e for e in meta["tensors"] if e.get("shared")]
     bits = sum(e["bits"] for e in shared)
     bpw = bits / bench.n_shared
-    coder = "+".join(sorted({e["coder"] for e in shared}))
+    coder = "+".join(sorted(set(container.shared_coders(meta))))
     return Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, bpw, cb.entropy(),
                     len(data), bench.original_bytes / len(data), 32.0 / bpw, cb, coder)
 

@@ -14,14 +14,14 @@ Tensors in the file (few and flat, so the header stays small):
   dtype in state-dict order.
 
 The safetensors metadata holds one JSON string under the key ``"wsc"`` and its CRC-32
-under ``"wsc.crc32"``. The JSON: format, version (2), the coder option the file was written
-with (``"huffman"``, ``"rans"`` or ``"auto"``: the smaller stream per tensor), codebook size
-and CRC-32, and the list of state-dict names in order, each with shape, dtype, whether it
-is shared, and a CRC-32, or, for a name tied to another tensor, ``alias_of``; and free-form
-``info``. A shared tensor also records its coder (``"huffman"`` or ``"rans"``), chunk size,
-element count and payload bits (Huffman: the code bits, padding excluded; rANS: the payload
-bytes times 8), for rANS the size of its packed table, and its CRC-32 covers its code
-lengths or table, offsets and payload. Version 1 files (Huffman only, one chunk size in the
+under ``"wsc.crc32"``. The JSON: format, version (2), the coder (``"huffman"``, ``"rans"``,
+or ``"auto"`` when the streams use both), codebook size and CRC-32, the chunk size of the Huffman streams (when there are any), and the list of
+state-dict names in order, each with shape, dtype, whether it is shared, and a CRC-32, or,
+for a name tied to another tensor, ``alias_of``; and free-form ``info``. A shared tensor
+also records its element count and payload bits (Huffman: the code bits, padding excluded;
+rANS: the payload bytes times 8), its coder (``"huffman"`` or ``"rans"``) in an ``"auto"``
+file, and when coded with rANS its chunk size and the size of its packed
+table; its CRC-32 covers its code lengths or table, offsets and payload. Version 1 files (Huffman only, one chunk size in the
 header) are still read. The reader checks all of it and raises :class:`wsc.FormatError` on
 any inconsistency.
 """
@@ -138,7 +138,8 @@ def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = N
 
     ``coder``: ``"huffman"``, ``"rans"`` or ``"auto"``: every shared tensor coded both ways,
     then the smallest of three files: all Huffman, all rANS, or each tensor with the coder
-    that stores it in fewer bytes (ties: in that order). ``chunk_size``: symbols per chunk;
+    that stores it in fewer bytes (ties: in that order). The metadata names the coder of
+    the file: ``"auto"`` only for a file that mixes both. ``chunk_size``: symbols per chunk;
     None: 16384 for Huffman, rANS's own choice (:func:`wsc.rans.auto_chunk_size`).
     """
     check_coder(coder)
@@ -154,7 +155,9 @@ def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = N
     h = [_code_stream(i, _alphabet(m), "huffman", chunk_size) for i in idx]
     r = [_code_stream(i, _alphabet(m), "rans", chunk_size) for i in idx]
     mixed = [b if b.stored_bytes < a.stored_bytes else a for a, b in zip(h, r)]
-    files = [_assemble(p, cb, streams, "auto") for streams in (h, r, mixed)]
+    files = [_assemble(p, cb, h, "huffman"), _assemble(p, cb, r, "rans")]
+    if len({c.coder for c in mixed}) > 1:
+        files.append(_assemble(p, cb, mixed, "auto"))
     return min(files, key=lambda f: len(f[0]))
 
 
@@ -163,14 +166,18 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> tu
     order = list(p.order) or [s.name for s in p.shared] + list(p.stored)
     entries: dict[str, dict] = {}
     lengths, tables = [], []
+    huffman_chunk = None
     for s, c in zip(p.shared, coded):
         e = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
-             "numel": int(np.asarray(s.indices).size), "coder": c.coder, "chunk_size": int(c.chunk_size),
-             "bits": c.bits, "crc32": _crc(c.code, c.offsets, c.data)}
+             "numel": int(np.asarray(s.indices).size), "bits": c.bits, "crc32": _crc(c.code, c.offsets, c.data)}
+        if coder == "auto":
+            e["coder"] = c.coder
         if c.coder == "rans":
+            e["chunk_size"] = int(c.chunk_size)
             e["table_bytes"] = int(c.code.size)
             tables.append(c.code)
         else:
+            huffman_chunk = int(c.chunk_size)
             lengths.append(c.code)
         entries[s.name] = e
     by_dtype: dict[str, list[torch.Tensor]] = {}
@@ -197,9 +204,17 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> tu
     meta = {"format": FORMAT, "version": VERSION, "coder": coder,
             "codebook": {"size": int(cb.size), "crc32": _crc(cb)}, "tensors": [entries[n] for n in order],
             "info": p.info}
+    if huffman_chunk is not None:
+        meta["chunk_size"] = huffman_chunk
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     crc = str(zlib.crc32(text.encode()))
     return safetensors.torch.save(tensors, metadata={"wsc": text, "wsc.crc32": crc}), meta
+
+
+def shared_coders(meta: dict) -> list[str]:
+    """The coder of each shared tensor of a file's metadata, in order."""
+    option = meta.get("coder", "huffman")
+    return [e.get("coder", "huffman") if option == "auto" else option for e in meta["tensors"] if e.get("shared")]
 
 
 def to_bytes(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> bytes:
@@ -349,15 +364,25 @@ class Archive:
         _check(not extra, f"unexpected tensors in the file: {sorted(extra)}")
 
     def _stream_coder(self, e: dict) -> tuple[str, int]:
-        """(coder, chunk size) of a shared entry, checked."""
+        """(coder, chunk size) of a shared entry, checked. The coder is the file's unless the
+        file was written with "auto"; a Huffman stream takes the file's chunk size, a rANS
+        stream has its own."""
         if self.version == 1:
             return "huffman", self.meta["chunk_size"]
         name, option = e["name"], self.meta["coder"]
-        coder = e.get("coder")
-        _check(coder in CODERS, f"{name!r}: unknown coder {coder!r} (this reader knows {', '.join(CODERS)})")
-        _check(option == "auto" or coder == option, f"{name!r}: coder {coder!r} in a file written with {option!r}")
-        _check(_int_field(e, "chunk_size", 1), f"{name!r}: chunk_size missing or < 1")
-        return coder, e["chunk_size"]
+        if option == "auto":
+            coder = e.get("coder")
+            _check(coder in CODERS, f"{name!r}: unknown coder {coder!r} (this reader knows {', '.join(CODERS)})")
+        else:
+            _check("coder" not in e or e["coder"] == option, f"{name!r}: coder {e.get('coder')!r} in a file "
+                   f"written with {option!r}")
+            coder = option
+        if coder == "rans":
+            _check(_int_field(e, "chunk_size", 1), f"{name!r}: chunk_size missing or < 1")
+            return coder, e["chunk_size"]
+        _check(_int_field(self.meta, "chunk_size", 1), "metadata field 'chunk_size' is missing or < 1 "
+               "(the file holds Huffman streams)")
+        return coder, self.meta["chunk_size"]
 
     def _split_streams(self) -> list[_Stream]:
         m = self.codebook.numel()
@@ -538,5 +563,5 @@ def inspect(source) -> dict:
 
 
 __all__ = ["Payload", "SharedTensor", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
-           "load_state_dict", "inspect", "check_coder", "FORMAT", "VERSION", "READABLE", "CODERS", "CODER_OPTIONS",
+           "load_state_dict", "inspect", "check_coder", "shared_coders", "FORMAT", "VERSION", "READABLE", "CODERS", "CODER_OPTIONS",
            "DEFAULT_CODER"]
