@@ -208,11 +208,11 @@ int rans_choose_scale(const int64_t* counts, int64_t k) {
     used += counts[s] > 0;
   }
   const int lo = std::max(kRansMinScale, ceil_log2(std::max<uint64_t>(used, 1)));
-  const int hi = std::max(lo, used <= 4096 ? 16 : std::min(kRansMaxScale, lo + 4));
-  Log2Cache lg((uint64_t(1) << hi) + 1);
+  const int hi = kRansMaxScale;
+  Log2Cache lg((uint64_t(1) << 16) + 1);
   std::vector<uint32_t> f(static_cast<size_t>(k));
   std::vector<u128> total(size_t(hi) + 1, 0);
-  u128 best = ~u128(0);
+  u128 best = ~u128(0), best16 = ~u128(0);
   for (int s = lo; s <= hi; ++s) {
     quantize(counts, k, s, f.data(), lg);
     u128 bits = 0;  // payload and table, in units of 2^-32 bits
@@ -223,10 +223,14 @@ int rans_choose_scale(const int64_t* counts, int64_t k) {
     bits += u128(uint64_t(table)) << 32;
     total[size_t(s)] = bits;
     best = std::min(best, bits);
+    if (s <= 16) best16 = std::min(best16, bits);
   }
-  for (int s = lo; s < hi; ++s)
+  // Above 16 bits only for a gain of more than 0.1% (the slot table grows past L2 there).
+  const int limit = lo > 16 || best16 * 1000 > best * 1001 ? hi : 16;
+  if (limit == 16) best = best16;
+  for (int s = lo; s < limit; ++s)
     if (total[size_t(s)] * 10000 <= best * 10001) return s;
-  return hi;
+  return limit;
 }
 
 int64_t rans_packed_size(const uint32_t* freqs, int64_t k, int scale_bits) {

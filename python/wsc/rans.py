@@ -99,8 +99,9 @@ def _scale_bits(scale_bits, counts: np.ndarray) -> int:
 
 def choose_scale(counts) -> int:
     """The precision ``encode`` picks for ``counts``: the smallest in [max(1, ceil(log2(used))),
-    16] (up to 20 beyond 4096 used symbols) whose coded size, quantised payload plus packed
-    table, is within 0.01% of the best in that range."""
+    16] whose coded size, quantised payload plus packed table, is within 0.01% of the best in
+    that range; up to 20 when that codes more than 0.1% smaller (rare symbols beside very
+    frequent ones, or more than 2^16 used symbols)."""
     counts = _counts_array(counts)
     return int(_C.rans_choose_scale(counts.ctypes.data, counts.size))
 

@@ -43,9 +43,10 @@ constexpr uint32_t kRansLow = uint32_t(1) << 23;
 // Requires 1 <= k <= 65536, counts >= 0 and at most 2^scale_bits used symbols.
 void rans_quantize_freqs(const int64_t* counts, int64_t k, int scale_bits, uint32_t* freqs);
 
-// Scale bits for counts[0..k): among [max(1, ceil(log2(used))), cap] (cap 16 when at most
-// 4096 symbols are used, else up to 20) the smallest whose coded size (quantised payload
-// plus packed table) is within 0.01% of the best of the range.
+// Scale bits for counts[0..k): the smallest in [max(1, ceil(log2(used))), cap] whose coded
+// size (quantised payload plus packed table, in 32.32 fixed-point bits) is within 0.01% of
+// the best of that range; cap is 16, or 20 when some precision above 16 bits codes more than
+// 0.1% smaller than the best up to 16 (or when more than 2^16 symbols are used).
 int rans_choose_scale(const int64_t* counts, int64_t k);
 
 // Throws std::invalid_argument unless scale_bits is in [1, 20] and freqs[0..k) sum to
