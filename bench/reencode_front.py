@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     bench = Workbench(zoo.load_model(name), report["settings"]["params"])
     chosen = report["chosen"]
     print(f"{name}: {bench.n_shared} shared weights, {bench.original_bytes} bytes of parameters")
-    print("| k | values | held-out acc. | Huffman bytes | ratio | bits/w | rANS bytes | ratio | bits/w "
-          "| entropy | auto bytes | ratio | auto coders |")
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:--|")
+    print("| k | values | entropy | Huffman bits/w | Huffman bytes | Huffman ratio | rANS bits/w | rANS bytes "
+          "| rANS ratio | `auto` bytes | paper-style (Huffman / rANS) | search acc. | held-out acc. |")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for sol in report["front_after_merge"] or report["front_before_merge"]:
         cb = rebuild(bench, sol)
         draft = SimpleNamespace(k=sol["k"], values=sol["values"], merged=sol["merged"], codebook=cb)
@@ -63,12 +63,15 @@ def main(argv: list[str] | None = None) -> None:
             row[coder] = (len(data), bench.original_bytes / len(data),
                           sum(e["bits"] for e in shared) / bench.n_shared,
                           "+".join(sorted(set(container.shared_coders(meta)))))
+        if sol.get("coder", "huffman") == "huffman" and row["huffman"][0] != sol["file_bytes"]:
+            print(f"<!-- k={sol['k']}: Huffman re-encoded to {row['huffman'][0]} bytes, the run wrote "
+                  f"{sol['file_bytes']} (another format version) -->")
         same = sol["k"] == chosen["k"] and sol["values"] == chosen["values"]
         h, r, a = row["huffman"], row["rans"], row["auto"]
-        print(f"| {sol['k']}{' (chosen)' if same else ''} | {sol['values']} | {100 * sol['heldout_score']:.2f} "
-              f"| {h[0]:,} | {h[1]:.2f}x | {h[2]:.3f} | {r[0]:,} | {r[1]:.2f}x | {r[2]:.3f} | {sol['entropy_bits']:.3f} "
-              f"| {a[0]:,} | {a[1]:.2f}x | {a[3]} |")
-        print(f"<!-- reported (format of the run): {sol['file_bytes']} bytes, {sol['bits_per_weight']:.4f} bits/w -->")
+        mixed = " (mixed)" if a[3] == "huffman+rans" else ""
+        print(f"| {sol['k']}{' **(chosen)**' if same else ''} | {sol['values']} | {sol['entropy_bits']:.3f} "
+              f"| {h[2]:.3f} | {h[0]:,} | {h[1]:.2f}x | {r[2]:.3f} | {r[0]:,} | {r[1]:.2f}x | {a[0]:,}{mixed} "
+              f"| {32 / h[2]:.2f}x / {32 / r[2]:.2f}x | {100 * sol['search_score']:.2f} | {100 * sol['heldout_score']:.2f} |")
 
 
 if __name__ == "__main__":

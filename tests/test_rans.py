@@ -464,13 +464,15 @@ def test_fuzz_corrupt_streams_raise_or_agree_with_reference(k):
     assert raised > 700
 
 
-@pytest.mark.parametrize("seed,kind,scale_bits", [(0, "skewed", None), (1, "skewed", None), (2, "dominant90", 16)])
-def test_fuzz_long_chunks_through_the_fast_path(seed, kind, scale_bits):
-    """Bit flips in long chunks (the unchecked fast loop, with the slot table or the coarse
-    table) never crash; results match the reference."""
+@pytest.mark.parametrize("seed,k,kind,scale_bits", [(0, 20, "skewed", None), (1, 20, "skewed", 15),
+                                                    (2, 20, "dominant90", 16), (3, 300, "skewed", 18)])
+def test_fuzz_long_chunks_through_the_fast_path(seed, k, kind, scale_bits):
+    """Bit flips in long chunks (the unchecked fast loop, with each of its lookups: packed
+    per-slot entries, the coarse table, the slot table) never crash; results match the
+    reference."""
     rng = np.random.default_rng(seed)
-    x = symbols(20, 4000, kind, seed=seed)
-    s = rans.encode(x, 20, chunk_size=1500, scale_bits=scale_bits)
+    x = symbols(k, 4000, kind, seed=seed)
+    s = rans.encode(x, k, chunk_size=1500, scale_bits=scale_bits)
     for _ in range(40):
         data = s.data.copy()
         for _ in range(int(rng.integers(1, 4))):

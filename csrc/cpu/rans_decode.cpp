@@ -24,21 +24,26 @@ namespace {
 constexpr int S = kRansStates;
 
 constexpr int kCoarseBits = 12;        // coarse table: 4096 buckets of the slots
-constexpr uint32_t kMixed = 0xffffffffu;  // a bucket shared by several symbols
+constexpr uint64_t kField = (uint64_t(1) << 21) - 1;  // coarse entry: f | cum << 21 | sym << 42
 
 // The model of a checked frequency table: symbol of every slot, (freq, cum) of every symbol.
 // Above 2^12 slots the slot table outgrows the L1 cache; when the slots that share a bucket
 // with another symbol hold under 2% of the probability (a few frequent symbols, many rare
 // ones: the skewed streams that need the precision), a coarse table of 4096 buckets answers
-// almost every lookup, and only a mixed bucket consults the slot table.
+// almost every lookup, and only a mixed bucket consults the slot table. Otherwise, up to
+// 2^16 slots, a packed entry per slot gives the state update in one lookup.
 template <class Sym>
 struct Model {
   int scale;
   uint32_t mask;
   std::vector<Sym> slot_sym;
   std::vector<uint64_t> fc;     // freq | cum << 32
-  std::vector<uint32_t> coarse;  // symbol of each bucket, or kMixed; empty: not used
+  std::vector<uint64_t> coarse;  // f | cum << 21 | symbol << 42 of a bucket's one symbol, or 0
+                                 // (f = 0) for a bucket shared by several; empty: not used
   int coarse_shift = 0;
+  // Without the coarse table, up to 2^16 slots: freq | (slot - cum) << 16 of every slot, so
+  // the state update needs one lookup (the symbol's, beside it, is off the critical path).
+  std::vector<uint32_t> slot_fb;
 
   Model(const uint32_t* freqs, int64_t k, int scale_bits)
       : scale(scale_bits), mask((uint32_t(1) << scale_bits) - 1) {
@@ -51,17 +56,31 @@ struct Model {
       fc[size_t(s)] = uint64_t(freqs[s]) | uint64_t(cum) << 32;
       cum += freqs[s];
     }
-    if (scale_bits <= kCoarseBits) return;
-    coarse_shift = scale_bits - kCoarseBits;
-    const size_t per = size_t(1) << coarse_shift;
-    coarse.resize(size_t(1) << kCoarseBits);
-    size_t mixed = 0;
-    for (size_t b = 0; b < coarse.size(); ++b) {
-      const Sym first = slot_sym[b * per], last = slot_sym[(b + 1) * per - 1];
-      coarse[b] = first == last ? uint32_t(first) : kMixed;
-      mixed += first == last ? 0 : per;
+    if (scale_bits > kCoarseBits) {
+      coarse_shift = scale_bits - kCoarseBits;
+      const size_t per = size_t(1) << coarse_shift;
+      coarse.resize(size_t(1) << kCoarseBits);
+      size_t mixed = 0;
+      for (size_t b = 0; b < coarse.size(); ++b) {
+        const Sym first = slot_sym[b * per], last = slot_sym[(b + 1) * per - 1];
+        coarse[b] = first != last ? 0 : ((fc[first] & kField) | (fc[first] >> 32) << 21 |
+                                         uint64_t(first) << 42);
+        mixed += first == last ? 0 : per;
+      }
+      if (mixed * 50 > slot_sym.size()) coarse.clear();
     }
-    if (mixed * 50 > slot_sym.size()) coarse.clear();
+    if (!coarse.empty() || scale_bits > 16 || freqs_max(freqs, k) > 0xffff) return;
+    slot_fb.resize(slot_sym.size());
+    for (size_t r = 0; r < slot_fb.size(); ++r) {
+      const uint64_t e = fc[slot_sym[r]];
+      slot_fb[r] = uint32_t(e) | (uint32_t(r) - uint32_t(e >> 32)) << 16;
+    }
+  }
+
+  static uint32_t freqs_max(const uint32_t* freqs, int64_t k) {
+    uint32_t m = 0;
+    for (int64_t s = 0; s < k; ++s) m = std::max(m, freqs[s]);
+    return m;
   }
 };
 
@@ -77,7 +96,9 @@ inline uint32_t load_le32(const uint8_t* p) {
 
 // Decodes the m symbols of one chunk (bytes p[0..size)) into out[0..m): the symbols
 // themselves, or values[symbol] when O is not the symbol type.
-template <bool kCoarse, class Sym, class O>
+enum class Lookup { kSlot, kPacked, kCoarse };
+
+template <Lookup kLookup, class Sym, class O>
 inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& md,
                                                              const uint8_t* p, int64_t size,
                                                              int64_t m, O* out, const O* values,
@@ -96,7 +117,8 @@ inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& m
   const uint8_t* const end = p + size;
   const Sym* const sym = md.slot_sym.data();
   const uint64_t* const fc = md.fc.data();
-  const uint32_t* const coarse = md.coarse.data();
+  const uint64_t* const coarse = md.coarse.data();
+  const uint32_t* const packed = md.slot_fb.data();
   const unsigned sc = unsigned(md.scale), csh = unsigned(md.coarse_shift);
   const uint32_t mask = md.mask;
   auto emit = [&](int64_t i, Sym s) {
@@ -115,15 +137,24 @@ inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& m
         const uint32_t xj = x[j];
         const uint32_t slot = xj & mask;
         Sym s;
-        if constexpr (kCoarse) {
-          const uint32_t c = coarse[slot >> csh];
-          if (__builtin_expect(c == kMixed, 0)) s = sym[slot];
-          else s = Sym(c);
+        uint32_t x1;
+        if constexpr (kLookup == Lookup::kPacked) {
+          const uint32_t e = packed[slot];
+          s = sym[slot];
+          x1 = (e & 0xffff) * (xj >> sc) + (e >> 16);
+        } else if constexpr (kLookup == Lookup::kCoarse) {
+          uint64_t c = coarse[slot >> csh];
+          if (__builtin_expect((c & kField) == 0, 0)) {  // a mixed bucket: the slot table
+            const uint64_t e = fc[sym[slot]];
+            c = (e & kField) | (e >> 32) << 21 | uint64_t(sym[slot]) << 42;
+          }
+          s = Sym(c >> 42);
+          x1 = uint32_t(c & kField) * (xj >> sc) + slot - uint32_t((c >> 21) & kField);
         } else {
           s = sym[slot];
+          const uint64_t e = fc[s];
+          x1 = uint32_t(e) * (xj >> sc) + slot - uint32_t(e >> 32);
         }
-        const uint64_t e = fc[s];
-        const uint32_t x1 = uint32_t(e) * (xj >> sc) + slot - uint32_t(e >> 32);
         const unsigned bits = (unsigned(__builtin_clz(x1) - 1) >> 3) * 8;  // x1 >= 1
         x[j] = (x1 << bits) | (load_le32(in) & ~(~uint32_t(0) << bits));
         in += bits >> 3;
@@ -163,8 +194,11 @@ inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& m
 template <class Sym, class O>
 void decode_chunk_generic(const Model<Sym>& md, const uint8_t* p, int64_t size, int64_t m,
                           O* out, const O* values, int64_t chunk) {
-  if (!md.coarse.empty()) return decode_chunk_body<true>(md, p, size, m, out, values, chunk);
-  decode_chunk_body<false>(md, p, size, m, out, values, chunk);
+  if (!md.coarse.empty())
+    return decode_chunk_body<Lookup::kCoarse>(md, p, size, m, out, values, chunk);
+  if (!md.slot_fb.empty())
+    return decode_chunk_body<Lookup::kPacked>(md, p, size, m, out, values, chunk);
+  decode_chunk_body<Lookup::kSlot>(md, p, size, m, out, values, chunk);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -173,8 +207,11 @@ __attribute__((target("bmi2,lzcnt"))) void decode_chunk_bmi2(const Model<Sym>& m
                                                              const uint8_t* p, int64_t size,
                                                              int64_t m, O* out, const O* values,
                                                              int64_t chunk) {
-  if (!md.coarse.empty()) return decode_chunk_body<true>(md, p, size, m, out, values, chunk);
-  decode_chunk_body<false>(md, p, size, m, out, values, chunk);
+  if (!md.coarse.empty())
+    return decode_chunk_body<Lookup::kCoarse>(md, p, size, m, out, values, chunk);
+  if (!md.slot_fb.empty())
+    return decode_chunk_body<Lookup::kPacked>(md, p, size, m, out, values, chunk);
+  decode_chunk_body<Lookup::kSlot>(md, p, size, m, out, values, chunk);
 }
 
 bool has_bmi2() {
