@@ -230,7 +230,7 @@ def test_fuzz_corrupt_tables_raise_or_agree_with_reference():
 @pytest.mark.parametrize("kind", ["uniform", "skewed"])
 def test_stream_matches_reference(k, n, kind):
     x = symbols(k, n, kind, seed=n + k)
-    for chunk_size in (1, 3, 64, 1000, None):
+    for chunk_size in (1, 3, 64, 1000, None) if k <= 257 else (3, None):  # the k = 65536 reference is slow
         if chunk_size is not None and n // chunk_size > 300:
             continue
         check_against_reference(x, k, chunk_size)
