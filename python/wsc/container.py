@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 import tempfile
 import zlib
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from wsc import ops
+from wsc import _safetensors, ops
+from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
@@ -177,32 +177,29 @@ def _check(cond: bool, msg: str) -> None:
         raise FormatError(msg)
 
 
-def _read_raw(source) -> tuple[dict, dict[str, torch.Tensor], int]:
-    """(metadata, tensors, file size) of a .wsc file (path or bytes), structure unchecked."""
+def _read_bytes(source) -> tuple[bytearray, str]:
+    """The bytes of a .wsc file (a path, or the bytes themselves) in a writable buffer."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data, where = bytes(source), "the data"
-    else:
-        where = os.fspath(source)
-        with open(where, "rb") as f:
-            data = f.read()
-    _check(len(data) >= 8, f"{where}: not a .wsc file (only {len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    _check(n <= len(data) - 8, f"{where}: truncated (a header of {n} bytes in a file of {len(data)})")
-    try:
-        header = json.loads(data[8:8 + n]).get("__metadata__", {})
-        text, crc = header.get("wsc"), header.get("wsc.crc32")
-    except (ValueError, AttributeError) as exc:
-        raise FormatError(f"{where}: unreadable safetensors header ({exc})") from None
+        return bytearray(source), "the data"
+    where = os.fspath(source)
+    with open(where, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = bytearray(size)
+        got = f.readinto(buf)
+    _check(got == size, f"{where}: read {got} of {size} bytes (the file changed while reading)")
+    return buf, where
+
+
+def _read_raw(source) -> tuple[dict, dict[str, torch.Tensor], int]:
+    """(metadata, tensors, file size) of a .wsc file (path or bytes): the safetensors layer and
+    the metadata checksum checked, the .wsc structure not yet. Tensors view one buffer."""
+    data, where = _read_bytes(source)
+    header, tensors = _safetensors.parse(data, where)
+    text, crc = header.get("wsc"), header.get("wsc.crc32")
     _check(isinstance(text, str), f"{where}: not a .wsc file (no 'wsc' metadata in the safetensors header)")
-    _check(crc == str(zlib.crc32(text.encode())), f"{where}: checksum mismatch: the metadata is corrupt")
-    try:
-        meta = json.loads(text)
-    except ValueError as exc:
-        raise FormatError(f"{where}: the 'wsc' metadata is not valid JSON ({exc})") from None
-    try:
-        tensors = safetensors.torch.load(data)
-    except Exception as exc:  # safetensors raises its own SafetensorError
-        raise FormatError(f"{where}: corrupt or truncated safetensors data ({exc})") from None
+    _check(crc == str(zlib.crc32(text.encode("utf-8", "surrogatepass"))),
+           f"{where}: checksum mismatch: the metadata is corrupt")
+    meta = _safetensors.loads(text, f"{where}: the 'wsc' metadata")
     return meta, tensors, len(data)
 
 
@@ -216,9 +213,20 @@ def _tensor(tensors: dict, key: str, dtype: torch.dtype, dim: int = 1) -> torch.
 
 def _shape(e: dict) -> tuple[int, ...]:
     shape = e.get("shape")
-    _check(isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                           for d in shape), f"bad shape for {e.get('name')!r}: {shape!r}")
+    _check(isinstance(shape, list) and len(shape) <= _safetensors.MAX_DIMS
+           and all(_is_int(d) and 0 <= d < 2**62 for d in shape),
+           f"{_name(e)}: bad shape {_show(shape, 100)} (a list of at most {_safetensors.MAX_DIMS} integers >= 0)")
     return tuple(shape)
+
+
+def _name(e: dict) -> str:
+    return _show(e.get("name"), 200)
+
+
+def _show(v, n: int = 40) -> str:
+    """repr(v), cut to about n characters (hostile files may hold huge values)."""
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + "..."
 
 
 @dataclass
@@ -229,34 +237,47 @@ class _Stream:
     data: np.ndarray
 
 
+MAX_CHUNK = 2**40
+
+
 class Archive:
-    """A parsed and checked .wsc file; streams are decoded on demand."""
+    """A parsed and checked .wsc file; streams are decoded on demand.
+
+    Construction checks the whole structure (every declared count, shape and offset against
+    the bytes actually present) but decodes nothing; checksums are checked when a tensor is
+    read (:meth:`state_dict`) or by :meth:`verify`. Any inconsistency raises FormatError.
+    """
 
     def __init__(self, source):
         self.meta, self.tensors, self.file_bytes = _read_raw(source)
         meta = self.meta
         _check(isinstance(meta, dict) and meta.get("format") == FORMAT, "not a .wsc file (format field)")
-        _check(meta.get("version") == VERSION,
-               f"unsupported .wsc format version {meta.get('version')!r} (this reader knows {VERSION})")
-        _check(meta.get("coder") == CODER, f"unknown coder {meta.get('coder')!r} (this reader knows {CODER!r})")
+        version = meta.get("version")
+        _check(_is_int(version) and version == VERSION,
+               f"unsupported .wsc format version {_show(version, 40)} (this reader knows {VERSION})")
+        coder = meta.get("coder")
+        _check(coder == CODER, f"unknown coder {_show(coder, 40)} (this reader knows {CODER!r})")
         for key, kind in (("chunk_size", int), ("codebook", dict), ("tensors", list)):
-            _check(isinstance(meta.get(key), kind), f"metadata field {key!r} is missing or not a {kind.__name__}")
-        _check(meta["chunk_size"] >= 1, "chunk_size must be >= 1")
+            _check(isinstance(meta.get(key), kind) and not isinstance(meta.get(key), bool),
+                   f"metadata field {key!r} is missing or not a {kind.__name__}")
+        _check(1 <= meta["chunk_size"] <= MAX_CHUNK,
+               f"chunk_size must be in [1, 2^40]; got {_show(meta['chunk_size'], 40)}")
         _check(all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in meta["tensors"]),
                "every tensor entry needs a name")
         names = [e["name"] for e in meta["tensors"]]
         _check(len(set(names)) == len(names), "a tensor name appears twice")
         self.aliases = {e["name"]: e["alias_of"] for e in meta["tensors"] if "alias_of" in e}
+        _check(all(isinstance(v, str) for v in self.aliases.values()), "an alias_of is not a tensor name")
         real = set(names) - set(self.aliases)
         _check(all(v in real for v in self.aliases.values()), "an alias points to no stored tensor")
         self.codebook = _tensor(self.tensors, "codebook", torch.float32)
-        m = self.codebook.numel()
-        _check(m == meta["codebook"].get("size") and 1 <= m <= 65536,
-               f"the codebook holds {m} values, the metadata says {meta['codebook'].get('size')}")
+        m, size = self.codebook.numel(), meta["codebook"].get("size")
+        _check(_is_int(size) and m == size and 1 <= m <= 65536,
+               f"the codebook holds {m} values, the metadata says {_show(size, 40)}")
         _check(bool(torch.isfinite(self.codebook).all()), "the codebook holds NaN or Inf")
         self.codebook_ok = _crc(self.codebook) == meta["codebook"].get("crc32")
-        self.shared = [e for e in meta["tensors"] if e.get("shared") is True]
-        self.stored = [e for e in meta["tensors"] if e.get("shared") is False]
+        self.shared = [e for e in meta["tensors"] if e.get("shared") is True and "alias_of" not in e]
+        self.stored = [e for e in meta["tensors"] if e.get("shared") is False and "alias_of" not in e]
         _check(len(self.shared) + len(self.stored) + len(self.aliases) == len(names),
                "every tensor entry needs shared: true/false (or alias_of)")
         _check(len(self.shared) >= 1, "the file holds no shared tensor")
@@ -264,7 +285,7 @@ class Archive:
         self._stored_views = self._split_stored()
         expected = {"codebook", "lengths", "offsets", "data"} | {f"stored.{e['dtype']}" for e in self.stored}
         extra = set(self.tensors) - expected
-        _check(not extra, f"unexpected tensors in the file: {sorted(extra)}")
+        _check(not extra, f"unexpected tensors in the file: {sorted(extra)[:10]}")
 
     def _split_streams(self) -> list[_Stream]:
         m, cs = self.codebook.numel(), self.meta["chunk_size"]
@@ -274,21 +295,30 @@ class Archive:
         a = _alphabet(m)
         _check(tuple(lengths.shape) == (len(self.shared), a), f"code lengths of shape {tuple(lengths.shape)}, "
                f"expected ({len(self.shared)}, {a}) for {len(self.shared)} shared tensors and {m} values")
+        _check(int(lengths.max()) <= 32, f"a code length of {int(lengths.max())} bits (at most 32)")
         streams, o, d = [], 0, 0
         for j, e in enumerate(self.shared):
-            name = e["name"]
-            _check(e.get("dtype") in _FLOATS, f"{name!r}: unsupported dtype {e.get('dtype')!r} for a shared tensor")
-            numel = e.get("numel")
-            _check(isinstance(numel, int) and numel == math.prod(_shape(e)) and numel >= 1,
-                   f"{name!r}: element count {numel!r} does not match shape {e.get('shape')}")
-            _check(isinstance(e.get("bits"), int), f"{name!r}: payload bits missing")
+            name = _name(e)
+            dtype = e.get("dtype")
+            _check(isinstance(dtype, str) and dtype in _FLOATS,
+                   f"{name}: unsupported dtype {_show(dtype, 40)} for a shared tensor")
+            numel, shape = e.get("numel"), _shape(e)
+            _check(_is_int(numel) and numel == math.prod(shape) and numel >= 1,
+                   f"{name}: element count {_show(numel, 40)} does not match shape {list(shape)}")
             n_off = -(-numel // cs) + 1
-            _check(o + n_off <= offsets.size, f"{name!r}: chunk offsets missing (file truncated or inconsistent)")
+            _check(n_off <= offsets.size - o, f"{name}: {numel} values in chunks of {cs} need {n_off} chunk "
+                   f"offsets, {offsets.size - o} are left (file truncated or inconsistent)")
             off = offsets[o:o + n_off]
-            _check(off[0] == 0 and bool((off[1:] >= off[:-1]).all()) and d + off[-1] <= data.size,
-                   f"{name!r}: chunk offsets do not match the payload")
-            streams.append(_Stream(e, lengths[j].numpy(), off, data[d:d + int(off[-1])]))
-            o, d = o + n_off, d + int(off[-1])
+            end = int(off[-1])
+            _check(int(off[0]) == 0 and bool((off[1:] >= off[:-1]).all()) and end <= data.size - d,
+                   f"{name}: chunk offsets do not match the {data.size - d} payload bytes left")
+            # every symbol takes at least one bit: the payload bounds the element count
+            _check(numel <= 8 * end, f"{name}: {numel} values cannot fit in {end} payload bytes")
+            bits = e.get("bits")
+            _check(_is_int(bits) and numel <= bits <= 8 * end,
+                   f"{name}: payload bits {_show(bits, 40)} impossible for {numel} values in {end} bytes")
+            streams.append(_Stream(e, lengths[j].numpy(), off, data[d:d + end]))
+            o, d = o + n_off, d + end
         _check(o == offsets.size, f"{offsets.size - o} chunk offsets left over")
         _check(d == data.size, f"{data.size - d} payload bytes left over")
         return streams
@@ -298,12 +328,13 @@ class Archive:
         views = []
         for e in self.stored:
             dt, shape = e.get("dtype"), _shape(e)
+            _check(isinstance(dt, str), f"{_name(e)}: dtype {_show(dt, 40)} is not a name")
             key = f"stored.{dt}"
-            _check(key in self.tensors, f"{e['name']!r}: tensor {key!r} is missing")
+            _check(key in self.tensors, f"{_name(e)}: tensor {key[:60]!r} is missing")
             flat = self.tensors[key]
             _check(flat.dim() == 1 and _dtype_name(flat.dtype) == dt, f"tensor {key!r} must be 1-D {dt}")
             start, n = pos.get(key, 0), math.prod(shape)
-            _check(start + n <= flat.numel(), f"{e['name']!r}: {key!r} is too short (file inconsistent)")
+            _check(n <= flat.numel() - start, f"{_name(e)}: {key!r} is too short (file inconsistent)")
             views.append(flat[start:start + n].reshape(shape))
             pos[key] = start + n
         for key, end in pos.items():
@@ -323,18 +354,18 @@ class Archive:
         from wsc import huffman
 
         s = self.streams[j]
-        name, n, m = s.entry["name"], s.entry["numel"], self.codebook.numel()
-        _check(self.stream_ok(j), f"{name!r}: checksum mismatch: the stream is corrupt")
+        name, n, m = _name(s.entry), s.entry["numel"], self.codebook.numel()
+        _check(self.stream_ok(j), f"{name}: checksum mismatch: the stream is corrupt")
         stream = huffman.HuffmanStream(data=s.data, lengths=s.lengths, chunk_offsets=s.offsets,
                                        n_symbols=n, chunk_size=self.meta["chunk_size"])
         try:
             idx = huffman.decode(stream)
         except ValueError as exc:
-            raise FormatError(f"{name!r}: undecodable stream ({exc})") from None
-        _check(idx.size == n, f"{name!r}: decoded {idx.size} values, expected {n}")
-        _check(int(idx.max()) < m, f"{name!r}: index {int(idx.max())} is outside the codebook of {m} values")
-        bits = int((np.bincount(idx, minlength=s.lengths.size) * s.lengths).sum())
-        _check(bits == s.entry["bits"], f"{name!r}: {bits} payload bits, the metadata says {s.entry['bits']}")
+            raise FormatError(f"{name}: undecodable stream ({exc})") from None
+        _check(idx.size == n, f"{name}: decoded {idx.size} values, expected {n}")
+        _check(int(idx.max()) < m, f"{name}: index {int(idx.max())} is outside the codebook of {m} values")
+        bits = int((np.bincount(idx, minlength=s.lengths.size) * s.lengths.astype(np.int64)).sum())
+        _check(bits == s.entry["bits"], f"{name}: {bits} payload bits, the metadata says {s.entry['bits']}")
         return idx
 
     def shared_tensor(self, j: int) -> torch.Tensor:
@@ -358,6 +389,21 @@ class Archive:
         _check(self.stored_ok(j), f"{self.stored[j]['name']!r}: checksum mismatch: the stored tensor is corrupt")
         return self._stored_views[j].clone()
 
+    def verify(self) -> list[str]:
+        """Every problem of the file, one line each (empty: the file is sound): checks the
+        codebook's, every stream's and every stored tensor's CRC-32, and decodes every stream
+        (code, chunk layout, padding, index range and payload bits)."""
+        problems = [] if self.codebook_ok else ["codebook: checksum mismatch: the codebook is corrupt"]
+        for j in range(len(self.streams)):
+            try:
+                self.indices(j)
+            except FormatError as exc:
+                problems.append(str(exc))
+        for j, e in enumerate(self.stored):
+            if not self.stored_ok(j):
+                problems.append(f"{_name(e)}: checksum mismatch: the stored tensor is corrupt")
+        return problems
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         _check(self.codebook_ok, "codebook: checksum mismatch: the codebook is corrupt")
         out = {e["name"]: self.shared_tensor(j) for j, e in enumerate(self.shared)}
@@ -374,6 +420,17 @@ def load_state_dict(source) -> dict[str, torch.Tensor]:
     """The model's state dict from a .wsc file: shared tensors rebuilt from the codebook in
     their original dtype, the others as stored, tied names mapping to the same tensor."""
     return read(source).state_dict()
+
+
+def verify(source) -> list[str]:
+    """Every problem of a .wsc file, one line each; an empty list means the file is sound.
+
+    Unlike :func:`inspect` this decodes every stream; a file whose structure cannot be read
+    gives that one problem."""
+    try:
+        return read(source).verify()
+    except FormatError as exc:
+        return [str(exc)]
 
 
 def inspect(source) -> dict:
@@ -402,4 +459,4 @@ def inspect(source) -> dict:
 
 
 __all__ = ["Payload", "SharedTensor", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
-           "load_state_dict", "inspect", "FORMAT", "VERSION", "CODER"]
+           "load_state_dict", "inspect", "verify", "FormatError", "FORMAT", "VERSION", "CODER"]
