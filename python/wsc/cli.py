@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="sizes, ratios and checksums of a .wsc file")
     i.add_argument("file")
     i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument("--verify", action="store_true",
+                   help="also decode every stream and check every checksum; exit 1 naming each bad part")
 
     d = sub.add_parser("decompress", help="write the restored weights as a .safetensors file")
     d.add_argument("file")
@@ -213,12 +215,16 @@ def _compress(args) -> int:
 
 
 def _inspect(args) -> int:
-    from wsc.container import inspect
+    from wsc.container import inspect, verify
 
     info = inspect(args.file)
+    if args.verify:
+        info["problems"] = verify(args.file)
+        info["verified"] = not info["problems"]
+    ok = info["checksums_ok"] and not info.get("problems")
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0 if info["checksums_ok"] else 1
+        return 0 if ok else 1
     print(f"{args.file}: .wsc v{info['version']}, coder {info['coder']}, {info['file_bytes']} bytes")
     print(f"codebook: {info['codebook_size']} values; {info['shared_weights']} shared weights at "
           f"{info['bits_per_weight']:.3f} bits each")
@@ -233,7 +239,12 @@ def _inspect(args) -> int:
     if not info["codebook_checksum_ok"]:
         print("  codebook checksum BAD")
     print("checksums: " + ("all ok" if info["checksums_ok"] else "MISMATCH (the file is corrupt)"))
-    return 0 if info["checksums_ok"] else 1
+    if args.verify:
+        for p in info["problems"]:
+            print(f"  BAD {p}")
+        print("verify: " + ("every stream decodes and every checksum matches" if info["verified"]
+                            else f"{len(info['problems'])} problem(s): the file is corrupt"))
+    return 0 if ok else 1
 
 
 def _decompress(args) -> int:

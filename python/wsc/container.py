@@ -21,6 +21,7 @@ records its element count and payload bits), or, for a name tied to another tens
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -249,6 +250,21 @@ class Archive:
     """
 
     def __init__(self, source):
+        self.where = "the data" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+        with self._located():
+            self._parse(source)
+
+    @contextlib.contextmanager
+    def _located(self):
+        """Prefix the file's name to a FormatError's message (once)."""
+        try:
+            yield
+        except FormatError as exc:
+            if str(exc).startswith(self.where + ": "):
+                raise
+            raise FormatError(f"{self.where}: {exc}") from None
+
+    def _parse(self, source) -> None:
         self.meta, self.tensors, self.file_bytes = _read_raw(source)
         meta = self.meta
         _check(isinstance(meta, dict) and meta.get("format") == FORMAT, "not a .wsc file (format field)")
@@ -405,9 +421,11 @@ class Archive:
         return problems
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        _check(self.codebook_ok, "codebook: checksum mismatch: the codebook is corrupt")
-        out = {e["name"]: self.shared_tensor(j) for j, e in enumerate(self.shared)}
-        out.update({e["name"]: self.stored_tensor(j) for j, e in enumerate(self.stored)})
+        """Every tensor, checksums checked and streams decoded; tied names share one tensor."""
+        with self._located():
+            _check(self.codebook_ok, "codebook: checksum mismatch: the codebook is corrupt")
+            out = {e["name"]: self.shared_tensor(j) for j, e in enumerate(self.shared)}
+            out.update({e["name"]: self.stored_tensor(j) for j, e in enumerate(self.stored)})
         return {e["name"]: out[self.aliases.get(e["name"], e["name"])] for e in self.meta["tensors"]}
 
 
@@ -428,9 +446,10 @@ def verify(source) -> list[str]:
     Unlike :func:`inspect` this decodes every stream; a file whose structure cannot be read
     gives that one problem."""
     try:
-        return read(source).verify()
+        a = read(source)
     except FormatError as exc:
         return [str(exc)]
+    return [f"{a.where}: {p}" for p in a.verify()]
 
 
 def inspect(source) -> dict:
