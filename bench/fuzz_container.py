@@ -84,9 +84,10 @@ def _seed_files() -> list[bytes]:
         cb = cb.merge(0)
     files.append(container.to_bytes(bench.payload(cb), chunk_size=32))
     g = torch.Generator().manual_seed(1)
-    big = Workbench(torch.nn.Linear(40, 30))
+    lin = torch.nn.Linear(40, 30)
     with torch.no_grad():
-        big.originals["weight"].copy_(torch.randn(30, 40, generator=g))
+        lin.weight.copy_(torch.randn(30, 40, generator=g))
+    big = Workbench(lin)
     files.append(container.to_bytes(big.payload(big.codebook(64)), chunk_size=100))
     return files
 

@@ -99,6 +99,9 @@ def test_an_interrupted_write_leaves_nothing_behind(good, tmp_path, monkeypatch,
             def __enter__(self):
                 return self
 
+            def fileno(self):
+                return self.f.fileno()
+
             def __exit__(self, *exc):
                 self.f.close()
 

@@ -1,4 +1,5 @@
-"""A strict, zero-copy reader of the safetensors format, for files that may be hostile.
+"""The safetensors format: a strict zero-copy reader for hostile files, and a deterministic
+writer that never concatenates.
 
 The format: an 8-byte little-endian header length N, N bytes of JSON (an object mapping
 each tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}``, plus an optional
@@ -11,6 +12,14 @@ buffer, ``end - begin == numel * itemsize``), and that the byte ranges tile the 
 section exactly (no overlap, no gap, nothing left over). Tensors are views of the buffer
 (copied only when their offset is not aligned for their dtype), so reading allocates
 nothing the file size does not bound. Every failure raises :class:`wsc.FormatError`.
+
+The writer (:func:`serialize`) produces the header bytes and the list of data buffers in
+file order, so a caller can measure a file without building it and write it buffer by
+buffer; a tensor may be given as several parts (written back to back, never joined). Its
+output depends on its input alone: metadata keys sorted, tensors ordered by item size
+(largest first, so every tensor is aligned for its dtype) then name, the header padded with
+spaces to a multiple of 8 bytes. (The reference writer orders the metadata by a per-process
+hash, so two runs would write different bytes.)
 """
 
 from __future__ import annotations
@@ -36,6 +45,52 @@ DTYPES: dict[str, torch.dtype] = {
 for _code, _name in (("F8_E5M2", "float8_e5m2"), ("F8_E4M3", "float8_e4m3fn")):
     if hasattr(torch, _name):
         DTYPES[_code] = getattr(torch, _name)
+
+
+CODES = {v: k for k, v in DTYPES.items()}
+
+
+def _bytes_of(part) -> np.ndarray:
+    """A flat uint8 view of a contiguous numpy array or CPU tensor (no copy)."""
+    if isinstance(part, torch.Tensor):
+        t = part.detach()
+        if t.device.type != "cpu" or not t.is_contiguous():
+            t = t.cpu().contiguous()
+        return t.reshape(-1).view(torch.uint8).numpy()
+    a = np.asarray(part)
+    if not a.flags.c_contiguous:
+        raise ValueError("a part must be C-contiguous")
+    return a.reshape(-1).view(np.uint8)
+
+
+def serialize(tensors: dict[str, tuple[torch.dtype, tuple[int, ...], list]],
+              metadata: dict[str, str] | None = None) -> tuple[bytes, list[np.ndarray]]:
+    """(the first 8 + N bytes: length and header, the data buffers in file order).
+
+    ``tensors``: name -> (dtype, shape, parts), the parts contiguous numpy arrays or CPU
+    tensors whose bytes, back to back, are the tensor's data.
+    """
+    order = sorted(tensors, key=lambda n: (-tensors[n][0].itemsize, n))
+    header: dict = {}
+    if metadata:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise TypeError("metadata must map str to str")
+        header["__metadata__"] = dict(sorted(metadata.items()))
+    buffers, pos = [], 0
+    for name in order:
+        dtype, shape, parts = tensors[name]
+        if dtype not in CODES:
+            raise TypeError(f"tensor {name!r}: dtype {dtype} has no safetensors code")
+        views = [_bytes_of(p) for p in parts]
+        nbytes = sum(v.size for v in views)
+        if nbytes != math.prod(shape) * dtype.itemsize:
+            raise ValueError(f"tensor {name!r}: {nbytes} bytes of data for shape {list(shape)} of {dtype}")
+        header[name] = {"dtype": CODES[dtype], "shape": [int(d) for d in shape], "data_offsets": [pos, pos + nbytes]}
+        buffers.extend(v for v in views if v.size)
+        pos += nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text, buffers
 
 
 def _no_duplicates(pairs):
@@ -133,4 +188,4 @@ def parse(buf: bytearray | bytes, where: str = "the data") -> tuple[dict[str, st
     return meta, out
 
 
-__all__ = ["parse", "loads", "is_int", "DTYPES", "MAX_DIMS"]
+__all__ = ["parse", "serialize", "loads", "is_int", "DTYPES", "MAX_DIMS"]

@@ -180,11 +180,11 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 def _measure(bench: Workbench, cb: Codebook, search_score: float, heldout_score: float, size: float,
              settings: dict) -> Solution:
     draft = Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb)
-    data, meta = container.encode(bench.payload(cb, solution_info(draft, settings)))
-    bits = sum(e["bits"] for e in meta["tensors"] if e.get("shared"))
+    lay = container.layout(bench.payload(cb, solution_info(draft, settings)))  # measured, not joined
+    bits = sum(e["bits"] for e in lay.meta["tensors"] if e.get("shared"))
     bpw = bits / bench.n_shared
     return Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, bpw, cb.entropy(),
-                    len(data), bench.original_bytes / len(data), 32.0 / bpw, cb)
+                    lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb)
 
 
 # ---------------------------------------------------------------- loading

@@ -28,9 +28,9 @@ import os
 import tempfile
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
-import safetensors.torch
 import torch
 
 from wsc import _safetensors, ops
@@ -48,12 +48,21 @@ _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 @dataclass
 class SharedTensor:
-    """A shared tensor: its codebook indices (flat uint8/uint16), shape and original dtype."""
+    """A shared tensor: its codebook indices (flat uint8/uint16), shape and original dtype.
+
+    ``source``: the indices, or a callable that makes them; then each read of
+    :attr:`indices` calls it afresh (nothing is kept), so a writer that codes one tensor at a
+    time holds one tensor's indices at a time.
+    """
 
     name: str
-    indices: np.ndarray
+    source: np.ndarray | Callable[[], np.ndarray]
     shape: tuple[int, ...]
     dtype: torch.dtype
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self.source() if callable(self.source) else self.source
 
 
 @dataclass
@@ -87,8 +96,27 @@ def _crc(*arrays) -> int:
 
 
 # ---------------------------------------------------------------- writing
-def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]:
-    """(the exact bytes of the file, its metadata) for the payload."""
+@dataclass
+class Layout:
+    """A .wsc file ready to write: its first bytes (length and safetensors header), its data
+    buffers in file order (the per-tensor streams as they were coded, never concatenated),
+    and its metadata."""
+
+    head: bytes
+    buffers: list[np.ndarray]
+    meta: dict
+
+    @property
+    def size(self) -> int:
+        """The exact size of the file in bytes."""
+        return len(self.head) + sum(int(b.size) for b in self.buffers)
+
+    def tobytes(self) -> bytes:
+        return b"".join([self.head, *self.buffers])
+
+
+def layout(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> Layout:
+    """Code the payload, one shared tensor at a time, into the parts of its file."""
     from wsc import huffman
 
     cb = np.ascontiguousarray(p.codebook, dtype=np.float32)
@@ -102,28 +130,30 @@ def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]
     lengths, offsets, data = [], [], []
     for s in p.shared:
         idx = np.ascontiguousarray(s.indices).reshape(-1)
-        stream = huffman.encode(idx, _alphabet(m), chunk_size=chunk_size)
+        counts = huffman.histogram(idx, _alphabet(m))
+        stream = huffman.encode(idx, counts, chunk_size=chunk_size)
         ln = np.asarray(stream.lengths, dtype=np.uint8)
         off = np.asarray(stream.chunk_offsets, dtype=np.int64)
         dat = np.asarray(stream.data, dtype=np.uint8)
-        bits = int((np.bincount(idx, minlength=ln.size) * ln).sum())
+        bits = int((counts * ln.astype(np.int64)).sum())
         entries[s.name] = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
                            "numel": int(idx.size), "bits": bits, "crc32": _crc(ln, off, dat)}
+        del idx, stream  # one tensor's indices at a time
         lengths.append(ln)
         offsets.append(off)
         data.append(dat)
-    by_dtype: dict[str, list[torch.Tensor]] = {}
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for name, t in p.stored.items():
         t = t.detach().cpu().contiguous()
         entries[name] = {"name": name, "shape": list(t.shape), "dtype": _dtype_name(t.dtype), "shared": False,
                          "crc32": _crc(t)}
-        by_dtype.setdefault(_dtype_name(t.dtype), []).append(t.reshape(-1))
-    tensors = {"codebook": torch.from_numpy(cb.copy()),
-               "lengths": torch.from_numpy(np.stack(lengths)),
-               "offsets": torch.from_numpy(np.concatenate(offsets)),
-               "data": torch.from_numpy(np.concatenate(data))}
+        by_dtype.setdefault(t.dtype, []).append(t)
+    tensors = {"codebook": (torch.float32, (m,), [cb]),
+               "lengths": (torch.uint8, (len(lengths), _alphabet(m)), lengths),
+               "offsets": (torch.int64, (sum(o.size for o in offsets),), offsets),
+               "data": (torch.uint8, (sum(d.size for d in data),), data)}
     for dt, ts in by_dtype.items():
-        tensors[f"stored.{dt}"] = torch.cat(ts)
+        tensors[f"stored.{_dtype_name(dt)}"] = (dt, (sum(t.numel() for t in ts),), ts)
     for alias, target in p.aliases.items():
         if target not in entries:
             raise ValueError(f"alias {alias!r} points to {target!r}, which is not in the payload")
@@ -135,7 +165,14 @@ def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]
             "info": p.info}
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     crc = str(zlib.crc32(text.encode()))
-    return safetensors.torch.save(tensors, metadata={"wsc": text, "wsc.crc32": crc}), meta
+    head, buffers = _safetensors.serialize(tensors, {"wsc": text, "wsc.crc32": crc})
+    return Layout(head, buffers, meta)
+
+
+def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]:
+    """(the exact bytes of the file, its metadata) for the payload."""
+    lay = layout(p, chunk_size=chunk_size)
+    return lay.tobytes(), lay.meta
 
 
 def to_bytes(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
@@ -144,18 +181,26 @@ def to_bytes(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
 
 
 def write(path, p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> int:
-    """Write the payload to ``path`` atomically (temp file + rename); returns the file size."""
-    return write_bytes(path, to_bytes(p, chunk_size=chunk_size))
+    """Write the payload to ``path`` atomically (temp file + rename), buffer by buffer; returns
+    the file size."""
+    lay = layout(p, chunk_size=chunk_size)
+    return write_bytes(path, [lay.head, *lay.buffers])
 
 
-def write_bytes(path, data: bytes) -> int:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then os.replace."""
+def write_bytes(path, data) -> int:
+    """Write ``data`` (bytes, or a list of buffers written back to back) to ``path`` atomically:
+    a temp file in the same folder, flushed to disk, then os.replace. On any failure (an
+    exception, Ctrl-C) the temp file is removed and ``path`` is left as it was."""
     path = os.fspath(path)
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
     fd, tmp = tempfile.mkstemp(prefix=".wsc-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    size = 0
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+            for part in parts:
+                f.write(part)
+                size += memoryview(part).nbytes
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -163,7 +208,7 @@ def write_bytes(path, data: bytes) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return len(data)
+    return size
 
 
 def _umask() -> int:
@@ -477,5 +522,5 @@ def inspect(source) -> dict:
             "shared": shared, "stored": stored, "aliases": a.aliases, "info": a.meta.get("info", {})}
 
 
-__all__ = ["Payload", "SharedTensor", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
+__all__ = ["Payload", "SharedTensor", "Layout", "layout", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
            "load_state_dict", "inspect", "verify", "FormatError", "FORMAT", "VERSION", "CODER"]
