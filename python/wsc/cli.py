@@ -3,7 +3,9 @@
 ``wsc compress`` with no arguments compresses the built-in default (LeNet-5 trained on
 Fashion-MNIST) and writes model.wsc, report.json and pareto.png to ./wsc-out. Bad options
 exit with code 2 (argparse); failures at run time print one line on stderr and exit 1
-(set WSC_TRACEBACK=1 to see the traceback instead).
+(set WSC_TRACEBACK=1 to see the traceback instead). Ctrl-C (or SIGTERM) stops cleanly with
+exit code 130: ``wsc compress`` keeps every score in OUT/evaluations.json, and ``--resume``
+continues from there.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 
 DEFAULT_OUT = "wsc-out"
+CACHE = "evaluations.json"
 DEFAULT_SEARCH = 2000
 METRICS = ("accuracy", "macro-f1")
 
@@ -88,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--size", choices=("values", "bits"), default="values", help="second objective")
     c.add_argument("--no-merge", action="store_true", help="skip the iterative merge")
     c.add_argument("--workers", type=_positive, default=1, help="parallel scoring threads (default 1)")
+    c.add_argument("--nan", choices=("error", "zero", "skip"), default="error",
+                   help="NaN/Inf in a shared tensor: stop naming it (default), replace them by 0 before "
+                        "sharing, or store that tensor unchanged")
+    c.add_argument("--resume", action="store_true",
+                   help="reuse the scores in OUT/evaluations.json (saved after every generation and on "
+                        "Ctrl-C): an interrupted run continues and ends as an uninterrupted one would")
     c.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default ./{DEFAULT_OUT})")
     _output_args(c)
 
@@ -190,11 +201,19 @@ def _compress(args) -> int:
     model, data_spec, model_name = _load_model(args)
     evaluator = _evaluator(args, data_spec)
     progress = not (args.quiet or args.json)
-    result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
-                          pop_size=args.pop_size, generations=args.generations, seed=args.seed,
-                          merge=not args.no_merge, tolerance=args.tolerance, workers=args.workers,
-                          progress=progress, size=args.size)
     os.makedirs(args.out, exist_ok=True)
+    cache = os.path.join(args.out, CACHE)
+    try:
+        result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
+                              pop_size=args.pop_size, generations=args.generations, seed=args.seed,
+                              merge=not args.no_merge, tolerance=args.tolerance, workers=args.workers,
+                              progress=progress, size=args.size, nan=args.nan, cache=cache, resume=args.resume)
+    except KeyboardInterrupt:
+        from wsc.evalcache import count
+
+        print(f"wsc compress: interrupted; {count(cache)} scored configurations are saved in {cache}; "
+              "run the same command with --resume to continue", file=sys.stderr)
+        return 130
     path = os.path.join(args.out, "model.wsc")
     chosen = result.save(path)
     report = result.to_dict()
@@ -284,18 +303,28 @@ def _evaluate(args) -> int:
 COMMANDS = {"compress": _compress, "inspect": _inspect, "decompress": _decompress, "evaluate": _evaluate}
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("wsc: interrupted", file=sys.stderr)
+        print(f"wsc {args.command}: interrupted", file=sys.stderr)
         return 130
     except (CliError, ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
         if os.environ.get("WSC_TRACEBACK"):
             raise
         print(f"wsc {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = ["main"]
