@@ -7,7 +7,8 @@ original dtype. Like ``torch.nn.utils.parametrize``, this works by giving the mo
 dynamic subclass with a property per shared name, so any module that reads its
 parameters as attributes (Conv*, Linear, Embedding, custom modules) runs unchanged.
 ``mode="compact"`` never keeps the float weight (it lives only while forward uses it);
-``mode="cached"`` keeps it after first use, for speed.
+``mode="cached"`` keeps it after first use, for speed. On the CPU, a codebook of at most 16
+values packs the indices two per byte (``pack=True``, the default): half the memory again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def _weight_property(name: str) -> property:
         hit = self._wsc_cache.get(name)
         if hit is not None and hit[0] == key:
             return hit[1]
-        w = torch.ops.wsc.gather(idx, cb, self._wsc_dtypes[name])
+        shape = self._wsc_packed.get(name)
+        if shape is None:
+            w = torch.ops.wsc.gather(idx, cb, self._wsc_dtypes[name])
+        else:
+            w = torch.ops.wsc.gather_u4(idx, cb, shape, self._wsc_dtypes[name])
         if self._wsc_mode == "cached":
             self._wsc_cache[name] = (key, w)
         return w
@@ -63,17 +68,20 @@ def _split(model: nn.Module, qualified: str) -> tuple[nn.Module, str]:
 
 
 def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebook: torch.Tensor,
-                   mode: str = "compact") -> nn.Module:
+                   mode: str = "compact", pack: bool = True) -> nn.Module:
     """Replace each parameter named in ``indices`` by indices + ``codebook``; returns ``model``.
 
     ``indices`` maps qualified parameter names to uint8/uint16 tensors of the parameter's
-    shape; ``codebook`` is a float32 1-D tensor shared by all of them (stored once).
+    shape; ``codebook`` is a float32 1-D tensor shared by all of them (stored once). With
+    ``pack`` and at most 16 values, CPU indices are stored 4 bits each.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_tensor(codebook, "codebook", (torch.float32,), device=None)
     if codebook.dim() != 1 or codebook.numel() == 0:
         raise ValueError(f"codebook must be a non-empty 1-D tensor, got shape {tuple(codebook.shape)}")
+    from wsc.ops import pack_u4
+
     by_module: dict[nn.Module, dict[str, torch.Tensor]] = {}
     for qualified, idx in indices.items():
         module, leaf = _split(model, qualified)
@@ -85,16 +93,24 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
         if idx.shape != param.shape:
             raise ValueError(f"indices[{qualified!r}] has shape {tuple(idx.shape)}, the parameter {tuple(param.shape)}")
         by_module.setdefault(module, {})[leaf] = idx
+    shared_packs: dict[int, torch.Tensor] = {}  # tied weights keep one packed buffer
     for module, leaves in by_module.items():
-        already = getattr(module, "_wsc_dtypes", {})
         base = getattr(type(module), "_wsc_base", type(module))
-        dtypes = dict(already)
+        dtypes = dict(getattr(module, "_wsc_dtypes", {}))
+        packed = dict(getattr(module, "_wsc_packed", {}))
         for leaf, idx in leaves.items():
             dtypes[leaf] = module._parameters[leaf].dtype
             del module._parameters[leaf]
+            if pack and codebook.numel() <= 16 and idx.device.type == "cpu":
+                packed[leaf] = list(idx.shape)
+                key = idx.data_ptr()
+                if key not in shared_packs:
+                    shared_packs[key] = pack_u4(idx.to(torch.uint8))
+                idx = shared_packs[key]
             module.register_buffer(f"{leaf}_indices", idx)
             module.register_buffer(f"{leaf}_codebook", codebook.to(idx.device))
         module.__dict__["_wsc_dtypes"] = dtypes
+        module.__dict__["_wsc_packed"] = packed
         module.__dict__["_wsc_mode"] = mode
         module.__dict__["_wsc_cache"] = {}
         module.__class__ = _shared_class(base, frozenset(dtypes))
@@ -121,7 +137,7 @@ def _compact_source(source):
     return a.codebook, shared, meta, stored, dict(a.aliases)
 
 
-def share_(model: nn.Module, source, mode: str = "compact") -> nn.Module:
+def share_(model: nn.Module, source, mode: str = "compact", pack: bool = True) -> nn.Module:
     """Load a compressed model into ``model`` keeping shared weights compact; returns ``model``.
 
     ``source``: a .wsc path (or its bytes) or a :class:`wsc.CompressionResult` (its chosen
@@ -156,12 +172,12 @@ def share_(model: nn.Module, source, mode: str = "compact") -> nn.Module:
         if t.shape != own[n].shape or t.dtype != own[n].dtype:
             raise ValueError(f"{n}: {tuple(t.shape)} {t.dtype} in the file, {tuple(own[n].shape)} {own[n].dtype} in the model")
     model.load_state_dict(plain, strict=False, assign=any(t.is_meta for t in own.values()))
-    return share_tensors_(model, indices, codebook, mode)
+    return share_tensors_(model, indices, codebook, mode, pack)
 
 
-def load_shared(model: nn.Module, path, mode: str = "compact") -> nn.Module:
+def load_shared(model: nn.Module, path, mode: str = "compact", pack: bool = True) -> nn.Module:
     """Load the .wsc file at ``path`` into ``model`` with compact shared weights (see :func:`share_`)."""
-    return share_(model, path, mode)
+    return share_(model, path, mode, pack)
 
 
 def shared_modules(model: nn.Module):
@@ -177,6 +193,6 @@ def unshare_(model: nn.Module) -> nn.Module:
         for leaf, w in weights.items():
             del module._buffers[f"{leaf}_indices"], module._buffers[f"{leaf}_codebook"]
             module.register_parameter(leaf, nn.Parameter(w.clone(), requires_grad=True))
-        for attr in ("_wsc_dtypes", "_wsc_mode", "_wsc_cache"):
+        for attr in ("_wsc_dtypes", "_wsc_packed", "_wsc_mode", "_wsc_cache"):
             del module.__dict__[attr]
     return model
