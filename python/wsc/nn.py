@@ -68,13 +68,16 @@ def _split(model: nn.Module, qualified: str) -> tuple[nn.Module, str]:
 
 
 def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebook: torch.Tensor,
-                   mode: str = "compact", pack: bool = True) -> nn.Module:
+                   mode: str = "compact", pack: bool = True,
+                   packed_shapes: Mapping[str, list[int]] | None = None) -> nn.Module:
     """Replace each parameter named in ``indices`` by indices + ``codebook``; returns ``model``.
 
     ``indices`` maps qualified parameter names to uint8/uint16 tensors of the parameter's
     shape; ``codebook`` is a float32 1-D tensor shared by all of them (stored once). With
-    ``pack`` and at most 16 values, CPU indices are stored 4 bits each.
+    ``pack`` and at most 16 values, CPU indices are stored 4 bits each. Names in
+    ``packed_shapes`` come already packed (``wsc.ops.pack_u4``) for a parameter of that shape.
     """
+    packed_shapes = packed_shapes or {}
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_tensor(codebook, "codebook", (torch.float32,), device=None)
@@ -82,7 +85,7 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
         raise ValueError(f"codebook must be a non-empty 1-D tensor, got shape {tuple(codebook.shape)}")
     from wsc.ops import pack_u4
 
-    by_module: dict[nn.Module, dict[str, torch.Tensor]] = {}
+    by_module: dict[nn.Module, dict[str, tuple]] = {}
     for qualified, idx in indices.items():
         module, leaf = _split(model, qualified)
         param = module._parameters.get(leaf)
@@ -90,18 +93,25 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
             raise ValueError(f"{qualified!r} is not a parameter of the model")
         device = None if param.device.type == "meta" else param.device.type
         check_tensor(idx, f"indices[{qualified!r}]", tuple(INDEX_CODES), device=device)
-        if idx.shape != param.shape:
+        shape = packed_shapes.get(qualified)
+        if shape is not None:
+            if list(param.shape) != list(shape) or idx.shape != ((param.numel() + 1) // 2,) or codebook.numel() > 16:
+                raise ValueError(f"indices[{qualified!r}]: not {(param.numel() + 1) // 2} packed bytes for "
+                                 f"shape {tuple(param.shape)} and a codebook of <= 16 values")
+        elif idx.shape != param.shape:
             raise ValueError(f"indices[{qualified!r}] has shape {tuple(idx.shape)}, the parameter {tuple(param.shape)}")
-        by_module.setdefault(module, {})[leaf] = idx
+        by_module.setdefault(module, {})[leaf] = (idx, shape)
     shared_packs: dict[int, torch.Tensor] = {}  # tied weights keep one packed buffer
     for module, leaves in by_module.items():
         base = getattr(type(module), "_wsc_base", type(module))
         dtypes = dict(getattr(module, "_wsc_dtypes", {}))
         packed = dict(getattr(module, "_wsc_packed", {}))
-        for leaf, idx in leaves.items():
+        for leaf, (idx, shape) in leaves.items():
             dtypes[leaf] = module._parameters[leaf].dtype
             del module._parameters[leaf]
-            if pack and codebook.numel() <= 16 and idx.device.type == "cpu":
+            if shape is not None:
+                packed[leaf] = list(shape)
+            elif pack and codebook.numel() <= 16 and idx.device.type == "cpu":
                 packed[leaf] = list(idx.shape)
                 key = idx.data_ptr()
                 if key not in shared_packs:
@@ -118,20 +128,21 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
 
 
 def _compact_source(source):
-    """(codebook, {name: flat indices}, {name: (shape, dtype)}, stored state, aliases) of a .wsc
-    file (path or bytes) or of a CompressionResult's chosen solution."""
+    """(codebook, {name: () -> flat indices}, {name: (shape, dtype)}, stored state, aliases) of a
+    .wsc file (path or bytes) or of a CompressionResult's chosen solution; indices are decoded
+    only when asked for, one tensor at a time."""
     from wsc import container
     from wsc.result import CompressionResult
 
     if isinstance(source, CompressionResult):
         p = source.payload(source.choose())
-        shared = {t.name: t.indices for t in p.shared}
+        shared = {t.name: (lambda t=t: t.indices) for t in p.shared}
         meta = {t.name: (tuple(t.shape), t.dtype) for t in p.shared}
         return torch.from_numpy(np.asarray(p.codebook, dtype=np.float32)), shared, meta, dict(p.stored), dict(p.aliases)
     if not isinstance(source, (str, bytes, os.PathLike)):
         raise TypeError(f"source must be a .wsc path, its bytes or a CompressionResult; got {type(source).__name__}")
     a = container.read(source)
-    shared = {s.entry["name"]: a.indices(j) for j, s in enumerate(a.streams)}
+    shared = {s.entry["name"]: (lambda j=j: a.indices(j)) for j, s in enumerate(a.streams)}
     meta = {s.entry["name"]: (tuple(s.entry["shape"]), container._FLOATS[s.entry["dtype"]]) for s in a.streams}
     stored = {e["name"]: a.stored_tensor(j) for j, e in enumerate(a.stored)}
     return a.codebook, shared, meta, stored, dict(a.aliases)
@@ -156,7 +167,11 @@ def share_(model: nn.Module, source, mode: str = "compact", pack: bool = True) -
     if missing or unexpected:
         raise ValueError(f"the compressed model does not match the model: missing {missing[:10]}, "
                          f"unexpected {unexpected[:10]}")
+    from wsc.ops import pack_u4
+
     indices: dict[str, torch.Tensor] = {}
+    packed_shapes: dict[str, list[int]] = {}
+    per_target: dict[str, torch.Tensor] = {}  # tied names share one buffer
     for name in sorted(set(shared) | {a for a, t in aliases.items() if t in shared}):
         target = aliases.get(name, name)
         shape, dtype = meta[target]
@@ -165,14 +180,20 @@ def share_(model: nn.Module, source, mode: str = "compact", pack: bool = True) -
         p = params[name]
         if tuple(p.shape) != shape or p.dtype != dtype:
             raise ValueError(f"{name}: {tuple(shape)} {dtype} in the file, {tuple(p.shape)} {p.dtype} in the model")
-        idx = torch.from_numpy(shared[target]).reshape(shape)
-        indices[name] = idx if p.device.type in ("cpu", "meta") else idx.to(p.device)
+        on_cpu = p.device.type in ("cpu", "meta")
+        packs = pack and on_cpu and codebook.numel() <= 16
+        if target not in per_target:  # decode, and pack at once: one full index array at a time
+            idx = torch.from_numpy(shared[target]()).reshape(shape)
+            per_target[target] = pack_u4(idx) if packs else (idx if on_cpu else idx.to(p.device))
+        indices[name] = per_target[target]
+        if packs:
+            packed_shapes[name] = list(shape)
     plain = {n: stored[aliases.get(n, n)] for n in own if n not in indices}
     for n, t in plain.items():
         if t.shape != own[n].shape or t.dtype != own[n].dtype:
             raise ValueError(f"{n}: {tuple(t.shape)} {t.dtype} in the file, {tuple(own[n].shape)} {own[n].dtype} in the model")
     model.load_state_dict(plain, strict=False, assign=any(t.is_meta for t in own.values()))
-    return share_tensors_(model, indices, codebook, mode, pack)
+    return share_tensors_(model, indices, codebook, mode, pack, packed_shapes)
 
 
 def load_shared(model: nn.Module, path, mode: str = "compact", pack: bool = True) -> nn.Module:
