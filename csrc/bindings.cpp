@@ -4,8 +4,12 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
 
 #include "wsc/binning.h"
+#ifdef WSC_WITH_CUDA
+#include "wsc/cuda.h"
+#endif
 #include "wsc/gather.h"
 #include "wsc/histogram.h"
 #include "wsc/huffman.h"
@@ -26,6 +30,28 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("built_with_cuda") = false;
 #endif
+
+  m.def(
+      "cuda_device_count",
+      []() {
+#ifdef WSC_WITH_CUDA
+        return wsc::cuda::device_count();
+#else
+        return 0;
+#endif
+      },
+      "CUDA devices the extension's own CUDA runtime sees; 0 (never an error) without a GPU or "
+      "driver, with a driver too old for the runtime, or in a build without CUDA kernels.");
+  m.def(
+      "cuda_runtime_info",
+      []() -> std::string {
+#ifdef WSC_WITH_CUDA
+        return wsc::cuda::runtime_info();
+#else
+        return "built without CUDA kernels";
+#endif
+      },
+      "One line on the CUDA runtime, driver and devices (diagnostics).");
 
   m.def("get_num_threads", &wsc::get_num_threads, "Threads the kernels use.");
   m.def("set_num_threads", &wsc::set_num_threads, py::arg("n"),
@@ -66,6 +92,17 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("codebook"), py::arg("k"),
       py::arg("out"), py::arg("out_dtype"), "out[i] = codebook[idx[i]].");
+
+  m.def(
+      "gather_u4",
+      [](std::uintptr_t packed, int64_t n, std::uintptr_t codebook, int64_t k, std::uintptr_t out,
+         int out_dtype) {
+        py::gil_scoped_release release;
+        wsc::gather_u4(ptr<const uint8_t>(packed), n, ptr<const float>(codebook), k, ptr<void>(out),
+                       wsc::DType(out_dtype));
+      },
+      py::arg("packed"), py::arg("n"), py::arg("codebook"), py::arg("k"), py::arg("out"),
+      py::arg("out_dtype"), "out[i] = codebook[nibble i of packed] (two 4-bit indices per byte).");
 
   m.def(
       "share",
@@ -152,7 +189,7 @@ PYBIND11_MODULE(_C, m) {
          std::uintptr_t lengths, int64_t k, int64_t n, int64_t chunk_size,
          std::uintptr_t codebook, int64_t m, std::uintptr_t out, int out_dtype) {
         py::gil_scoped_release release;
-        wsc::huffman_decode_gather(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
+        return wsc::huffman_decode_gather(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
                                    n_chunks, ptr<const uint8_t>(lengths), k, n, chunk_size,
                                    ptr<const float>(codebook), m, ptr<void>(out),
                                    wsc::DType(out_dtype));
@@ -160,5 +197,136 @@ PYBIND11_MODULE(_C, m) {
       py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
       py::arg("lengths"), py::arg("k"), py::arg("n"), py::arg("chunk_size"), py::arg("codebook"),
       py::arg("m"), py::arg("out"), py::arg("out_dtype"),
-      "Decodes a chunked Huffman payload and writes codebook[symbol] into out (fused).");
+      "Decodes a chunked Huffman payload and writes codebook[symbol] into out (fused); "
+      "returns the payload bits.");
+
+#ifdef WSC_WITH_CUDA
+  // CUDA kernels: device addresses, the CUDA device index, a cudaStream_t as an integer and a
+  // device status buffer of cuda_status_bytes. They queue work on the stream and wait for it
+  // only to bring back a result or an error count.
+  m.attr("cuda_status_bytes") = wsc::cuda::kStatusBytes;
+
+  m.def(
+      "cuda_range",
+      [](std::uintptr_t x, int dtype, int64_t n, std::uintptr_t status, int device,
+         std::uintptr_t stream) {
+        wsc::Range r;
+        {
+          py::gil_scoped_release release;
+          r = wsc::cuda::range(ptr<const void>(x), wsc::DType(dtype), n, ptr<void>(status), device,
+                               stream);
+        }
+        return py::make_tuple(r.lo, r.hi);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("status"), py::arg("device"),
+      py::arg("stream"),
+      "(lo, hi) of n elements at device address x; raises ValueError on NaN/Inf.");
+
+  m.def(
+      "cuda_bin_uniform",
+      [](std::uintptr_t x, int dtype, int64_t n, float lo, float hi, int64_t k, std::uintptr_t idx,
+         int itype, std::uintptr_t counts, std::uintptr_t sums, std::uintptr_t status, int device,
+         std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        wsc::cuda::bin_uniform(ptr<const void>(x), wsc::DType(dtype), n, lo, hi, k, ptr<void>(idx),
+                               wsc::IndexType(itype), ptr<int64_t>(counts), ptr<double>(sums),
+                               ptr<void>(status), device, stream);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("lo"), py::arg("hi"), py::arg("k"),
+      py::arg("idx"), py::arg("itype"), py::arg("counts"), py::arg("sums"), py::arg("status"),
+      py::arg("device"), py::arg("stream"),
+      "Uniform binning on the GPU into idx with per-bin counts (int64) and sums (float64).");
+
+  m.def(
+      "cuda_gather",
+      [](std::uintptr_t idx, int itype, int64_t n, std::uintptr_t codebook, int64_t k,
+         std::uintptr_t out, int out_dtype, std::uintptr_t status, int device,
+         std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        wsc::cuda::gather(ptr<const void>(idx), wsc::IndexType(itype), n,
+                          ptr<const float>(codebook), k, ptr<void>(out), wsc::DType(out_dtype),
+                          ptr<void>(status), device, stream);
+      },
+      py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("codebook"), py::arg("k"),
+      py::arg("out"), py::arg("out_dtype"), py::arg("status"), py::arg("device"), py::arg("stream"),
+      "out[i] = codebook[idx[i]] on the GPU.");
+
+  m.def(
+      "cuda_share",
+      [](std::uintptr_t x, int dtype, int64_t n, float lo, float hi, std::uintptr_t codebook,
+         int64_t k, std::uintptr_t out, int out_dtype, std::uintptr_t status, int device,
+         std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        wsc::cuda::share(ptr<const void>(x), wsc::DType(dtype), n, lo, hi,
+                         ptr<const float>(codebook), k, ptr<void>(out), wsc::DType(out_dtype),
+                         ptr<void>(status), device, stream);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("lo"), py::arg("hi"),
+      py::arg("codebook"), py::arg("k"), py::arg("out"), py::arg("out_dtype"), py::arg("status"),
+      py::arg("device"), py::arg("stream"),
+      "out[i] = codebook[bin(x[i])] on the GPU (fused quantize-dequantize).");
+
+  m.def("cuda_huffman_workspace_bytes", &wsc::cuda::huffman_workspace_bytes, py::arg("k"),
+        "Bytes of device workspace cuda_huffman_decode/_gather need for k symbols.");
+
+  m.def(
+      "cuda_huffman_decode",
+      [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
+         std::uintptr_t lengths, int64_t k, int64_t n, int64_t chunk_size, std::uintptr_t idx,
+         int itype, std::uintptr_t workspace, std::uintptr_t status, int device,
+         std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        wsc::cuda::huffman_decode(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
+                                  n_chunks, ptr<const uint8_t>(lengths), k, n, chunk_size,
+                                  ptr<void>(idx), wsc::IndexType(itype), ptr<void>(workspace),
+                                  ptr<void>(status), device, stream);
+      },
+      py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
+      py::arg("lengths"), py::arg("k"), py::arg("n"), py::arg("chunk_size"), py::arg("idx"),
+      py::arg("itype"), py::arg("workspace"), py::arg("status"), py::arg("device"),
+      py::arg("stream"),
+      "Decodes a chunked Huffman payload on the GPU into indices (lengths: HOST address; the rest "
+      "device).");
+
+  m.def(
+      "cuda_huffman_decode_gather",
+      [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
+         std::uintptr_t lengths, int64_t k, int64_t n, int64_t chunk_size, std::uintptr_t codebook,
+         int64_t m, std::uintptr_t out, int out_dtype, std::uintptr_t workspace,
+         std::uintptr_t status, int device, std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        return wsc::cuda::huffman_decode_gather(
+            ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets), n_chunks,
+            ptr<const uint8_t>(lengths), k, n, chunk_size, ptr<const float>(codebook), m,
+            ptr<void>(out), wsc::DType(out_dtype), ptr<void>(workspace), ptr<void>(status), device,
+            stream);
+      },
+      py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
+      py::arg("lengths"), py::arg("k"), py::arg("n"), py::arg("chunk_size"), py::arg("codebook"),
+      py::arg("m"), py::arg("out"), py::arg("out_dtype"), py::arg("workspace"), py::arg("status"),
+      py::arg("device"), py::arg("stream"),
+      "Decodes a chunked Huffman payload on the GPU straight into codebook values (fused gather); "
+      "returns the payload bits.");
+
+  m.def(
+      "cuda_huffman_decode_on_host",
+      [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
+         std::uintptr_t lengths, int64_t k, int64_t n, int64_t chunk_size, std::uintptr_t idx) {
+        return wsc::cuda::huffman_decode_on_host(
+            ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets), n_chunks,
+            ptr<const uint8_t>(lengths), k, n, chunk_size, ptr<uint16_t>(idx));
+      },
+      py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
+      py::arg("lengths"), py::arg("k"), py::arg("n"), py::arg("chunk_size"), py::arg("idx"),
+      "Test hook: the CUDA chunk decoder run on the host (host arrays, uint16 output).");
+
+  m.def(
+      "cuda_bin_rule_on_host",
+      [](std::uintptr_t x, int64_t n, float lo, float hi, int64_t k, std::uintptr_t out) {
+        wsc::cuda::bin_rule_on_host(ptr<const float>(x), n, lo, hi, k, ptr<int32_t>(out));
+      },
+      py::arg("x"), py::arg("n"), py::arg("lo"), py::arg("hi"), py::arg("k"), py::arg("out"),
+      "Test hook: the CUDA kernels' binning rule run on the host (float32 x, int32 out, host "
+      "memory).");
+#endif
 }

@@ -539,3 +539,10 @@ def test_decode_gather_op_opcheck():
             s.n_symbols, s.chunk_size, torch.randn(16))
     torch.library.opcheck(torch.ops.wsc.decode_gather.default, (*args, torch.bfloat16))
     torch.library.opcheck(torch.ops.wsc.decode_gather_into.default, (*args, torch.empty(5000)))
+
+
+def test_decode_gather_reports_payload_bits():
+    idx = np.random.default_rng(3).integers(0, 40, 100_001).astype(np.uint8)
+    stream = wsc.huffman.encode(idx, 40, chunk_size=999)
+    _, bits = wsc.huffman.decode_gather(stream, np.zeros(40, dtype=np.float32), return_bits=True)
+    assert bits == int((np.bincount(idx, minlength=40) * stream.lengths.astype(np.int64)).sum())

@@ -1,4 +1,5 @@
-"""Native range/binning/gather/share against wsc.reference, across dtypes, sizes, k and threads."""
+"""Native range/binning/gather/share against wsc.reference, across dtypes, sizes, k, threads and
+devices (CPU with 1-3 threads, CUDA where a GPU is usable)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 import wsc
 from wsc import reference as ref
-from conftest import as_dtype, weights_like
+from conftest import DEVICES, as_dtype, host, on, weights_like
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SIZES = [0, 1, 7, 1001, 300_001]
@@ -24,57 +25,65 @@ def ref_input(t: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("n", SIZES[1:])
-def test_range_matches_reference(dtype, n, threads):
+def test_range_matches_reference(dtype, n, backend):
     t = as_dtype(weights_like(n, seed=n), dtype)
-    assert wsc.ops.range(t) == ref.range(ref_input(t))
+    assert wsc.ops.range(t.to(backend)) == ref.range(ref_input(t))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("k", KS)
-def test_bin_uniform_matches_reference(dtype, n, k, threads):
+def test_bin_uniform_matches_reference(dtype, n, k, backend):
     t = as_dtype(weights_like(n, seed=k + n), dtype)
     lo, hi = (-0.3, 0.25) if n == 0 else wsc.ops.range(t)
-    got = wsc.ops.bin_uniform(t, k, lo, hi)
+    got = wsc.ops.bin_uniform(t.to(backend), k, lo, hi)
     idx, counts, sums = ref.bin_uniform(ref_input(t), k, lo, hi)
     assert got.indices.dtype == (torch.uint8 if k <= 256 else torch.uint16)
     assert got.indices.shape == t.shape
-    np.testing.assert_array_equal(got.indices.numpy().astype(np.int64), idx.astype(np.int64))
-    np.testing.assert_array_equal(got.counts.numpy(), counts)
-    np.testing.assert_allclose(got.sums.numpy(), sums, rtol=1e-12, atol=1e-9)
+    assert got.indices.device.type == got.counts.device.type == got.sums.device.type == backend
+    np.testing.assert_array_equal(host(got.indices).astype(np.int64), idx.astype(np.int64))
+    np.testing.assert_array_equal(host(got.counts), counts)
+    np.testing.assert_allclose(host(got.sums), sums, rtol=1e-12, atol=1e-9)
     assert int(got.counts.sum()) == n
 
 
-def test_bin_uniform_edges_exact():
+@pytest.mark.parametrize("device", DEVICES)
+def test_bin_uniform_edges_exact(device):
     """Values exactly on bin edges, at lo/hi and outside [lo, hi] follow the rule bit for bit."""
     k, lo, hi = 10, -1.0, 1.0
     width = (hi - lo) / k
     edges = np.array([lo + i * width for i in range(k + 1)], dtype=np.float32)
     near = np.concatenate([edges, np.nextafter(edges, np.float32(-2)), np.nextafter(edges, np.float32(2)),
                            np.float32([-5, 5, lo, hi])]).astype(np.float32)
-    got = wsc.ops.bin_uniform(near, k, lo, hi)
+    got = wsc.ops.bin_uniform(on(near, device), k, lo, hi)
     idx, counts, _ = ref.bin_uniform(near, k, lo, hi)
-    np.testing.assert_array_equal(got.indices, idx)
-    np.testing.assert_array_equal(got.counts, counts)
-    assert got.indices[near == np.float32(hi)].max() == k - 1
-    assert got.indices[near == np.float32(-5)].max() == 0
+    got_idx = host(got.indices)
+    np.testing.assert_array_equal(got_idx, idx)
+    np.testing.assert_array_equal(host(got.counts), counts)
+    assert got_idx[near == np.float32(hi)].max() == k - 1
+    assert got_idx[near == np.float32(-5)].max() == 0
 
 
-def test_bin_uniform_constant_input_goes_to_bin_zero():
+@pytest.mark.parametrize("device", DEVICES)
+def test_bin_uniform_constant_input_goes_to_bin_zero(device):
     x = np.full(100, 0.5, dtype=np.float32)
-    got = wsc.ops.bin_uniform(x, 4)
-    assert (got.indices == 0).all() and got.counts[0] == 100 and got.sums[0] == 50.0
+    got = wsc.ops.bin_uniform(on(x, device), 4)
+    assert (host(got.indices) == 0).all() and host(got.counts)[0] == 100 and host(got.sums)[0] == 50.0
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=200), st.integers(2, 300))
-def test_bin_uniform_property(values, k):
-    x = np.array(values, dtype=np.float32)
-    got = wsc.ops.bin_uniform(x, k)
-    idx, counts, sums = ref.bin_uniform(x, k, got.lo, got.hi)
-    np.testing.assert_array_equal(got.indices, idx)
-    np.testing.assert_array_equal(got.counts, counts)
-    np.testing.assert_allclose(got.sums, sums, rtol=1e-12, atol=1e-6)
+@pytest.mark.parametrize("device", DEVICES)
+def test_bin_uniform_property(device):
+    @settings(max_examples=60 if device == "cpu" else 30, deadline=None)
+    @given(st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=200), st.integers(2, 300))
+    def check(values, k):
+        x = np.array(values, dtype=np.float32)
+        got = wsc.ops.bin_uniform(on(x, device), k)
+        idx, counts, sums = ref.bin_uniform(x, k, got.lo, got.hi)
+        np.testing.assert_array_equal(host(got.indices), idx)
+        np.testing.assert_array_equal(host(got.counts), counts)
+        np.testing.assert_allclose(host(got.sums), sums, rtol=1e-12, atol=1e-6)
+
+    check()
 
 
 def test_bin_uniform_sums_identical_across_thread_counts():
@@ -90,14 +99,14 @@ def test_bin_uniform_sums_identical_across_thread_counts():
 @pytest.mark.parametrize("out_dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("n", SIZES)
-def test_gather_matches_reference(out_dtype, k, n, threads):
+def test_gather_matches_reference(out_dtype, k, n, backend):
     rng = np.random.default_rng(n + k)
     codebook = rng.normal(size=k).astype(np.float32)
     idx = rng.integers(0, k, size=n).astype(np.uint8 if k <= 256 else np.uint16)
-    got = wsc.ops.gather(torch.from_numpy(idx), torch.from_numpy(codebook), dtype=out_dtype)
+    got = wsc.ops.gather(on(idx, backend), on(codebook, backend), dtype=out_dtype)
     want = torch.from_numpy(ref.gather(idx, codebook)).to(out_dtype)
-    assert got.dtype == out_dtype
-    assert torch.equal(got, want)
+    assert got.dtype == out_dtype and got.device.type == backend
+    assert torch.equal(got.cpu(), want)
 
 
 def test_gather_into_caller_buffer_and_numpy_in_numpy_out():
@@ -109,22 +118,24 @@ def test_gather_into_caller_buffer_and_numpy_in_numpy_out():
     assert isinstance(wsc.ops.gather(idx, codebook), np.ndarray)
 
 
-def test_gather_rejects_index_beyond_codebook():
-    with pytest.raises(ValueError, match="index value"):
-        wsc.ops.gather(np.array([0, 3], dtype=np.uint8), np.zeros(3, dtype=np.float32))
+@pytest.mark.parametrize("device", DEVICES)
+def test_gather_rejects_index_beyond_codebook(device):
+    with pytest.raises(ValueError, match=r"gather: 2 index value\(s\) >= codebook size 3"):
+        wsc.ops.gather(on(np.array([0, 3, 1, 255], dtype=np.uint8), device),
+                       on(np.zeros(3, dtype=np.float32), device))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("n", SIZES)
-def test_share_matches_reference(dtype, k, n, threads):
+def test_share_matches_reference(dtype, k, n, backend):
     t = as_dtype(weights_like(n, seed=3 * k + n), dtype)
     lo, hi = (-0.3, 0.25) if n == 0 else wsc.ops.range(t)
     codebook = np.linspace(-1, 1, k, dtype=np.float32)
-    got = wsc.ops.share(t, lo, hi, torch.from_numpy(codebook))
+    got = wsc.ops.share(t.to(backend), lo, hi, on(codebook, backend))
     want = ref.share(ref_input(t), lo, hi, codebook)
-    assert got.dtype == dtype and got.shape == t.shape
-    assert torch.equal(got, torch.from_numpy(want).to(dtype))
+    assert got.dtype == dtype and got.shape == t.shape and got.device.type == backend
+    assert torch.equal(got.cpu(), torch.from_numpy(want).to(dtype))
 
 
 def test_out_buffers_are_filled_in_place():
@@ -141,11 +152,12 @@ def test_out_buffers_are_filled_in_place():
         wsc.ops.bin_uniform(x, 1000, out=np.empty(x.shape, dtype=np.uint8))
 
 
-def test_share_equals_bin_then_gather():
-    x = weights_like(50_001, seed=9)
+@pytest.mark.parametrize("device", DEVICES)
+def test_share_equals_bin_then_gather(device):
+    x = on(weights_like(50_001, seed=9), device)
     b = wsc.ops.bin_uniform(x, 64)
-    codebook = (b.sums / np.maximum(b.counts, 1)).astype(np.float32)
-    np.testing.assert_array_equal(wsc.ops.share(x, b.lo, b.hi, codebook), wsc.ops.gather(b.indices, codebook))
+    codebook = (b.sums / b.counts.clamp(min=1)).float()
+    assert torch.equal(wsc.ops.share(x, b.lo, b.hi, codebook), wsc.ops.gather(b.indices, codebook))
 
 
 def test_zero_copy_of_contiguous_input():

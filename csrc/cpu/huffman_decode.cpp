@@ -204,8 +204,9 @@ void decode_tail(const Decoder& d, Stream& s, O* out, int64_t from, int64_t coun
 
 // Decodes S chunks starting at chunk c0 into dst (where chunk c0's first symbol goes; the
 // others follow contiguously): lock-step as far as all of them allow, then each one alone.
+// Returns the payload bits the S chunks hold (their codes, without padding).
 template <int S, class O>
-void decode_group(const Decoder& d, const uint8_t* data, const int64_t* offsets,
+int64_t decode_group(const Decoder& d, const uint8_t* data, const int64_t* offsets,
                   const detail::Chunks& chunks, int64_t c0, O* dst) {
   Stream st[S];
   O* out[S];
@@ -217,10 +218,13 @@ void decode_group(const Decoder& d, const uint8_t* data, const int64_t* offsets,
     end[s] = dst + (chunks.end(c) - chunks.begin(c0));
   }
   decode_lockstep<S>(d, st, out, end);
+  int64_t bits = 0;
   for (int s = 0; s < S; ++s) {
     decode_lockstep<1>(d, &st[s], &out[s], &end[s]);
     decode_tail(d, st[s], out[s], 0, end[s] - out[s]);
+    bits += int64_t(st[s].pos);
   }
+  return bits;
 }
 
 constexpr int64_t kGroup = 4;
@@ -240,25 +244,25 @@ void decode_typed(const Decoder& d, const uint8_t* data, const int64_t* offsets,
 }
 
 // Decodes each group of chunks into a per-thread buffer of at most kGroup chunks and gathers
-// it straight into out: no index array larger than that buffer ever exists. Returns the
-// number of symbols >= m (their reads are clamped; the caller raises).
+// it straight into out: no index array larger than that buffer ever exists. Adds the number
+// of symbols >= m (their reads are clamped; the caller raises) and the payload bits.
 template <class O, class F>
-int64_t decode_gather_typed(const Decoder& d, const uint8_t* data, const int64_t* offsets,
-                            const detail::Chunks& chunks, const F* table, int64_t m, F* out) {
-  std::atomic<int64_t> bad{0};
+void decode_gather_typed(const Decoder& d, const uint8_t* data, const int64_t* offsets,
+                         const detail::Chunks& chunks, const F* table, int64_t m, F* out,
+                         std::atomic<int64_t>& bad, std::atomic<int64_t>& bits) {
   const uint32_t top = uint32_t(m - 1);
   detail::for_chunk_blocks(
       chunks,
       [&](int64_t c0, int64_t c1) {
         std::vector<O> buf(size_t(std::min<int64_t>(kGroup * chunks.size, chunks.n)));
-        int64_t nbad = 0;
+        int64_t nbad = 0, nbits = 0;
         for (int64_t c = c0; c < c1; c += kGroup) {
           const int64_t g = std::min(kGroup, c1 - c);
-          if (g == kGroup) decode_group<kGroup>(d, data, offsets, chunks, c, buf.data());
+          if (g == kGroup) nbits += decode_group<kGroup>(d, data, offsets, chunks, c, buf.data());
           else
             for (int64_t j = 0; j < g; ++j)
-              decode_group<1>(d, data, offsets, chunks, c + j,
-                              buf.data() + (chunks.begin(c + j) - chunks.begin(c)));
+              nbits += decode_group<1>(d, data, offsets, chunks, c + j,
+                                       buf.data() + (chunks.begin(c + j) - chunks.begin(c)));
           const int64_t s = chunks.begin(c), len = chunks.end(c + g - 1) - s;
           for (int64_t i = 0; i < len; ++i) {
             const uint32_t v = buf[size_t(i)];
@@ -267,21 +271,22 @@ int64_t decode_gather_typed(const Decoder& d, const uint8_t* data, const int64_t
           }
         }
         bad += nbad;
+        bits += nbits;
       },
       kGroup);
-  return bad.load();
 }
 
 template <class F>
-int64_t decode_gather_out(const Decoder& d, const uint8_t* data, const int64_t* offsets,
-                          const detail::Chunks& chunks, int64_t k, const float* codebook,
-                          int64_t m, void* out) {
+void decode_gather_out(const Decoder& d, const uint8_t* data, const int64_t* offsets,
+                       const detail::Chunks& chunks, int64_t k, const float* codebook, int64_t m,
+                       void* out, std::atomic<int64_t>& bad, std::atomic<int64_t>& bits) {
   const std::vector<F> table = codebook_as<F>(codebook, m);
   if (k <= 256)
-    return decode_gather_typed<uint8_t>(d, data, offsets, chunks, table.data(), m,
-                                        static_cast<F*>(out));
-  return decode_gather_typed<uint16_t>(d, data, offsets, chunks, table.data(), m,
-                                       static_cast<F*>(out));
+    decode_gather_typed<uint8_t>(d, data, offsets, chunks, table.data(), m, static_cast<F*>(out),
+                                 bad, bits);
+  else
+    decode_gather_typed<uint16_t>(d, data, offsets, chunks, table.data(), m, static_cast<F*>(out),
+                                  bad, bits);
 }
 
 // The checks shared by both entry points; returns the chunk layout.
@@ -299,29 +304,30 @@ detail::Chunks checked_chunks(int64_t size, const int64_t* chunk_offsets, int64_
 
 }  // namespace
 
-void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
-                           int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
-                           int64_t chunk_size, const float* codebook, int64_t m, void* out,
-                           DType out_dtype) {
+int64_t huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                              int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                              int64_t chunk_size, const float* codebook, int64_t m, void* out,
+                              DType out_dtype) {
   check(m >= 1 && m <= kMaxBins, "huffman_decode_gather: codebook size must be in [1, 65536]");
   const detail::Chunks chunks =
       checked_chunks(size, chunk_offsets, n_chunks, n, chunk_size, "huffman_decode_gather");
   const Decoder d(lengths, k, k <= 256 ? 1 : 2);
   check(n == 0 || d.code.used > 0, "huffman_decode_gather: no symbol has a code, but n > 0");
-  int64_t bad = 0;
+  std::atomic<int64_t> bad{0}, bits{0};
   switch (out_dtype) {
     case DType::F32:
-      bad = decode_gather_out<float>(d, data, chunk_offsets, chunks, k, codebook, m, out);
+      decode_gather_out<float>(d, data, chunk_offsets, chunks, k, codebook, m, out, bad, bits);
       break;
     case DType::F16:
-      bad = decode_gather_out<F16>(d, data, chunk_offsets, chunks, k, codebook, m, out);
+      decode_gather_out<F16>(d, data, chunk_offsets, chunks, k, codebook, m, out, bad, bits);
       break;
     case DType::BF16:
-      bad = decode_gather_out<BF16>(d, data, chunk_offsets, chunks, k, codebook, m, out);
+      decode_gather_out<BF16>(d, data, chunk_offsets, chunks, k, codebook, m, out, bad, bits);
       break;
   }
-  check(bad == 0, "huffman_decode_gather: " + std::to_string(bad) +
+  check(bad == 0, "huffman_decode_gather: " + std::to_string(bad.load()) +
                       " decoded index value(s) >= codebook size " + std::to_string(m));
+  return bits.load();
 }
 
 void huffman_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,

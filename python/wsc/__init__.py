@@ -26,10 +26,13 @@ def set_num_threads(n: int) -> None:
 
 
 def cuda_available() -> bool:
-    """True when the extension was built with CUDA kernels and a CUDA device is visible."""
-    import torch
+    """True when the extension was built with CUDA kernels and a CUDA device is visible.
 
-    return bool(_C.built_with_cuda) and torch.cuda.is_available()
+    wsc.ops then runs CUDA tensors on the GPU. ``wsc._cuda.unavailable_reason()`` says why not.
+    """
+    from wsc import _cuda
+
+    return _cuda.unavailable_reason() is None
 
 
 __all__ = ["huffman", "ops", "reference", "evaluate", "compress", "load_state_dict", "load_into", "inspect",

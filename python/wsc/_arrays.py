@@ -35,15 +35,30 @@ def to_user(t: torch.Tensor, numpy_in: bool):
     return t.numpy() if numpy_in else t
 
 
-def check_tensor(t: torch.Tensor, name: str, dtypes, *, device: str | None = "cpu") -> None:
-    """Raise TypeError/ValueError unless ``t`` has one of ``dtypes``, sits on ``device`` and is contiguous."""
+def check_tensor(t: torch.Tensor, name: str, dtypes, *, device: str | torch.device | None = "cpu",
+                 like: str = "x") -> None:
+    """Raise TypeError/ValueError unless ``t`` has one of ``dtypes``, sits on ``device`` and is contiguous.
+
+    ``device`` is a device type (``"cpu"``), an exact device (the device of the argument
+    named ``like``, which every tensor of one call must share) or None (not checked).
+    """
     if t.dtype not in dtypes:
         want = ", ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name} must have dtype {want}; got {str(t.dtype).replace('torch.', '')}")
-    if device is not None and t.device.type != device:
+    if isinstance(device, torch.device):
+        if t.device != device:
+            raise ValueError(f"{name} must be on the same device as {like} ({device}); got {t.device}")
+    elif device is not None and t.device.type != device:
         raise ValueError(f"{name} must be on the {device} device; got {t.device}")
     if not t.is_contiguous():
         raise ValueError(f"{name} must be contiguous; got strides {tuple(t.stride())} for shape {tuple(t.shape)}")
+
+
+def check_device(t: torch.Tensor, name: str) -> torch.device:
+    """Return ``t.device`` after checking that the kernels run there: the cpu or a cuda device."""
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be on the cpu device or a cuda device; got {t.device}")
+    return t.device
 
 
 def check_bins(k, name: str = "k") -> int:

@@ -441,9 +441,11 @@ class Archive:
         stream = huffman.HuffmanStream(data=s.data, lengths=s.lengths, chunk_offsets=s.offsets,
                                        n_symbols=e["numel"], chunk_size=self.meta["chunk_size"])
         try:
-            out = huffman.decode_gather(stream, self.codebook, dtype=dtype if dtype in _NATIVE else torch.float32)
+            out, bits = huffman.decode_gather(stream, self.codebook, dtype=dtype if dtype in _NATIVE else torch.float32,
+                                              return_bits=True)
         except ValueError as exc:
             raise FormatError(f"{e['name']!r}: undecodable stream ({exc})") from None
+        _check(bits == e["bits"], f"{e['name']!r}: {bits} payload bits, the metadata says {e['bits']}")
         return out.to(dtype).reshape(_shape(e))
 
     def stored_tensor(self, j: int) -> torch.Tensor:

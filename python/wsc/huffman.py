@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wsc._arrays import FLOAT_CODES, as_tensor, check_bins, check_tensor
+from wsc import _cuda
+from wsc._arrays import FLOAT_CODES, as_tensor, check_bins, check_device, check_tensor
 from wsc._native import U8, U16, _C
 
 MAX_LEN = 32
@@ -67,8 +68,8 @@ class HuffmanStream:
         return np.dtype(np.uint8 if self.k <= 256 else np.uint16)
 
 
-def _index_array(x, name: str) -> tuple[int, int, int]:
-    """(address, index type code, element count) of a uint8/uint16 CPU contiguous array."""
+def _index_array(x, name: str, device: torch.device | str = "cpu") -> tuple[int, int, int]:
+    """(address, index type code, element count) of a uint8/uint16 contiguous array on ``device``."""
     if isinstance(x, np.ndarray):
         if x.dtype not in _INDEX_NP:
             raise TypeError(f"{name} must have dtype uint8, uint16; got {x.dtype}")
@@ -76,9 +77,33 @@ def _index_array(x, name: str) -> tuple[int, int, int]:
             raise ValueError(f"{name} must be C-contiguous; got a numpy array with strides {x.strides}")
         return x.ctypes.data, _INDEX_NP[x.dtype], int(x.size)
     if isinstance(x, torch.Tensor):
-        check_tensor(x, name, tuple(_INDEX_TORCH))
+        check_tensor(x, name, tuple(_INDEX_TORCH), device=device)
         return x.data_ptr(), _INDEX_TORCH[x.dtype], int(x.numel())
     raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def _target_device(out, device) -> torch.device:
+    """Where to decode: ``device`` if given, else out's device (cpu for numpy or no out)."""
+    here = out.device if isinstance(out, torch.Tensor) else torch.device("cpu")
+    if device is None:
+        return here
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if out is not None and here != device:
+        raise ValueError(f"out must be on {device} like device=; got {here}")
+    return device
+
+
+def _cuda_decode(fn: str, stream, data, lengths, offsets, device: torch.device, *args):
+    """Upload the payload and offsets to ``device`` and run the CUDA decoder ``fn`` (lengths stay on the host)."""
+    data_d = torch.tensor(data, device=device)
+    offsets_d = torch.tensor(offsets, device=device)
+    k = lengths.size
+    workspace = torch.empty(_C.cuda_huffman_workspace_bytes(k), dtype=torch.uint8, device=device)
+    return _cuda.launch(fn, device, data_d.data_ptr(), data.size, offsets_d.data_ptr(), offsets.size - 1,
+                        lengths.ctypes.data, k, int(stream.n_symbols), int(stream.chunk_size), *args,
+                        workspace.data_ptr())
 
 
 def _int_in(v, name: str, lo: int, hi: int) -> int:
@@ -209,14 +234,26 @@ def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return data, lengths, offsets
 
 
-def decode(stream: HuffmanStream, out=None):
+def decode(stream: HuffmanStream, out=None, *, device=None):
     """Decode ``stream`` into a new 1-D numpy array of ``stream.index_dtype``, or into ``out``.
 
-    ``out``: numpy array or CPU torch tensor, contiguous, ``stream.n_symbols`` elements,
-    uint8 (only for k <= 256) or uint16. Corrupt or inconsistent streams raise ValueError.
+    ``out``: numpy array or torch tensor, contiguous, ``stream.n_symbols`` elements, uint8
+    (only for k <= 256) or uint16. ``device="cuda"`` (or ``out`` on a CUDA device) decodes on
+    that GPU and returns a torch tensor there. Corrupt or inconsistent streams raise ValueError.
     """
     data, lengths, offsets = _check_stream(stream)
     n, k = int(stream.n_symbols), lengths.size
+    target = _target_device(out, device)
+    if target.type == "cuda":
+        if out is None:
+            out = torch.empty(n, dtype=torch.uint8 if k <= 256 else torch.uint16, device=target)
+        addr, itype, size = _index_array(out, "out", target)
+        if size != n:
+            raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
+        if itype == U8 and k > 256:
+            raise TypeError(f"out must have dtype uint16 for k = {k} > 256; got uint8")
+        _cuda_decode("cuda_huffman_decode", stream, data, lengths, offsets, target, addr, itype)
+        return out
     if out is None:
         result = np.empty(n, dtype=stream.index_dtype)
         addr, itype = result.ctypes.data, _INDEX_NP[result.dtype]
@@ -234,32 +271,41 @@ def decode(stream: HuffmanStream, out=None):
     return result
 
 
-def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype = torch.float32):
+def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype = torch.float32,
+                  *, return_bits: bool = False):
     """``codebook[decode(stream)]`` in one fused pass, never holding the whole index array.
 
-    Returns a new 1-D tensor of ``dtype`` (float32/float16/bfloat16), or fills ``out`` (a
-    contiguous CPU tensor or numpy array with ``stream.n_symbols`` elements) and returns it.
+    Returns a new 1-D tensor of ``dtype`` (float32/float16/bfloat16) on the codebook's device,
+    or fills ``out`` (a contiguous tensor on that device, or a numpy array for a CPU codebook,
+    with ``stream.n_symbols`` elements) and returns it; with ``return_bits``, also the payload
+    bits the codes took (padding excluded). With a CUDA codebook the payload is copied to that
+    GPU and decoded there, straight into the weights (one kernel).
     """
     data, lengths, offsets = _check_stream(stream)
     cb, _ = as_tensor(codebook, "codebook")
-    check_tensor(cb, "codebook", (torch.float32,))
+    dev = check_device(cb, "codebook")
+    check_tensor(cb, "codebook", (torch.float32,), device=dev)
     if cb.dim() != 1 or not 1 <= cb.numel() <= 65536:
         raise ValueError(f"codebook must be 1-D with 1 to 65536 values; got shape {tuple(cb.shape)}")
     n = int(stream.n_symbols)
     if out is None:
         if dtype not in FLOAT_CODES:
             raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16; got {dtype}")
-        target = result = torch.empty(n, dtype=dtype)
+        target = result = torch.empty(n, dtype=dtype, device=dev)
     else:
         target, _ = as_tensor(out, "out")
-        check_tensor(target, "out", tuple(FLOAT_CODES))
+        check_tensor(target, "out", tuple(FLOAT_CODES), device=dev, like="codebook")
         if target.numel() != n:
             raise ValueError(f"out must have stream.n_symbols = {n} elements; got {target.numel()}")
         result = out
-    _C.huffman_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
-                             lengths.ctypes.data, lengths.size, n, int(stream.chunk_size), cb.data_ptr(),
-                             cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
-    return result
+    if dev.type == "cuda":
+        bits = _cuda_decode("cuda_huffman_decode_gather", stream, data, lengths, offsets, dev, cb.data_ptr(),
+                            cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
+    else:
+        bits = _C.huffman_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
+                                        lengths.ctypes.data, lengths.size, n, int(stream.chunk_size),
+                                        cb.data_ptr(), cb.numel(), target.data_ptr(), FLOAT_CODES[target.dtype])
+    return (result, bits) if return_bits else result
 
 
 __all__ = ["HuffmanStream", "histogram", "code_lengths", "encode", "decode", "decode_gather", "MAX_LEN", "DEFAULT_MAX_LEN",

@@ -56,10 +56,11 @@ void huffman_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offs
 // Decodes like huffman_decode and writes codebook[symbol] (codebook of m float32 values,
 // converted to out_dtype) straight into out[0..n): each thread decodes a few chunks at a
 // time into a small buffer, so no full index array is ever materialised. Throws on the same
-// inconsistencies as huffman_decode, and if a decoded symbol is >= m.
-void huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
-                           int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
-                           int64_t chunk_size, const float* codebook, int64_t m, void* out,
-                           DType out_dtype);
+// inconsistencies as huffman_decode, and if a decoded symbol is >= m. Returns the payload
+// bits the stream's codes take (sum over symbols of their code length, padding excluded).
+int64_t huffman_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
+                              int64_t n_chunks, const uint8_t* lengths, int64_t k, int64_t n,
+                              int64_t chunk_size, const float* codebook, int64_t m, void* out,
+                              DType out_dtype);
 
 }  // namespace wsc
