@@ -172,6 +172,8 @@ def _delete(obj, path):
 def m_bytes(rng, raw: bytes, seeds) -> bytes:
     b = bytearray(raw)
     n = len(b)
+    if n < 9:  # (an earlier mutation cut it short) start from a few random bytes
+        return bytes(rng.integers(0, 256, size=int(rng.integers(0, 17)), dtype=np.uint8))
     what = int(rng.integers(9))
     if what == 0:  # bit flips
         for _ in range(int(rng.integers(1, 9))):
