@@ -76,6 +76,19 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(trained_mlp, digits_e
     assert (tmp_path / "model.wsc").read_bytes() == full_bytes
 
 
+def test_interrupt_with_parallel_workers(trained_mlp, digits_eval, tmp_path, uninterrupted):
+    full, _, full_bytes = uninterrupted
+    cache = tmp_path / "evaluations.json"
+    with pytest.raises(KeyboardInterrupt):
+        wsc.compress(copy.deepcopy(trained_mlp), Counting(digits_eval, stop=12), cache=cache,
+                     **{**FAST, "workers": 3})
+    assert evalcache.count(cache) >= 5
+    r = wsc.compress(copy.deepcopy(trained_mlp), digits_eval, cache=cache, resume=True, **{**FAST, "workers": 3})
+    assert _fronts(r) == _fronts(full)
+    r.save(tmp_path / "model.wsc")
+    assert (tmp_path / "model.wsc").read_bytes() == full_bytes
+
+
 def test_a_finished_cache_makes_a_rerun_free(trained_mlp, digits_eval, tmp_path, uninterrupted):
     full, _, full_bytes = uninterrupted
     cache = tmp_path / "evaluations.json"

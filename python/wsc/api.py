@@ -224,8 +224,12 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     finally:
         search_cache.close(cancel=not finished)
         heldout_cache.close(cancel=not finished)
-        if not finished:
-            checkpoint()  # an error or Ctrl-C: keep every score so far for resume
+        if not finished:  # an error or Ctrl-C: keep every score so far for resume
+            try:
+                checkpoint()
+            except Exception as exc:  # never hide the error that stopped the run
+                print(f"wsc: could not save the evaluation cache {os.fspath(cache)}: {exc}",
+                      file=sys.stderr, flush=True)
 
     settings["evaluations_resumed"] = search_cache.preloaded
     return CompressionResult(
