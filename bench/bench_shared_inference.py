@@ -13,6 +13,10 @@ returned to the OS (malloc_trim, every mode alike), the peak is reset
 is (peak during inference - RSS before weights) / float32 weight bytes.
 
 Run: python bench/bench_shared_inference.py [--layers 32 --width 1280 --batch 64]
+
+glibc's malloc raises its mmap threshold after a large block is freed, then serves the next
+gathered weights from the heap and keeps them resident; with layers of several MiB set
+MALLOC_MMAP_THRESHOLD_=1048576 to measure (and run) compact mode without that retention.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def child(mode: str, d: str, layers: int, width: int, batch: int) -> dict:
     # The first call of any torch.library custom op imports torch's op machinery (a fixed
     # ~70 MiB of code and data, whatever the model size): pay it before the baseline.
     torch.ops.wsc.gather(torch.zeros(4, dtype=torch.uint8), torch.zeros(2), torch.float32)
+    torch.ops.wsc.gather_u4(torch.zeros(2, dtype=torch.uint8), torch.zeros(2), [4], torch.float32)
     before = status_kb("VmRSS")
     t0 = time.perf_counter()
     if mode == "float32":

@@ -95,6 +95,17 @@ PYBIND11_MODULE(_C, m) {
       py::arg("out"), py::arg("out_dtype"), "out[i] = codebook[idx[i]].");
 
   m.def(
+      "gather_u4",
+      [](std::uintptr_t packed, int64_t n, std::uintptr_t codebook, int64_t k, std::uintptr_t out,
+         int out_dtype) {
+        py::gil_scoped_release release;
+        wsc::gather_u4(ptr<const uint8_t>(packed), n, ptr<const float>(codebook), k, ptr<void>(out),
+                       wsc::DType(out_dtype));
+      },
+      py::arg("packed"), py::arg("n"), py::arg("codebook"), py::arg("k"), py::arg("out"),
+      py::arg("out_dtype"), "out[i] = codebook[nibble i of packed] (two 4-bit indices per byte).");
+
+  m.def(
       "share",
       [](std::uintptr_t x, int dtype, int64_t n, float lo, float hi, std::uintptr_t codebook,
          int64_t k, std::uintptr_t out, int out_dtype) {

@@ -112,7 +112,7 @@ def test_compress_default_model_then_evaluate_reproduces_the_report(tmp_path, ca
     assert "<- chosen" in captured.out and "honest" in captured.out
     assert "search  generation   2/2" in captured.err and "merge" in captured.err
     report = json.loads((out / "report.json").read_text())
-    assert sorted(os.listdir(out)) == ["model.wsc", "pareto.png", "report.json"]
+    assert sorted(os.listdir(out)) == ["evaluations.json", "model.wsc", "pareto.png", "report.json"]
     assert os.path.getsize(out / "model.wsc") == report["chosen"]["file_bytes"]
     assert report["model"].startswith("lenet5-fmnist") and report["data"] == "fashion-mnist"
     args = ["evaluate", "--wsc", str(out / "model.wsc"), "--search-size", "300", "--heldout-size", "400",

@@ -45,11 +45,12 @@ class Zoo(nn.Module):
         return self.head(vol) + self.custom(vol).sum(-1, keepdim=True)
 
 
-@pytest.fixture(scope="module")
-def zoo_file(tmp_path_factory):
+@pytest.fixture(scope="module", params=[(40, 80), (4, 12)], ids=["uint8", "packed4"])
+def zoo_file(tmp_path_factory, request):
+    """(model, .wsc path, result): more than 16 values (uint8 indices) or at most 16 (packed)."""
     torch.manual_seed(0)
     model = Zoo().eval()
-    result = wsc.compress(model, lambda m: 0.0, k_range=(8, 40), pop_size=4, generations=1, merge=False,
+    result = wsc.compress(model, lambda m: 0.0, k_range=request.param, pop_size=4, generations=1, merge=False,
                           progress=False)
     path = tmp_path_factory.mktemp("nn") / "zoo.wsc"
     result.save(path)
@@ -84,9 +85,33 @@ def test_compact_mode_keeps_no_float_weight_and_cached_does(zoo_file):
     compact(tokens()), cached(tokens())
     assert all(not m._wsc_cache for _, m in wnn.shared_modules(compact))
     assert all(m._wsc_cache for _, m in wnn.shared_modules(cached))
-    idx = compact.c2.weight_indices
-    assert idx.dtype == torch.uint8 and idx.shape == model.c2.weight.shape
-    assert compact.c2.weight_codebook.data_ptr() == compact.c3.weight_codebook.data_ptr()  # one codebook
+    idx, cb = compact.c2.weight_indices, compact.c2.weight_codebook
+    n = model.c2.weight.numel()
+    assert idx.dtype == torch.uint8
+    assert idx.shape == ((n + 1) // 2,) if cb.numel() <= 16 else idx.shape == model.c2.weight.shape
+    assert cb.data_ptr() == compact.c3.weight_codebook.data_ptr()  # one codebook
+
+
+def test_packing_can_be_turned_off(zoo_file):
+    model, path, _ = zoo_file
+    plain = wsc.load_shared(copy.deepcopy(model), path, pack=False)
+    assert plain.c2.weight_indices.shape == model.c2.weight.shape
+    assert torch.equal(plain(tokens()), loaded(model, path)(tokens()))
+
+
+def test_gather_u4_matches_reference():
+    rng = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 10_001):
+        idx = torch.randint(0, 11, (n,), dtype=torch.uint8, generator=rng)
+        cb = torch.randn(11, generator=rng)
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            got = torch.ops.wsc.gather_u4(wsc.ops.pack_u4(idx), cb, [n], dtype)
+            assert torch.equal(got, cb[idx.long()].to(dtype))
+    torch.library.opcheck(torch.ops.wsc.gather_u4.default, (wsc.ops.pack_u4(idx), cb, [n], torch.float32))
+    with pytest.raises(ValueError, match="indices must be < 16"):
+        wsc.ops.pack_u4(torch.tensor([3, 16], dtype=torch.uint8))
+    with pytest.raises(ValueError, match="packed must have ceil"):
+        torch.ops.wsc.gather_u4(torch.zeros(3, dtype=torch.uint8), cb, [7], torch.float32)
 
 
 def test_tied_weights_share_one_index_buffer(zoo_file):

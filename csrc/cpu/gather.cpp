@@ -11,8 +11,21 @@
 namespace wsc {
 namespace {
 
+// Index i of an array of uint8/uint16 indices.
+template <class I>
+struct Plain {
+  const I* p;
+  uint32_t operator[](int64_t i) const { return p[i]; }
+};
+
+// Index i of 4-bit indices packed two per byte, element 2j in the low nibble of byte j.
+struct Nibbles {
+  const uint8_t* p;
+  uint32_t operator[](int64_t i) const { return (p[i >> 1] >> ((i & 1) * 4)) & 15u; }
+};
+
 template <class I, class O>
-void gather_typed(const I* idx, int64_t n, const O* table, int64_t k, O* out) {
+void gather_typed(I idx, int64_t n, const O* table, int64_t k, O* out) {
   const int64_t nb = num_blocks(n, 1 << 16);
   std::vector<int64_t> bad(size_t(std::max<int64_t>(nb, 1)), 0);
   const uint32_t top = uint32_t(k - 1);
@@ -37,9 +50,17 @@ void gather_out(const void* idx, IndexType itype, int64_t n, const float* codebo
                 void* out) {
   std::vector<O> table = codebook_as<O>(codebook, k);
   if (itype == IndexType::U8)
-    gather_typed(static_cast<const uint8_t*>(idx), n, table.data(), k, static_cast<O*>(out));
+    gather_typed(Plain<uint8_t>{static_cast<const uint8_t*>(idx)}, n, table.data(), k,
+                 static_cast<O*>(out));
   else
-    gather_typed(static_cast<const uint16_t*>(idx), n, table.data(), k, static_cast<O*>(out));
+    gather_typed(Plain<uint16_t>{static_cast<const uint16_t*>(idx)}, n, table.data(), k,
+                 static_cast<O*>(out));
+}
+
+template <class O>
+void gather_u4_out(const uint8_t* packed, int64_t n, const float* codebook, int64_t k, void* out) {
+  std::vector<O> table = codebook_as<O>(codebook, k);
+  gather_typed(Nibbles{packed}, n, table.data(), k, static_cast<O*>(out));
 }
 
 }  // namespace
@@ -51,6 +72,16 @@ void gather(const void* idx, IndexType itype, int64_t n, const float* codebook, 
     case DType::F32: gather_out<float>(idx, itype, n, codebook, k, out); break;
     case DType::F16: gather_out<F16>(idx, itype, n, codebook, k, out); break;
     case DType::BF16: gather_out<BF16>(idx, itype, n, codebook, k, out); break;
+  }
+}
+
+void gather_u4(const uint8_t* packed, int64_t n, const float* codebook, int64_t k, void* out,
+               DType out_dtype) {
+  check(k >= 1 && k <= 16, "gather_u4: codebook size must be in [1, 16]");
+  switch (out_dtype) {
+    case DType::F32: gather_u4_out<float>(packed, n, codebook, k, out); break;
+    case DType::F16: gather_u4_out<F16>(packed, n, codebook, k, out); break;
+    case DType::BF16: gather_u4_out<BF16>(packed, n, codebook, k, out); break;
   }
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import threading
 import time
@@ -9,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from wsc import container, search
+from wsc import container, evalcache, search
 from wsc.codebook import Codebook
 from wsc.evaluate import as_evaluator
 from wsc.merge import merge as merge_codebook
@@ -47,6 +49,18 @@ def _check_options(k_range, pop_size, generations, seed, tolerance, workers, siz
     return k_min, k_max
 
 
+def _finite(value, what: str) -> float:
+    """The score as a float; ValueError for NaN/Inf or a non-number (a score must order models)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what}: the evaluator returned {type(value).__name__}, not a number") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{what}: the evaluator returned {v}; scores must be finite numbers "
+                         "(a model with NaN/Inf weights? see nan=)")
+    return v
+
+
 def _printer(event: dict) -> None:
     if event["stage"] == "search":
         print(f"search  generation {event['generation']:>3}/{event['generations']}: "
@@ -57,6 +71,9 @@ def _printer(event: dict) -> None:
               f"values {event['values_before']} -> {event['values_after']}, search score "
               f"{event['score_before']:.4f} -> {event['score_after']:.4f} "
               f"({event['evaluations']} evaluations so far)", file=sys.stderr, flush=True)
+    elif event["stage"] == "resume":
+        print(f"resume  {event['search']} search and {event['heldout']} held-out scores from {event['path']}",
+              file=sys.stderr, flush=True)
     elif event["stage"] == "measure":
         print(f"measure {event['solutions']} solutions on the held-out split and in bytes",
               file=sys.stderr, flush=True)
@@ -79,7 +96,8 @@ def _params_label(params: ParamSpec) -> str:
 def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              k_range: tuple[int, int] = (2, 1024), pop_size: int = 100, generations: int = 100,
              seed: int = 0, merge: bool = True, tolerance: float = 0.0, workers: int = 1,
-             progress=True, size: str = "values", coder: str = container.DEFAULT_CODER) -> CompressionResult:
+             progress=True, size: str = "values", nan: str = "error", cache=None,
+             resume: bool = False, coder: str = container.DEFAULT_CODER) -> CompressionResult:
     """Compress ``model`` by weight sharing: NSGA-II over k, then the iterative merge.
 
     ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
@@ -90,29 +108,63 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     of the search score for a merge step and for the default choice of
     :meth:`CompressionResult.save`. ``workers``: threads that score in parallel.
     ``progress``: print progress to stderr (True), stay silent (False), or a callable
-    receiving event dicts. ``coder``: entropy coder of the index streams, ``"huffman"``,
+    receiving event dicts. ``nan``: shared tensors holding NaN or Inf raise ValueError
+    naming them (``"error"``), have those values replaced by 0 before sharing (``"zero"``),
+    or are stored unchanged (``"skip"``). ``cache``: a path where every score is saved
+    (atomically, after each generation and merged solution, and when the run stops for any
+    reason, Ctrl-C included); with ``resume=True`` the scores already there are reused, so
+    an interrupted run continues where it stopped and ends as an uninterrupted one would
+    (see :mod:`wsc.evalcache`). ``coder``: entropy coder of the index streams, ``"huffman"``,
     ``"rans"`` (within a fraction of a percent of the order-0 entropy) or ``"auto"`` (the
-    smaller file, per tensor); every solution is measured with it. The caller's model is never
-    modified.
+    smaller file, per tensor); every solution is measured with it. The caller's model is
+    never modified; the result reads its weights until saved, so leave them unchanged until
+    then.
     """
     t0 = time.perf_counter()
     k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size, coder)
+    if resume and cache is None:
+        raise ValueError("resume=True needs cache=PATH (where the scores of the interrupted run are)")
     report = _reporter(progress)
     evaluator = as_evaluator(evaluate)
-    bench = Workbench(model, params)
+    bench = Workbench(model, params, nan=nan)
+    settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
+                "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
+                "workers": workers, "size": size, "nan": nan, "coder": coder}
+    if bench.non_finite:
+        settings["non_finite"] = dict(bench.non_finite)
 
     with bench.model(None) as m:
         evaluator.prepare(m)
-        base_search, base_heldout = evaluator.search(m), evaluator.heldout(m)
+        base_search = _finite(evaluator.search(m), "the search score of the uncompressed model")
+        base_heldout = _finite(evaluator.heldout(m), "the held-out score of the uncompressed model")
 
-    def scorer(fn):
+    known = {"search": {}, "heldout": {}}
+    fp = None
+    if cache is not None:
+        fp = evalcache.fingerprint(bench, evaluator, _params_label(params))
+        if resume and os.path.exists(cache):
+            known = evalcache.load(cache, fp)
+            if known["baseline"] != [base_search, base_heldout]:
+                raise ValueError(f"{os.fspath(cache)}: the evaluation cache was made with other data or another "
+                                 f"evaluator (baseline scores {known['baseline']} there, "
+                                 f"{[base_search, base_heldout]} now); remove it or drop resume to start afresh")
+            report({"stage": "resume", "path": os.fspath(cache), "search": len(known["search"]),
+                    "heldout": len(known["heldout"])})
+
+    def scorer(fn, side):
         def score(key, cb: Codebook) -> float:
             with bench.model(cb) as m:
-                return fn(m)
+                return _finite(fn(m), f"the {side} score of k={cb.k} with {cb.size} values")
         return score
 
-    search_cache = search.ScoreCache(scorer(evaluator.search), workers)
-    heldout_cache = search.ScoreCache(scorer(evaluator.heldout), workers)
+    search_cache = search.ScoreCache(scorer(evaluator.search, "search"), workers, known["search"])
+    heldout_cache = search.ScoreCache(scorer(evaluator.heldout, "held-out"), workers, known["heldout"])
+
+    def checkpoint() -> None:
+        if cache is not None:
+            evalcache.save(cache, fp, [base_search, base_heldout], search_cache.snapshot(),
+                           heldout_cache.snapshot(), settings)
+
     codebooks: dict[int, Codebook] = {}
     bits_cache: dict[tuple, int] = {}
     lock = threading.Lock()
@@ -135,10 +187,14 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         scores = search_cache.many([(cb.key, cb) for cb in cbs])
         return [(1.0 - s, size_of(cb)) for cb, s in zip(cbs, scores)]
 
+    def generation_done(e: dict) -> None:
+        checkpoint()
+        report({"stage": "search", **e})
+
+    finished = False
     try:
         outcome = search.run(objectives, k_range=(k_min, k_max), pop_size=pop_size,
-                             generations=generations, seed=seed,
-                             on_generation=lambda e: report({"stage": "search", **e}))
+                             generations=generations, seed=seed, on_generation=generation_done)
         before = [(codebook(k), search_cache.get(codebook(k).key, None)) for k in outcome.front]
 
         after: list[tuple[Codebook, float]] = []
@@ -149,6 +205,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             for i, (cb, s) in enumerate(before, 1):
                 merged, ms = merge_codebook(cb, score_many, tolerance=tolerance)
                 after.append((merged, ms))
+                checkpoint()
                 report({"stage": "merge", "solution": i, "of": len(before), "k": cb.k,
                         "values_before": cb.size, "values_after": merged.size, "score_before": s,
                         "score_after": ms, "evaluations": len(search_cache)})
@@ -156,9 +213,6 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             after = [after[i] for i in keep]
 
         report({"stage": "measure", "solutions": len(before) + len(after)})
-        settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
-                    "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
-                    "workers": workers, "size": size, "coder": coder}
         measured: dict[tuple, Solution] = {}
 
         def solution(cb: Codebook, s: float) -> Solution:
@@ -167,12 +221,21 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             return measured[cb.key]
 
         heldout_cache.many([(cb.key, cb) for cb, _ in before + after])
+        checkpoint()
         front_before = [solution(cb, s) for cb, s in before]
         front_after = [solution(cb, s) for cb, s in after]
+        finished = True
     finally:
-        search_cache.close()
-        heldout_cache.close()
+        search_cache.close(cancel=not finished)
+        heldout_cache.close(cancel=not finished)
+        if not finished:  # an error or Ctrl-C: keep every score so far for resume
+            try:
+                checkpoint()
+            except Exception as exc:  # never hide the error that stopped the run
+                print(f"wsc: could not save the evaluation cache {os.fspath(cache)}: {exc}",
+                      file=sys.stderr, flush=True)
 
+    settings["evaluations_resumed"] = search_cache.preloaded
     return CompressionResult(
         baseline_search=base_search, baseline_heldout=base_heldout, front_before=front_before,
         front_after=front_after, evaluations=len(search_cache), heldout_evaluations=len(heldout_cache),
@@ -184,13 +247,12 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 def _measure(bench: Workbench, cb: Codebook, search_score: float, heldout_score: float, size: float,
              settings: dict) -> Solution:
     draft = Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb)
-    data, meta = container.encode(bench.payload(cb, solution_info(draft, settings)), coder=settings["coder"])
-    shared = [e for e in meta["tensors"] if e.get("shared")]
-    bits = sum(e["bits"] for e in shared)
+    lay = container.layout(bench.payload(cb, solution_info(draft, settings)), coder=settings["coder"])  # measured
+    bits = sum(e["bits"] for e in lay.meta["tensors"] if e.get("shared"))
     bpw = bits / bench.n_shared
-    coder = "+".join(sorted(set(container.shared_coders(meta))))
+    coder = "+".join(sorted(set(container.shared_coders(lay.meta))))
     return Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, bpw, cb.entropy(),
-                    len(data), bench.original_bytes / len(data), 32.0 / bpw, cb, coder)
+                    lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb, coder)
 
 
 # ---------------------------------------------------------------- loading

@@ -3,7 +3,9 @@
 ``wsc compress`` with no arguments compresses the built-in default (LeNet-5 trained on
 Fashion-MNIST) and writes model.wsc, report.json and pareto.png to ./wsc-out. Bad options
 exit with code 2 (argparse); failures at run time print one line on stderr and exit 1
-(set WSC_TRACEBACK=1 to see the traceback instead).
+(set WSC_TRACEBACK=1 to see the traceback instead). Ctrl-C (or SIGTERM) stops cleanly with
+exit code 130: ``wsc compress`` keeps every score in OUT/evaluations.json, and ``--resume``
+continues from there.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 
 DEFAULT_OUT = "wsc-out"
+CACHE = "evaluations.json"
 DEFAULT_SEARCH = 2000
 METRICS = ("accuracy", "macro-f1")
 
@@ -90,12 +95,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="entropy coder of the indices: huffman, rans, or auto (the smaller file; default)")
     c.add_argument("--no-merge", action="store_true", help="skip the iterative merge")
     c.add_argument("--workers", type=_positive, default=1, help="parallel scoring threads (default 1)")
+    c.add_argument("--nan", choices=("error", "zero", "skip"), default="error",
+                   help="NaN/Inf in a shared tensor: stop naming it (default), replace them by 0 before "
+                        "sharing, or store that tensor unchanged")
+    c.add_argument("--resume", action="store_true",
+                   help="reuse the scores in OUT/evaluations.json (saved after every generation and on "
+                        "Ctrl-C): an interrupted run continues and ends as an uninterrupted one would")
     c.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default ./{DEFAULT_OUT})")
     _output_args(c)
 
     i = sub.add_parser("inspect", help="sizes, ratios and checksums of a .wsc file")
     i.add_argument("file")
     i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument("--verify", action="store_true",
+                   help="also decode every stream and check every checksum; exit 1 naming each bad part")
 
     d = sub.add_parser("decompress", help="write the restored weights as a .safetensors file")
     d.add_argument("file")
@@ -190,11 +203,20 @@ def _compress(args) -> int:
     model, data_spec, model_name = _load_model(args)
     evaluator = _evaluator(args, data_spec)
     progress = not (args.quiet or args.json)
-    result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
-                          pop_size=args.pop_size, generations=args.generations, seed=args.seed,
-                          merge=not args.no_merge, tolerance=args.tolerance, workers=args.workers,
-                          progress=progress, size=args.size, coder=args.coder)
     os.makedirs(args.out, exist_ok=True)
+    cache = os.path.join(args.out, CACHE)
+    try:
+        result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
+                              pop_size=args.pop_size, generations=args.generations, seed=args.seed,
+                              merge=not args.no_merge, tolerance=args.tolerance, workers=args.workers,
+                              progress=progress, size=args.size, nan=args.nan, cache=cache, resume=args.resume,
+                              coder=args.coder)
+    except KeyboardInterrupt:
+        from wsc.evalcache import count
+
+        print(f"wsc compress: interrupted; {count(cache)} scored configurations are saved in {cache}; "
+              "run the same command with --resume to continue", file=sys.stderr)
+        return 130
     path = os.path.join(args.out, "model.wsc")
     chosen = result.save(path)
     report = result.to_dict()
@@ -215,12 +237,16 @@ def _compress(args) -> int:
 
 
 def _inspect(args) -> int:
-    from wsc.container import inspect
+    from wsc.container import inspect, verify
 
     info = inspect(args.file)
+    if args.verify:
+        info["problems"] = verify(args.file)
+        info["verified"] = not info["problems"]
+    ok = info["checksums_ok"] and not info.get("problems")
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0 if info["checksums_ok"] else 1
+        return 0 if ok else 1
     coders = ", ".join(f"{n} {c}" for c, n in info["coders"].items())
     print(f"{args.file}: .wsc v{info['version']}, coder {info['coder']} ({coders}), {info['file_bytes']} bytes")
     print(f"codebook: {info['codebook_size']} values; {info['shared_weights']} shared weights at "
@@ -236,7 +262,12 @@ def _inspect(args) -> int:
     if not info["codebook_checksum_ok"]:
         print("  codebook checksum BAD")
     print("checksums: " + ("all ok" if info["checksums_ok"] else "MISMATCH (the file is corrupt)"))
-    return 0 if info["checksums_ok"] else 1
+    if args.verify:
+        for p in info["problems"]:
+            print(f"  BAD {p}")
+        print("verify: " + ("every stream decodes and every checksum matches" if info["verified"]
+                            else f"{len(info['problems'])} problem(s): the file is corrupt"))
+    return 0 if ok else 1
 
 
 def _decompress(args) -> int:
@@ -276,18 +307,28 @@ def _evaluate(args) -> int:
 COMMANDS = {"compress": _compress, "inspect": _inspect, "decompress": _decompress, "evaluate": _evaluate}
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("wsc: interrupted", file=sys.stderr)
+        print(f"wsc {args.command}: interrupted", file=sys.stderr)
         return 130
     except (CliError, ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
         if os.environ.get("WSC_TRACEBACK"):
             raise
         print(f"wsc {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = ["main"]

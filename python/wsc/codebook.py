@@ -1,8 +1,20 @@
 """The single global codebook over all shared weights: uniform bins, bin means, merges.
 
-The weights are sorted once (float32 values, float64 prefix sums). The codebook of any
-k then costs O(k log N): the first value of each bin is found by binary search, and
-the bin sums are differences of prefix sums. The bin boundaries follow exactly the rule
+Two ways to get the bins of any k, with the same interface (``lo``, ``hi``, ``n``,
+``bins(k)``):
+
+- :class:`WeightStream` (what :class:`wsc.workbench.Workbench` uses): the weights stay
+  where they are, tensor by tensor; each k costs one streaming pass of the native binning
+  kernel in fixed blocks, O(N) time and O(block) memory. Compressing never needs a copy of
+  all weights, so a model of 1e9 weights fits beside its working copy. The pass costs no
+  more than applying a codebook to the model, which every evaluation does anyway.
+- :class:`SortedWeights`: the weights sorted once (float32 values, float64 prefix sums,
+  12 bytes per weight); the codebook of any k then costs O(k log N): the first value of
+  each bin is found by binary search, and the bin sums are differences of prefix sums.
+  Exact, and the oracle of the tests.
+
+The counts agree exactly; the float64 sums agree up to rounding (summation order). The bin
+boundaries follow exactly the rule
 of the native kernel (``wsc.reference.bin_index``: in float64, ``width = (hi - lo) / k``
 and ``bin = clamp(floor((x - lo) / width), 0, k - 1)``): the boundary of bin i is the
 smallest float32 whose rule gives i or more, found by bisection over float32 bit patterns.
@@ -16,10 +28,13 @@ two neighbouring groups.
 from __future__ import annotations
 
 import heapq
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import torch
 
 from wsc._arrays import check_bins, check_bounds
 
@@ -96,6 +111,74 @@ class SortedWeights:
         """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
         s = self.starts(k)
         return np.diff(s), self.prefix[s[1:]] - self.prefix[s[:-1]]
+
+
+class WeightStream:
+    """Flat weight tensors as they are: the bins of any k by one streaming pass, no copy.
+
+    ``tensors``: 1-D contiguous CPU float32/float16/bfloat16 tensors (never modified). Each
+    pass bins fixed blocks of ``block`` values into one reused index buffer; the per-block
+    float64 sums are added in tensor and block order, and the native kernel's own blocks
+    depend on the block length and k only, so the sums are the same for any thread count.
+    NaN or Inf raise ValueError naming the tensor.
+    """
+
+    BLOCK = 1 << 22
+
+    def __init__(self, tensors: dict[str, torch.Tensor], block: int = BLOCK):
+        from wsc import ops
+
+        if not tensors:
+            raise ValueError("no values to share: the selection of shared tensors is empty")
+        self.tensors = dict(tensors)
+        self.block = int(block)
+        los, his = [], []
+        for name, t in self.tensors.items():
+            try:
+                lo, hi = ops.range(t)
+            except ValueError as exc:
+                raise ValueError(f"{name!r}: {exc}") from None
+            los.append(lo)
+            his.append(hi)
+        self.lo, self.hi = float(min(los)), float(max(his))
+        self.n = sum(int(t.numel()) for t in self.tensors.values())
+        self._recent: OrderedDict[int, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def tensor_bins(self, k: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins; the
+        last few k are kept (a merge asks for the same k many times)."""
+        with self._lock:
+            if k in self._recent:
+                self._recent.move_to_end(k)
+                return self._recent[k]
+            return self._pass(k)
+
+    def _pass(self, k: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        from wsc import ops
+        from wsc._arrays import index_dtype
+
+        biggest = max(int(t.numel()) for t in self.tensors.values())
+        buf = torch.empty(min(self.block, biggest), dtype=index_dtype(k))
+        per, counts, sums = [], np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.float64)
+        for t in self.tensors.values():
+            tc = np.zeros(k, dtype=np.int64)
+            for s in range(0, t.numel(), self.block):
+                part = t[s:s + self.block]
+                b = ops.bin_uniform(part, k, self.lo, self.hi, out=buf[:part.numel()])
+                tc += b.counts.numpy()
+                sums += b.sums.numpy()
+            per.append(tc)
+            counts += tc
+        self._recent[k] = (per, counts, sums)
+        if len(self._recent) > 4:
+            self._recent.popitem(last=False)
+        return per, counts, sums
+
+    def bins(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
+        _, counts, sums = self.tensor_bins(k)
+        return counts, sums
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,4 +283,4 @@ def huffman_bits(counts: np.ndarray) -> int:
     return total
 
 
-__all__ = ["SortedWeights", "Codebook", "bin_rule", "bin_thresholds", "entropy_bits", "huffman_bits"]
+__all__ = ["SortedWeights", "WeightStream", "Codebook", "bin_rule", "bin_thresholds", "entropy_bits", "huffman_bits"]

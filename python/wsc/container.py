@@ -15,32 +15,33 @@ Tensors in the file (few and flat, so the header stays small):
 
 The safetensors metadata holds one JSON string under the key ``"wsc"`` and its CRC-32
 under ``"wsc.crc32"``. The JSON: format, version (2), the coder (``"huffman"``, ``"rans"``,
-or ``"auto"`` when the streams use both), codebook size and CRC-32, the chunk size of the Huffman streams (when there are any), and the list of
-state-dict names in order, each with shape, dtype, whether it is shared, and a CRC-32, or,
-for a name tied to another tensor, ``alias_of``; and free-form ``info``. A shared tensor
-also records its element count and payload bits (Huffman: the code bits, padding excluded;
-rANS: the payload bytes times 8), its coder (``"huffman"`` or ``"rans"``) in an ``"auto"``
-file, and when coded with rANS its chunk size and the size of its packed
-table; its CRC-32 covers its code lengths or table, offsets and payload. Version 1 files (Huffman only, one chunk size in the
-header) are still read. The reader checks all of it and raises :class:`wsc.FormatError` on
-any inconsistency.
+or ``"auto"`` when the streams use both), codebook size and CRC-32, the chunk size of the
+Huffman streams (when there are any), and the list of state-dict names in order, each with
+shape, dtype, whether it is shared, and a CRC-32, or, for a name tied to another tensor,
+``alias_of``; and free-form ``info``. A shared tensor also records its element count and
+payload bits (Huffman: the code bits, padding excluded; rANS: the payload bytes times 8),
+its coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
+chunk size and the size of its packed table; its CRC-32 covers its code lengths or table,
+offsets and payload. Version 1 files (Huffman only, written before rANS) are still read.
+The reader checks all of it and raises :class:`wsc.FormatError` on any inconsistency.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import struct
 import tempfile
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
-import safetensors.torch
 import torch
 
-from wsc import ops
+from wsc import _safetensors, ops
+from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
@@ -50,6 +51,7 @@ CODERS = ("huffman", "rans")  # the coder of one stream
 CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
 DEFAULT_CODER = "auto"
 DEFAULT_CHUNK = 16384  # Huffman; rANS picks its own (wsc.rans.auto_chunk_size)
+RANS_STATE_BYTES = 32  # each rANS chunk starts with its 8 states
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
@@ -57,12 +59,21 @@ _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 @dataclass
 class SharedTensor:
-    """A shared tensor: its codebook indices (flat uint8/uint16), shape and original dtype."""
+    """A shared tensor: its codebook indices (flat uint8/uint16), shape and original dtype.
+
+    ``source``: the indices, or a callable that makes them; then each read of
+    :attr:`indices` calls it afresh (nothing is kept), so a writer that codes one tensor at a
+    time holds one tensor's indices at a time.
+    """
 
     name: str
-    indices: np.ndarray
+    source: np.ndarray | Callable[[], np.ndarray]
     shape: tuple[int, ...]
     dtype: torch.dtype
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self.source() if callable(self.source) else self.source
 
 
 @dataclass
@@ -96,6 +107,25 @@ def _crc(*arrays) -> int:
 
 
 # ---------------------------------------------------------------- writing
+@dataclass
+class Layout:
+    """A .wsc file ready to write: its first bytes (length and safetensors header), its data
+    buffers in file order (the per-tensor streams as they were coded, never concatenated),
+    and its metadata."""
+
+    head: bytes
+    buffers: list[np.ndarray]
+    meta: dict
+
+    @property
+    def size(self) -> int:
+        """The exact size of the file in bytes."""
+        return len(self.head) + sum(int(b.size) for b in self.buffers)
+
+    def tobytes(self) -> bytes:
+        return b"".join([self.head, *self.buffers])
+
+
 def check_coder(coder) -> str:
     """``coder`` after checking that it is one of CODER_OPTIONS."""
     if coder not in CODER_OPTIONS:
@@ -113,6 +143,7 @@ class _Coded:
     offsets: np.ndarray
     data: np.ndarray
     bits: int
+    n: int  # symbols
 
     @property
     def stored_bytes(self) -> int:
@@ -120,21 +151,23 @@ class _Coded:
         return int(self.data.size + 8 * self.offsets.size + self.code.size)
 
 
-def _code_stream(idx: np.ndarray, k: int, coder: str, chunk_size: int | None) -> _Coded:
+def _code_stream(idx: np.ndarray, counts: np.ndarray, coder: str, chunk_size: int | None) -> _Coded:
     from wsc import huffman, rans
 
     if coder == "huffman":
-        s = huffman.encode(idx, k, chunk_size=DEFAULT_CHUNK if chunk_size is None else chunk_size)
+        s = huffman.encode(idx, counts, chunk_size=DEFAULT_CHUNK if chunk_size is None else chunk_size)
         ln = np.asarray(s.lengths, dtype=np.uint8)
-        bits = int((np.bincount(idx, minlength=k) * ln).sum())
-        return _Coded("huffman", s.chunk_size, ln, np.asarray(s.chunk_offsets), np.asarray(s.data), bits)
-    s = rans.encode(idx, k, chunk_size=chunk_size)
+        bits = int((counts * ln.astype(np.int64)).sum())
+        return _Coded("huffman", s.chunk_size, ln, np.asarray(s.chunk_offsets, dtype=np.int64),
+                      np.asarray(s.data, dtype=np.uint8), bits, int(idx.size))
+    s = rans.encode(idx, counts, chunk_size=chunk_size)
     table = rans.pack_freqs(s.freqs, s.scale_bits)
-    return _Coded("rans", s.chunk_size, table, np.asarray(s.chunk_offsets), np.asarray(s.data), s.nbits)
+    return _Coded("rans", s.chunk_size, table, np.asarray(s.chunk_offsets, dtype=np.int64),
+                  np.asarray(s.data, dtype=np.uint8), s.nbits, int(idx.size))
 
 
-def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> tuple[bytes, dict]:
-    """(the exact bytes of the file, its metadata) for the payload.
+def layout(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> Layout:
+    """Code the payload, one shared tensor at a time, into the parts of its file.
 
     ``coder``: ``"huffman"``, ``"rans"`` or ``"auto"``: every shared tensor coded both ways,
     then the smallest of three files: all Huffman, all rANS, or each tensor with the coder
@@ -142,6 +175,8 @@ def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = N
     the file: ``"auto"`` only for a file that mixes both. ``chunk_size``: symbols per chunk;
     None: 16384 for Huffman, rANS's own choice (:func:`wsc.rans.auto_chunk_size`).
     """
+    from wsc import huffman
+
     check_coder(coder)
     cb = np.ascontiguousarray(p.codebook, dtype=np.float32)
     m = cb.size
@@ -149,27 +184,33 @@ def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = N
         raise ValueError(f"the codebook must hold 1 to 65536 values; got {m}")
     if not p.shared:
         raise ValueError("a .wsc file needs at least one shared tensor")
-    idx = [np.ascontiguousarray(s.indices).reshape(-1) for s in p.shared]
+    coded: dict[str, list[_Coded]] = {c: [] for c in (CODERS if coder == "auto" else (coder,))}
+    for s in p.shared:
+        idx = np.ascontiguousarray(s.indices).reshape(-1)
+        counts = huffman.histogram(idx, _alphabet(m))
+        for c, streams in coded.items():
+            streams.append(_code_stream(idx, counts, c, chunk_size))
+        del idx  # one tensor's indices at a time
     if coder != "auto":
-        return _assemble(p, cb, [_code_stream(i, _alphabet(m), coder, chunk_size) for i in idx], coder)
-    h = [_code_stream(i, _alphabet(m), "huffman", chunk_size) for i in idx]
-    r = [_code_stream(i, _alphabet(m), "rans", chunk_size) for i in idx]
+        return _assemble(p, cb, coded[coder], coder)
+    h, r = coded["huffman"], coded["rans"]
     mixed = [b if b.stored_bytes < a.stored_bytes else a for a, b in zip(h, r)]
     files = [_assemble(p, cb, h, "huffman"), _assemble(p, cb, r, "rans")]
     if len({c.coder for c in mixed}) > 1:
         files.append(_assemble(p, cb, mixed, "auto"))
-    return min(files, key=lambda f: len(f[0]))
+    return min(files, key=lambda f: f.size)
 
 
-def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> tuple[bytes, dict]:
+def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> Layout:
     """The file of the payload with the shared tensors' streams ``coded``."""
+    m = cb.size
     order = list(p.order) or [s.name for s in p.shared] + list(p.stored)
     entries: dict[str, dict] = {}
     lengths, tables = [], []
     huffman_chunk = None
     for s, c in zip(p.shared, coded):
         e = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
-             "numel": int(np.asarray(s.indices).size), "bits": c.bits, "crc32": _crc(c.code, c.offsets, c.data)}
+             "numel": c.n, "bits": c.bits, "crc32": _crc(c.code, c.offsets, c.data)}
         if coder == "auto":
             e["coder"] = c.coder
         if c.coder == "rans":
@@ -180,21 +221,21 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> tu
             huffman_chunk = int(c.chunk_size)
             lengths.append(c.code)
         entries[s.name] = e
-    by_dtype: dict[str, list[torch.Tensor]] = {}
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for name, t in p.stored.items():
         t = t.detach().cpu().contiguous()
         entries[name] = {"name": name, "shape": list(t.shape), "dtype": _dtype_name(t.dtype), "shared": False,
                          "crc32": _crc(t)}
-        by_dtype.setdefault(_dtype_name(t.dtype), []).append(t.reshape(-1))
-    tensors = {"codebook": torch.from_numpy(cb.copy()),
-               "offsets": torch.from_numpy(np.concatenate([c.offsets for c in coded]).astype(np.int64)),
-               "data": torch.from_numpy(np.concatenate([c.data for c in coded]).astype(np.uint8))}
+        by_dtype.setdefault(t.dtype, []).append(t)
+    tensors = {"codebook": (torch.float32, (m,), [cb]),
+               "offsets": (torch.int64, (sum(c.offsets.size for c in coded),), [c.offsets for c in coded]),
+               "data": (torch.uint8, (sum(c.data.size for c in coded),), [c.data for c in coded])}
     if lengths:
-        tensors["lengths"] = torch.from_numpy(np.stack(lengths))
+        tensors["lengths"] = (torch.uint8, (len(lengths), _alphabet(m)), lengths)
     if tables:
-        tensors["tables"] = torch.from_numpy(np.concatenate(tables))
+        tensors["tables"] = (torch.uint8, (sum(t.size for t in tables),), tables)
     for dt, ts in by_dtype.items():
-        tensors[f"stored.{dt}"] = torch.cat(ts)
+        tensors[f"stored.{_dtype_name(dt)}"] = (dt, (sum(t.numel() for t in ts),), ts)
     for alias, target in p.aliases.items():
         if target not in entries:
             raise ValueError(f"alias {alias!r} points to {target!r}, which is not in the payload")
@@ -202,19 +243,27 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> tu
     if sorted(order) != sorted(entries):
         raise ValueError("order must list every tensor and alias exactly once")
     meta = {"format": FORMAT, "version": VERSION, "coder": coder,
-            "codebook": {"size": int(cb.size), "crc32": _crc(cb)}, "tensors": [entries[n] for n in order],
+            "codebook": {"size": int(m), "crc32": _crc(cb)}, "tensors": [entries[n] for n in order],
             "info": p.info}
     if huffman_chunk is not None:
         meta["chunk_size"] = huffman_chunk
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     crc = str(zlib.crc32(text.encode()))
-    return safetensors.torch.save(tensors, metadata={"wsc": text, "wsc.crc32": crc}), meta
+    head, buffers = _safetensors.serialize(tensors, {"wsc": text, "wsc.crc32": crc})
+    return Layout(head, buffers, meta)
 
 
 def shared_coders(meta: dict) -> list[str]:
     """The coder of each shared tensor of a file's metadata, in order."""
     option = meta.get("coder", "huffman")
-    return [e.get("coder", "huffman") if option == "auto" else option for e in meta["tensors"] if e.get("shared")]
+    return [e.get("coder", "huffman") if option == "auto" else option for e in meta["tensors"]
+            if e.get("shared") is True and "alias_of" not in e]
+
+
+def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> tuple[bytes, dict]:
+    """(the exact bytes of the file, its metadata) for the payload (see :func:`layout`)."""
+    lay = layout(p, coder=coder, chunk_size=chunk_size)
+    return lay.tobytes(), lay.meta
 
 
 def to_bytes(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> bytes:
@@ -223,18 +272,26 @@ def to_bytes(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None =
 
 
 def write(path, p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> int:
-    """Write the payload to ``path`` atomically (temp file + rename); returns the file size."""
-    return write_bytes(path, to_bytes(p, coder=coder, chunk_size=chunk_size))
+    """Write the payload to ``path`` atomically (temp file + rename), buffer by buffer; returns
+    the file size."""
+    lay = layout(p, coder=coder, chunk_size=chunk_size)
+    return write_bytes(path, [lay.head, *lay.buffers])
 
 
-def write_bytes(path, data: bytes) -> int:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then os.replace."""
+def write_bytes(path, data) -> int:
+    """Write ``data`` (bytes, or a list of buffers written back to back) to ``path`` atomically:
+    a temp file in the same folder, flushed to disk, then os.replace. On any failure (an
+    exception, Ctrl-C) the temp file is removed and ``path`` is left as it was."""
     path = os.fspath(path)
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
     fd, tmp = tempfile.mkstemp(prefix=".wsc-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    size = 0
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+            for part in parts:
+                f.write(part)
+                size += memoryview(part).nbytes
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -242,7 +299,7 @@ def write_bytes(path, data: bytes) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return len(data)
+    return size
 
 
 def _umask() -> int:
@@ -257,32 +314,29 @@ def _check(cond: bool, msg: str) -> None:
         raise FormatError(msg)
 
 
-def _read_raw(source) -> tuple[dict, dict[str, torch.Tensor], int]:
-    """(metadata, tensors, file size) of a .wsc file (path or bytes), structure unchecked."""
+def _read_bytes(source) -> tuple[bytearray, str]:
+    """The bytes of a .wsc file (a path, or the bytes themselves) in a writable buffer."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data, where = bytes(source), "the data"
-    else:
-        where = os.fspath(source)
-        with open(where, "rb") as f:
-            data = f.read()
-    _check(len(data) >= 8, f"{where}: not a .wsc file (only {len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    _check(n <= len(data) - 8, f"{where}: truncated (a header of {n} bytes in a file of {len(data)})")
-    try:
-        header = json.loads(data[8:8 + n]).get("__metadata__", {})
-        text, crc = header.get("wsc"), header.get("wsc.crc32")
-    except (ValueError, AttributeError) as exc:
-        raise FormatError(f"{where}: unreadable safetensors header ({exc})") from None
+        return bytearray(source), "the data"
+    where = os.fspath(source)
+    with open(where, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = bytearray(size)
+        got = f.readinto(buf)
+    _check(got == size, f"{where}: read {got} of {size} bytes (the file changed while reading)")
+    return buf, where
+
+
+def _read_raw(source) -> tuple[dict, dict[str, torch.Tensor], int]:
+    """(metadata, tensors, file size) of a .wsc file (path or bytes): the safetensors layer and
+    the metadata checksum checked, the .wsc structure not yet. Tensors view one buffer."""
+    data, where = _read_bytes(source)
+    header, tensors = _safetensors.parse(data, where)
+    text, crc = header.get("wsc"), header.get("wsc.crc32")
     _check(isinstance(text, str), f"{where}: not a .wsc file (no 'wsc' metadata in the safetensors header)")
-    _check(crc == str(zlib.crc32(text.encode())), f"{where}: checksum mismatch: the metadata is corrupt")
-    try:
-        meta = json.loads(text)
-    except ValueError as exc:
-        raise FormatError(f"{where}: the 'wsc' metadata is not valid JSON ({exc})") from None
-    try:
-        tensors = safetensors.torch.load(data)
-    except Exception as exc:  # safetensors raises its own SafetensorError
-        raise FormatError(f"{where}: corrupt or truncated safetensors data ({exc})") from None
+    _check(crc == str(zlib.crc32(text.encode("utf-8", "surrogatepass"))),
+           f"{where}: checksum mismatch: the metadata is corrupt")
+    meta = _safetensors.loads(text, f"{where}: the 'wsc' metadata")
     return meta, tensors, len(data)
 
 
@@ -296,9 +350,20 @@ def _tensor(tensors: dict, key: str, dtype: torch.dtype, dim: int = 1) -> torch.
 
 def _shape(e: dict) -> tuple[int, ...]:
     shape = e.get("shape")
-    _check(isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                           for d in shape), f"bad shape for {e.get('name')!r}: {shape!r}")
+    _check(isinstance(shape, list) and len(shape) <= _safetensors.MAX_DIMS
+           and all(_is_int(d) and 0 <= d < 2**62 for d in shape),
+           f"{_name(e)}: bad shape {_show(shape, 100)} (a list of at most {_safetensors.MAX_DIMS} integers >= 0)")
     return tuple(shape)
+
+
+def _name(e: dict) -> str:
+    return _show(e.get("name"), 200)
+
+
+def _show(v, n: int = 40) -> str:
+    """repr(v), cut to about n characters (hostile files may hold huge values)."""
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + "..."
 
 
 @dataclass
@@ -311,47 +376,71 @@ class _Stream:
     data: np.ndarray
 
     @property
-    def lengths(self) -> np.ndarray:  # the name of version 1
+    def lengths(self) -> np.ndarray:  # the name in version 1
         return self.code
 
 
-def _int_field(e: dict, key: str, lo: int = 0) -> bool:
-    v = e.get(key)
-    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+MAX_CHUNK = 2**40
 
 
 class Archive:
-    """A parsed and checked .wsc file; streams are decoded on demand."""
+    """A parsed and checked .wsc file; streams are decoded on demand.
+
+    Construction checks the whole structure (every declared count, shape and offset against
+    the bytes actually present) but decodes nothing; checksums are checked when a tensor is
+    read (:meth:`state_dict`) or by :meth:`verify`. Any inconsistency raises FormatError.
+    """
 
     def __init__(self, source):
+        self.where = "the data" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+        with self._located():
+            self._parse(source)
+
+    @contextlib.contextmanager
+    def _located(self):
+        """Prefix the file's name to a FormatError's message (once)."""
+        try:
+            yield
+        except FormatError as exc:
+            if str(exc).startswith(self.where + ": "):
+                raise
+            raise FormatError(f"{self.where}: {exc}") from None
+
+    def _parse(self, source) -> None:
         self.meta, self.tensors, self.file_bytes = _read_raw(source)
         meta = self.meta
         _check(isinstance(meta, dict) and meta.get("format") == FORMAT, "not a .wsc file (format field)")
-        self.version = meta.get("version")
-        _check(self.version in READABLE,
-               f"unsupported .wsc format version {self.version!r} (this reader knows {', '.join(map(str, READABLE))})")
+        version = meta.get("version")
+        _check(_is_int(version) and version in READABLE,
+               f"unsupported .wsc format version {_show(version, 40)} (this reader knows "
+               f"{', '.join(map(str, READABLE))})")
+        self.version = int(version)
+        coder = meta.get("coder")
         coders = ("huffman",) if self.version == 1 else CODER_OPTIONS
-        _check(meta.get("coder") in coders,
-               f"unknown coder {meta.get('coder')!r} (version {self.version} files use {', '.join(coders)})")
-        fields = (("codebook", dict), ("tensors", list)) + ((("chunk_size", int),) if self.version == 1 else ())
-        for key, kind in fields:
+        _check(isinstance(coder, str) and coder in coders,
+               f"unknown coder {_show(coder, 40)} (version {self.version} files use {', '.join(coders)})")
+        for key, kind in (("codebook", dict), ("tensors", list)):
             _check(isinstance(meta.get(key), kind), f"metadata field {key!r} is missing or not a {kind.__name__}")
-        _check(self.version != 1 or meta["chunk_size"] >= 1, "chunk_size must be >= 1")
+        if self.version == 1 or "chunk_size" in meta:  # the Huffman streams' chunk size
+            cs = meta.get("chunk_size")
+            _check(_is_int(cs), "metadata field 'chunk_size' is missing or not a int")
+            _check(1 <= cs <= MAX_CHUNK, f"chunk_size must be in [1, 2^40]; got {_show(cs, 40)}")
         _check(all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in meta["tensors"]),
                "every tensor entry needs a name")
         names = [e["name"] for e in meta["tensors"]]
         _check(len(set(names)) == len(names), "a tensor name appears twice")
         self.aliases = {e["name"]: e["alias_of"] for e in meta["tensors"] if "alias_of" in e}
+        _check(all(isinstance(v, str) for v in self.aliases.values()), "an alias_of is not a tensor name")
         real = set(names) - set(self.aliases)
         _check(all(v in real for v in self.aliases.values()), "an alias points to no stored tensor")
         self.codebook = _tensor(self.tensors, "codebook", torch.float32)
-        m = self.codebook.numel()
-        _check(m == meta["codebook"].get("size") and 1 <= m <= 65536,
-               f"the codebook holds {m} values, the metadata says {meta['codebook'].get('size')}")
+        m, size = self.codebook.numel(), meta["codebook"].get("size")
+        _check(_is_int(size) and m == size and 1 <= m <= 65536,
+               f"the codebook holds {m} values, the metadata says {_show(size, 40)}")
         _check(bool(torch.isfinite(self.codebook).all()), "the codebook holds NaN or Inf")
         self.codebook_ok = _crc(self.codebook) == meta["codebook"].get("crc32")
-        self.shared = [e for e in meta["tensors"] if e.get("shared") is True]
-        self.stored = [e for e in meta["tensors"] if e.get("shared") is False]
+        self.shared = [e for e in meta["tensors"] if e.get("shared") is True and "alias_of" not in e]
+        self.stored = [e for e in meta["tensors"] if e.get("shared") is False and "alias_of" not in e]
         _check(len(self.shared) + len(self.stored) + len(self.aliases) == len(names),
                "every tensor entry needs shared: true/false (or alias_of)")
         _check(len(self.shared) >= 1, "the file holds no shared tensor")
@@ -361,27 +450,29 @@ class Archive:
         expected |= {"lengths"} if any(s.coder == "huffman" for s in self.streams) else set()
         expected |= {"tables"} if any(s.coder == "rans" for s in self.streams) else set()
         extra = set(self.tensors) - expected
-        _check(not extra, f"unexpected tensors in the file: {sorted(extra)}")
+        _check(not extra, f"unexpected tensors in the file: {sorted(extra)[:10]}")
 
     def _stream_coder(self, e: dict) -> tuple[str, int]:
         """(coder, chunk size) of a shared entry, checked. The coder is the file's unless the
         file was written with "auto"; a Huffman stream takes the file's chunk size, a rANS
         stream has its own."""
-        if self.version == 1:
-            return "huffman", self.meta["chunk_size"]
-        name, option = e["name"], self.meta["coder"]
+        from wsc import rans
+
+        name, option = _name(e), self.meta["coder"]
         if option == "auto":
             coder = e.get("coder")
-            _check(coder in CODERS, f"{name!r}: unknown coder {coder!r} (this reader knows {', '.join(CODERS)})")
+            _check(isinstance(coder, str) and coder in CODERS,
+                   f"{name}: unknown coder {_show(coder, 40)} (this reader knows {', '.join(CODERS)})")
         else:
-            _check("coder" not in e or e["coder"] == option, f"{name!r}: coder {e.get('coder')!r} in a file "
-                   f"written with {option!r}")
+            _check("coder" not in e or e["coder"] == option,
+                   f"{name}: coder {_show(e.get('coder'), 40)} in a file written with {option!r}")
             coder = option
         if coder == "rans":
-            _check(_int_field(e, "chunk_size", 1), f"{name!r}: chunk_size missing or < 1")
-            return coder, e["chunk_size"]
-        _check(_int_field(self.meta, "chunk_size", 1), "metadata field 'chunk_size' is missing or < 1 "
-               "(the file holds Huffman streams)")
+            cs = e.get("chunk_size")
+            _check(_is_int(cs) and 1 <= cs <= rans.MAX_CHUNK,
+                   f"{name}: chunk_size {_show(cs, 40)} missing or outside [1, {rans.MAX_CHUNK}]")
+            return coder, cs
+        _check("chunk_size" in self.meta, "metadata field 'chunk_size' is missing (the file holds Huffman streams)")
         return coder, self.meta["chunk_size"]
 
     def _split_streams(self) -> list[_Stream]:
@@ -393,31 +484,48 @@ class Archive:
             lengths = _tensor(self.tensors, "lengths", torch.uint8, 2)
             _check(tuple(lengths.shape) == (n_huffman, a), f"code lengths of shape {tuple(lengths.shape)}, "
                    f"expected ({n_huffman}, {a}) for {n_huffman} Huffman-coded tensors and {m} values")
+            _check(int(lengths.max()) <= 32, f"a code length of {int(lengths.max())} bits (at most 32)")
             lengths = lengths.numpy()
         tables = _tensor(self.tensors, "tables", torch.uint8).numpy() if n_huffman < len(kinds) else None
         offsets = _tensor(self.tensors, "offsets", torch.int64).numpy()
         data = _tensor(self.tensors, "data", torch.uint8).numpy()
         streams, o, d, h, t = [], 0, 0, 0, 0
         for e, (coder, cs) in zip(self.shared, kinds):
-            name = e["name"]
-            _check(e.get("dtype") in _FLOATS, f"{name!r}: unsupported dtype {e.get('dtype')!r} for a shared tensor")
-            numel = e.get("numel")
-            _check(isinstance(numel, int) and numel == math.prod(_shape(e)) and numel >= 1,
-                   f"{name!r}: element count {numel!r} does not match shape {e.get('shape')}")
-            _check(_int_field(e, "bits"), f"{name!r}: payload bits missing")
+            name = _name(e)
+            dtype = e.get("dtype")
+            _check(isinstance(dtype, str) and dtype in _FLOATS,
+                   f"{name}: unsupported dtype {_show(dtype, 40)} for a shared tensor")
+            numel, shape = e.get("numel"), _shape(e)
+            _check(_is_int(numel) and numel == math.prod(shape) and numel >= 1,
+                   f"{name}: element count {_show(numel, 40)} does not match shape {list(shape)}")
+            n_off = -(-numel // cs) + 1
+            _check(n_off <= offsets.size - o, f"{name}: {numel} values in chunks of {cs} need {n_off} chunk "
+                   f"offsets, {offsets.size - o} are left (file truncated or inconsistent)")
+            off = offsets[o:o + n_off]
+            end = int(off[-1])
+            _check(int(off[0]) == 0 and bool((off[1:] >= off[:-1]).all()) and end <= data.size - d,
+                   f"{name}: chunk offsets do not match the {data.size - d} payload bytes left")
+            bits = e.get("bits")
             if coder == "huffman":
+                # every symbol takes at least one bit: the payload bounds the element count
+                _check(numel <= 8 * end, f"{name}: {numel} values cannot fit in {end} payload bytes")
+                _check(_is_int(bits) and numel <= bits <= 8 * end,
+                       f"{name}: payload bits {_show(bits, 40)} impossible for {numel} values in {end} bytes")
                 code, h = lengths[h], h + 1
             else:
-                _check(_int_field(e, "table_bytes", 1), f"{name!r}: table_bytes missing")
-                _check(t + e["table_bytes"] <= tables.size, f"{name!r}: its frequency table runs past 'tables'")
-                code, t = tables[t:t + e["table_bytes"]], t + e["table_bytes"]
-            n_off = -(-numel // cs) + 1
-            _check(o + n_off <= offsets.size, f"{name!r}: chunk offsets missing (file truncated or inconsistent)")
-            off = offsets[o:o + n_off]
-            _check(off[0] == 0 and bool((off[1:] >= off[:-1]).all()) and d + off[-1] <= data.size,
-                   f"{name!r}: chunk offsets do not match the payload")
-            streams.append(_Stream(e, coder, cs, code, off, data[d:d + int(off[-1])]))
-            o, d = o + n_off, d + int(off[-1])
+                # every chunk starts with its states: the payload bounds the chunks, the chunk
+                # size (at most rans.MAX_CHUNK) the element count
+                _check(RANS_STATE_BYTES * (n_off - 1) <= end,
+                       f"{name}: {n_off - 1} rANS chunks cannot fit in {end} payload bytes")
+                _check(_is_int(bits) and bits == 8 * end,
+                       f"{name}: payload bits {_show(bits, 40)}, but its payload holds {end} bytes")
+                size = e.get("table_bytes")
+                _check(_is_int(size) and 1 <= size <= tables.size - t,
+                       f"{name}: table_bytes {_show(size, 40)} missing or past the {tables.size - t} bytes "
+                       "left in 'tables'")
+                code, t = tables[t:t + size], t + size
+            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end]))
+            o, d = o + n_off, d + end
         _check(o == offsets.size, f"{offsets.size - o} chunk offsets left over")
         _check(d == data.size, f"{data.size - d} payload bytes left over")
         _check(tables is None or t == tables.size, f"{0 if tables is None else tables.size - t} table bytes left over")
@@ -428,12 +536,13 @@ class Archive:
         views = []
         for e in self.stored:
             dt, shape = e.get("dtype"), _shape(e)
+            _check(isinstance(dt, str), f"{_name(e)}: dtype {_show(dt, 40)} is not a name")
             key = f"stored.{dt}"
-            _check(key in self.tensors, f"{e['name']!r}: tensor {key!r} is missing")
+            _check(key in self.tensors, f"{_name(e)}: tensor {key[:60]!r} is missing")
             flat = self.tensors[key]
             _check(flat.dim() == 1 and _dtype_name(flat.dtype) == dt, f"tensor {key!r} must be 1-D {dt}")
             start, n = pos.get(key, 0), math.prod(shape)
-            _check(start + n <= flat.numel(), f"{e['name']!r}: {key!r} is too short (file inconsistent)")
+            _check(n <= flat.numel() - start, f"{_name(e)}: {key!r} is too short (file inconsistent)")
             views.append(flat[start:start + n].reshape(shape))
             pos[key] = start + n
         for key, end in pos.items():
@@ -449,42 +558,42 @@ class Archive:
         return _crc(self._stored_views[j]) == self.stored[j].get("crc32")
 
     def coded_stream(self, j: int):
-        """Shared tensor j's stream as a :class:`wsc.huffman.HuffmanStream` or :class:`wsc.rans.RansStream`
-        (checksum checked; a bad rANS table raises FormatError)."""
+        """Shared tensor j's stream as a :class:`wsc.huffman.HuffmanStream` or
+        :class:`wsc.rans.RansStream` (checksum checked; a bad rANS table raises FormatError)."""
         from wsc import huffman, rans
 
         s = self.streams[j]
-        name, n = s.entry["name"], s.entry["numel"]
-        _check(self.stream_ok(j), f"{name!r}: checksum mismatch: the stream is corrupt")
+        name, n = _name(s.entry), s.entry["numel"]
+        _check(self.stream_ok(j), f"{name}: checksum mismatch: the stream is corrupt")
         if s.coder == "huffman":
             return huffman.HuffmanStream(data=s.data, lengths=s.code, chunk_offsets=s.offsets, n_symbols=n,
                                          chunk_size=s.chunk_size)
         try:
             freqs, scale = rans.unpack_freqs(s.code, _alphabet(self.codebook.numel()))
         except ValueError as exc:
-            raise FormatError(f"{name!r}: bad rANS frequency table ({exc})") from None
-        return rans.RansStream(data=s.data, freqs=freqs, chunk_offsets=s.offsets, n_symbols=n, chunk_size=s.chunk_size,
-                               scale_bits=scale)
+            raise FormatError(f"{name}: bad rANS frequency table ({exc})") from None
+        return rans.RansStream(data=s.data, freqs=freqs, chunk_offsets=s.offsets, n_symbols=n,
+                               chunk_size=s.chunk_size, scale_bits=scale)
 
     def _check_bits(self, j: int, bits: int) -> None:
         e = self.streams[j].entry
-        _check(bits == e["bits"], f"{e['name']!r}: {bits} payload bits, the metadata says {e['bits']}")
+        _check(bits == e["bits"], f"{_name(e)}: {bits} payload bits, the metadata says {e['bits']}")
 
     def indices(self, j: int) -> np.ndarray:
         """Decoded codebook indices of shared tensor j (flat); checks CRC, payload bits and range."""
         from wsc import huffman, rans
 
         s = self.streams[j]
-        name, n, m = s.entry["name"], s.entry["numel"], self.codebook.numel()
+        name, n, m = _name(s.entry), s.entry["numel"], self.codebook.numel()
         stream = self.coded_stream(j)
         try:
             idx = (huffman if s.coder == "huffman" else rans).decode(stream)
         except ValueError as exc:
-            raise FormatError(f"{name!r}: undecodable stream ({exc})") from None
-        _check(idx.size == n, f"{name!r}: decoded {idx.size} values, expected {n}")
-        _check(int(idx.max()) < m, f"{name!r}: index {int(idx.max())} is outside the codebook of {m} values")
+            raise FormatError(f"{name}: undecodable stream ({exc})") from None
+        _check(idx.size == n, f"{name}: decoded {idx.size} values, expected {n}")
+        _check(int(idx.max()) < m, f"{name}: index {int(idx.max())} is outside the codebook of {m} values")
         if s.coder == "huffman":
-            self._check_bits(j, int((np.bincount(idx, minlength=s.code.size) * s.code).sum()))
+            self._check_bits(j, int((np.bincount(idx, minlength=s.code.size) * s.code.astype(np.int64)).sum()))
         else:
             self._check_bits(j, stream.nbits)
         return idx
@@ -505,7 +614,7 @@ class Archive:
             else:
                 out, bits = rans.decode_gather(stream, self.codebook, dtype=gather_dtype), stream.nbits
         except ValueError as exc:
-            raise FormatError(f"{e['name']!r}: undecodable stream ({exc})") from None
+            raise FormatError(f"{_name(e)}: undecodable stream ({exc})") from None
         self._check_bits(j, bits)
         return out.to(dtype).reshape(_shape(e))
 
@@ -513,10 +622,27 @@ class Archive:
         _check(self.stored_ok(j), f"{self.stored[j]['name']!r}: checksum mismatch: the stored tensor is corrupt")
         return self._stored_views[j].clone()
 
+    def verify(self) -> list[str]:
+        """Every problem of the file, one line each (empty: the file is sound): checks the
+        codebook's, every stream's and every stored tensor's CRC-32, and decodes every stream
+        (code, chunk layout, padding, index range and payload bits)."""
+        problems = [] if self.codebook_ok else ["codebook: checksum mismatch: the codebook is corrupt"]
+        for j in range(len(self.streams)):
+            try:
+                self.indices(j)
+            except FormatError as exc:
+                problems.append(str(exc))
+        for j, e in enumerate(self.stored):
+            if not self.stored_ok(j):
+                problems.append(f"{_name(e)}: checksum mismatch: the stored tensor is corrupt")
+        return problems
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        _check(self.codebook_ok, "codebook: checksum mismatch: the codebook is corrupt")
-        out = {e["name"]: self.shared_tensor(j) for j, e in enumerate(self.shared)}
-        out.update({e["name"]: self.stored_tensor(j) for j, e in enumerate(self.stored)})
+        """Every tensor, checksums checked and streams decoded; tied names share one tensor."""
+        with self._located():
+            _check(self.codebook_ok, "codebook: checksum mismatch: the codebook is corrupt")
+            out = {e["name"]: self.shared_tensor(j) for j, e in enumerate(self.shared)}
+            out.update({e["name"]: self.stored_tensor(j) for j, e in enumerate(self.stored)})
         return {e["name"]: out[self.aliases.get(e["name"], e["name"])] for e in self.meta["tensors"]}
 
 
@@ -529,6 +655,18 @@ def load_state_dict(source) -> dict[str, torch.Tensor]:
     """The model's state dict from a .wsc file: shared tensors rebuilt from the codebook in
     their original dtype, the others as stored, tied names mapping to the same tensor."""
     return read(source).state_dict()
+
+
+def verify(source) -> list[str]:
+    """Every problem of a .wsc file, one line each; an empty list means the file is sound.
+
+    Unlike :func:`inspect` this decodes every stream; a file whose structure cannot be read
+    gives that one problem."""
+    try:
+        a = read(source)
+    except FormatError as exc:
+        return [str(exc)]
+    return [f"{a.where}: {p}" for p in a.verify()]
 
 
 def inspect(source) -> dict:
@@ -562,6 +700,6 @@ def inspect(source) -> dict:
             "shared": shared, "stored": stored, "aliases": a.aliases, "info": a.meta.get("info", {})}
 
 
-__all__ = ["Payload", "SharedTensor", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
-           "load_state_dict", "inspect", "check_coder", "shared_coders", "FORMAT", "VERSION", "READABLE", "CODERS", "CODER_OPTIONS",
-           "DEFAULT_CODER"]
+__all__ = ["Payload", "SharedTensor", "Layout", "layout", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
+           "load_state_dict", "inspect", "verify", "check_coder", "shared_coders", "FormatError", "FORMAT", "VERSION",
+           "READABLE", "CODERS", "CODER_OPTIONS", "DEFAULT_CODER"]

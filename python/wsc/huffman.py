@@ -103,6 +103,13 @@ def _max_len(max_len, counts: np.ndarray) -> int:
     return max_len
 
 
+def histogram(indices, k: int) -> np.ndarray:
+    """int64[k]: how often each symbol occurs in ``indices`` (uint8/uint16, contiguous; every
+    index must be < k). Native and multi-threaded; no temporary beyond the counts."""
+    addr, itype, n = index_array(indices, "indices")
+    return counts_of(check_bins(k, "k"), addr, itype, n, "k")
+
+
 def code_lengths(counts, max_len: int | None = None) -> np.ndarray:
     """Optimal code lengths (uint8, one per symbol) for ``counts`` under ``max_len``.
 
@@ -245,5 +252,5 @@ def decode_gather(stream: HuffmanStream, codebook, out=None, dtype: torch.dtype 
     return (result, bits) if return_bits else result
 
 
-__all__ = ["HuffmanStream", "code_lengths", "encode", "decode", "decode_gather", "MAX_LEN", "DEFAULT_MAX_LEN",
+__all__ = ["HuffmanStream", "histogram", "code_lengths", "encode", "decode", "decode_gather", "MAX_LEN", "DEFAULT_MAX_LEN",
            "DEFAULT_CHUNK_SIZE"]

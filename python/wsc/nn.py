@@ -7,7 +7,8 @@ original dtype. Like ``torch.nn.utils.parametrize``, this works by giving the mo
 dynamic subclass with a property per shared name, so any module that reads its
 parameters as attributes (Conv*, Linear, Embedding, custom modules) runs unchanged.
 ``mode="compact"`` never keeps the float weight (it lives only while forward uses it);
-``mode="cached"`` keeps it after first use, for speed.
+``mode="cached"`` keeps it after first use, for speed. On the CPU, a codebook of at most 16
+values packs the indices two per byte (``pack=True``, the default): half the memory again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def _weight_property(name: str) -> property:
         hit = self._wsc_cache.get(name)
         if hit is not None and hit[0] == key:
             return hit[1]
-        w = torch.ops.wsc.gather(idx, cb, self._wsc_dtypes[name])
+        shape = self._wsc_packed.get(name)
+        if shape is None:
+            w = torch.ops.wsc.gather(idx, cb, self._wsc_dtypes[name])
+        else:
+            w = torch.ops.wsc.gather_u4(idx, cb, shape, self._wsc_dtypes[name])
         if self._wsc_mode == "cached":
             self._wsc_cache[name] = (key, w)
         return w
@@ -63,18 +68,24 @@ def _split(model: nn.Module, qualified: str) -> tuple[nn.Module, str]:
 
 
 def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebook: torch.Tensor,
-                   mode: str = "compact") -> nn.Module:
+                   mode: str = "compact", pack: bool = True,
+                   packed_shapes: Mapping[str, list[int]] | None = None) -> nn.Module:
     """Replace each parameter named in ``indices`` by indices + ``codebook``; returns ``model``.
 
     ``indices`` maps qualified parameter names to uint8/uint16 tensors of the parameter's
-    shape; ``codebook`` is a float32 1-D tensor shared by all of them (stored once).
+    shape; ``codebook`` is a float32 1-D tensor shared by all of them (stored once). With
+    ``pack`` and at most 16 values, CPU indices are stored 4 bits each. Names in
+    ``packed_shapes`` come already packed (``wsc.ops.pack_u4``) for a parameter of that shape.
     """
+    packed_shapes = packed_shapes or {}
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_tensor(codebook, "codebook", (torch.float32,), device=None)
     if codebook.dim() != 1 or codebook.numel() == 0:
         raise ValueError(f"codebook must be a non-empty 1-D tensor, got shape {tuple(codebook.shape)}")
-    by_module: dict[nn.Module, dict[str, torch.Tensor]] = {}
+    from wsc.ops import pack_u4
+
+    by_module: dict[nn.Module, dict[str, tuple]] = {}
     for qualified, idx in indices.items():
         module, leaf = _split(model, qualified)
         param = module._parameters.get(leaf)
@@ -82,19 +93,34 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
             raise ValueError(f"{qualified!r} is not a parameter of the model")
         device = None if param.device.type == "meta" else param.device.type
         check_tensor(idx, f"indices[{qualified!r}]", tuple(INDEX_CODES), device=device)
-        if idx.shape != param.shape:
+        shape = packed_shapes.get(qualified)
+        if shape is not None:
+            if list(param.shape) != list(shape) or idx.shape != ((param.numel() + 1) // 2,) or codebook.numel() > 16:
+                raise ValueError(f"indices[{qualified!r}]: not {(param.numel() + 1) // 2} packed bytes for "
+                                 f"shape {tuple(param.shape)} and a codebook of <= 16 values")
+        elif idx.shape != param.shape:
             raise ValueError(f"indices[{qualified!r}] has shape {tuple(idx.shape)}, the parameter {tuple(param.shape)}")
-        by_module.setdefault(module, {})[leaf] = idx
+        by_module.setdefault(module, {})[leaf] = (idx, shape)
+    shared_packs: dict[int, torch.Tensor] = {}  # tied weights keep one packed buffer
     for module, leaves in by_module.items():
-        already = getattr(module, "_wsc_dtypes", {})
         base = getattr(type(module), "_wsc_base", type(module))
-        dtypes = dict(already)
-        for leaf, idx in leaves.items():
+        dtypes = dict(getattr(module, "_wsc_dtypes", {}))
+        packed = dict(getattr(module, "_wsc_packed", {}))
+        for leaf, (idx, shape) in leaves.items():
             dtypes[leaf] = module._parameters[leaf].dtype
             del module._parameters[leaf]
+            if shape is not None:
+                packed[leaf] = list(shape)
+            elif pack and codebook.numel() <= 16 and idx.device.type == "cpu":
+                packed[leaf] = list(idx.shape)
+                key = idx.data_ptr()
+                if key not in shared_packs:
+                    shared_packs[key] = pack_u4(idx.to(torch.uint8))
+                idx = shared_packs[key]
             module.register_buffer(f"{leaf}_indices", idx)
             module.register_buffer(f"{leaf}_codebook", codebook.to(idx.device))
         module.__dict__["_wsc_dtypes"] = dtypes
+        module.__dict__["_wsc_packed"] = packed
         module.__dict__["_wsc_mode"] = mode
         module.__dict__["_wsc_cache"] = {}
         module.__class__ = _shared_class(base, frozenset(dtypes))
@@ -102,26 +128,27 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
 
 
 def _compact_source(source):
-    """(codebook, {name: flat indices}, {name: (shape, dtype)}, stored state, aliases) of a .wsc
-    file (path or bytes) or of a CompressionResult's chosen solution."""
+    """(codebook, {name: () -> flat indices}, {name: (shape, dtype)}, stored state, aliases) of a
+    .wsc file (path or bytes) or of a CompressionResult's chosen solution; indices are decoded
+    only when asked for, one tensor at a time."""
     from wsc import container
     from wsc.result import CompressionResult
 
     if isinstance(source, CompressionResult):
         p = source.payload(source.choose())
-        shared = {t.name: t.indices for t in p.shared}
+        shared = {t.name: (lambda t=t: t.indices) for t in p.shared}
         meta = {t.name: (tuple(t.shape), t.dtype) for t in p.shared}
         return torch.from_numpy(np.asarray(p.codebook, dtype=np.float32)), shared, meta, dict(p.stored), dict(p.aliases)
     if not isinstance(source, (str, bytes, os.PathLike)):
         raise TypeError(f"source must be a .wsc path, its bytes or a CompressionResult; got {type(source).__name__}")
     a = container.read(source)
-    shared = {s.entry["name"]: a.indices(j) for j, s in enumerate(a.streams)}
+    shared = {s.entry["name"]: (lambda j=j: a.indices(j)) for j, s in enumerate(a.streams)}
     meta = {s.entry["name"]: (tuple(s.entry["shape"]), container._FLOATS[s.entry["dtype"]]) for s in a.streams}
     stored = {e["name"]: a.stored_tensor(j) for j, e in enumerate(a.stored)}
     return a.codebook, shared, meta, stored, dict(a.aliases)
 
 
-def share_(model: nn.Module, source, mode: str = "compact") -> nn.Module:
+def share_(model: nn.Module, source, mode: str = "compact", pack: bool = True) -> nn.Module:
     """Load a compressed model into ``model`` keeping shared weights compact; returns ``model``.
 
     ``source``: a .wsc path (or its bytes) or a :class:`wsc.CompressionResult` (its chosen
@@ -140,7 +167,11 @@ def share_(model: nn.Module, source, mode: str = "compact") -> nn.Module:
     if missing or unexpected:
         raise ValueError(f"the compressed model does not match the model: missing {missing[:10]}, "
                          f"unexpected {unexpected[:10]}")
+    from wsc.ops import pack_u4
+
     indices: dict[str, torch.Tensor] = {}
+    packed_shapes: dict[str, list[int]] = {}
+    per_target: dict[str, torch.Tensor] = {}  # tied names share one buffer
     for name in sorted(set(shared) | {a for a, t in aliases.items() if t in shared}):
         target = aliases.get(name, name)
         shape, dtype = meta[target]
@@ -149,19 +180,25 @@ def share_(model: nn.Module, source, mode: str = "compact") -> nn.Module:
         p = params[name]
         if tuple(p.shape) != shape or p.dtype != dtype:
             raise ValueError(f"{name}: {tuple(shape)} {dtype} in the file, {tuple(p.shape)} {p.dtype} in the model")
-        idx = torch.from_numpy(shared[target]).reshape(shape)
-        indices[name] = idx if p.device.type in ("cpu", "meta") else idx.to(p.device)
+        on_cpu = p.device.type in ("cpu", "meta")
+        packs = pack and on_cpu and codebook.numel() <= 16
+        if target not in per_target:  # decode, and pack at once: one full index array at a time
+            idx = torch.from_numpy(shared[target]()).reshape(shape)
+            per_target[target] = pack_u4(idx) if packs else (idx if on_cpu else idx.to(p.device))
+        indices[name] = per_target[target]
+        if packs:
+            packed_shapes[name] = list(shape)
     plain = {n: stored[aliases.get(n, n)] for n in own if n not in indices}
     for n, t in plain.items():
         if t.shape != own[n].shape or t.dtype != own[n].dtype:
             raise ValueError(f"{n}: {tuple(t.shape)} {t.dtype} in the file, {tuple(own[n].shape)} {own[n].dtype} in the model")
     model.load_state_dict(plain, strict=False, assign=any(t.is_meta for t in own.values()))
-    return share_tensors_(model, indices, codebook, mode)
+    return share_tensors_(model, indices, codebook, mode, pack, packed_shapes)
 
 
-def load_shared(model: nn.Module, path, mode: str = "compact") -> nn.Module:
+def load_shared(model: nn.Module, path, mode: str = "compact", pack: bool = True) -> nn.Module:
     """Load the .wsc file at ``path`` into ``model`` with compact shared weights (see :func:`share_`)."""
-    return share_(model, path, mode)
+    return share_(model, path, mode, pack)
 
 
 def shared_modules(model: nn.Module):
@@ -177,6 +214,6 @@ def unshare_(model: nn.Module) -> nn.Module:
         for leaf, w in weights.items():
             del module._buffers[f"{leaf}_indices"], module._buffers[f"{leaf}_codebook"]
             module.register_parameter(leaf, nn.Parameter(w.clone(), requires_grad=True))
-        for attr in ("_wsc_dtypes", "_wsc_mode", "_wsc_cache"):
+        for attr in ("_wsc_dtypes", "_wsc_packed", "_wsc_mode", "_wsc_cache"):
             del module.__dict__[attr]
     return model

@@ -10,6 +10,7 @@ the kind of array they were given.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -136,6 +137,41 @@ def gather_into_op(indices: torch.Tensor, codebook: torch.Tensor, out: torch.Ten
 @gather_into_op.register_fake
 def _(indices, codebook, out):
     return None
+
+
+@torch.library.custom_op("wsc::gather_u4", mutates_args=(), device_types="cpu")
+def gather_u4_op(packed: torch.Tensor, codebook: torch.Tensor, shape: list[int], dtype: torch.dtype) -> torch.Tensor:
+    """codebook[4-bit indices] shaped ``shape``: ``packed`` holds two per byte, even elements low."""
+    check_tensor(packed, "packed", (torch.uint8,))
+    _check_codebook(codebook, packed.device, "packed")
+    if codebook.numel() > 16:
+        raise ValueError(f"codebook must hold at most 16 values for 4-bit indices; got {codebook.numel()}")
+    n = math.prod(shape)
+    if packed.numel() != (n + 1) // 2:
+        raise ValueError(f"packed must have ceil({n} / 2) = {(n + 1) // 2} bytes for shape {list(shape)}; "
+                         f"got {packed.numel()}")
+    if dtype not in FLOAT_CODES:
+        raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16; got {dtype}")
+    out = torch.empty(shape, dtype=dtype)
+    _C.gather_u4(packed.data_ptr(), n, codebook.data_ptr(), codebook.numel(), out.data_ptr(), FLOAT_CODES[dtype])
+    return out
+
+
+@gather_u4_op.register_fake
+def _(packed, codebook, shape, dtype):
+    return packed.new_empty(shape, dtype=dtype)
+
+
+def pack_u4(indices: torch.Tensor) -> torch.Tensor:
+    """Pack uint8 indices < 16 two per byte (flat, even elements in the low nibble)."""
+    check_tensor(indices, "indices", (torch.uint8,))
+    flat = indices.reshape(-1)
+    if flat.numel() and int(flat.max()) > 15:
+        raise ValueError(f"indices must be < 16 to pack into 4 bits; got {int(flat.max())}")
+    if flat.numel() % 2:
+        flat = torch.cat([flat, flat.new_zeros(1)])
+    pairs = flat.reshape(-1, 2)
+    return pairs[:, 0] | (pairs[:, 1] << 4)
 
 
 # ---------------------------------------------------------------- share

@@ -8,7 +8,12 @@ layer types (custom modules work as they are):
   holding matrices or kernels. Biases and norm scales (1-D) and all buffers stay as they are.
 - ``"all"``: every floating parameter and every floating buffer (BatchNorm running
   statistics included); integer and bool buffers (e.g. ``num_batches_tracked``) never.
-- a predicate ``(name, tensor) -> bool`` called on each floating state-dict entry.
+- a predicate ``(name, tensor) -> bool`` called on each non-empty floating state-dict
+  entry with at least one dimension.
+
+Never shared, whatever ``params`` says: integer, bool and complex tensors, empty tensors and
+scalars (0-d; sharing one would cost more than storing it). They are stored unchanged, and
+the predicate is not asked about them.
 
 Tensors tied to one another (the same storage under two names) are shared or stored
 once; the other names are recorded as aliases.
@@ -64,7 +69,7 @@ def select(model: torch.nn.Module, params: ParamSpec = "weights") -> Selection:
 
 
 def _wanted(name: str, t: torch.Tensor, is_param: bool, params: ParamSpec) -> bool:
-    if not t.is_floating_point() or t.numel() == 0:
+    if not t.is_floating_point() or t.numel() == 0 or t.dim() == 0:
         return False
     if params == "weights":
         return is_param and t.dim() >= 2

@@ -30,6 +30,7 @@ STATES = int(_C.rans_states)
 STATE_LOW = int(_C.rans_low)
 MIN_AUTO_CHUNK = 1 << 16
 MAX_AUTO_CHUNK = 1 << 22
+MAX_CHUNK = 1 << 22  # symbols per chunk: bounds what a reader allocates per 32 bytes of payload
 FLUSH_SHARE = 1e-3  # the automatic chunk size keeps the states' flush below this share of the payload
 
 
@@ -161,8 +162,8 @@ def encode(indices, counts_or_k, *, scale_bits: int | None = None, chunk_size: i
     counts of the k symbols (integer array; every symbol present in ``indices`` needs a count
     > 0). ``scale_bits``: precision of the frequencies, 1..20 (the total is 2**scale_bits);
     None picks it (:func:`choose_scale`). ``chunk_size``: symbols per independently decodable
-    chunk; None picks it (:func:`auto_chunk_size`: large enough that the 32 bytes of states
-    each chunk starts with stay below 0.1% of the payload).
+    chunk, at most 2**22; None picks it (:func:`auto_chunk_size`: large enough that the 32
+    bytes of states each chunk starts with stay below 0.1% of the payload).
     """
     addr, itype, n = index_array(indices, "indices")
     counts = counts_of(counts_or_k, addr, itype, n)
@@ -174,7 +175,7 @@ def encode(indices, counts_or_k, *, scale_bits: int | None = None, chunk_size: i
     _C.rans_quantize_freqs(counts.ctypes.data, k, scale_bits, freqs.ctypes.data)
     if chunk_size is None:
         chunk_size = auto_chunk_size(counts, freqs, scale_bits)
-    chunk_size = int_in(chunk_size, "chunk_size", 1, 2**40)
+    chunk_size = int_in(chunk_size, "chunk_size", 1, MAX_CHUNK)
     n_chunks = -(-n // chunk_size)
     offsets = np.empty(n_chunks + 1, dtype=np.int64)
     buf = np.empty(_C.rans_encode_bound(n, chunk_size), dtype=np.uint8)
@@ -196,7 +197,7 @@ def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     offsets = checked_array(stream.chunk_offsets, "stream.chunk_offsets", np.int64)
     check_bins(freqs.size, "stream.k")
     n = int_in(stream.n_symbols, "stream.n_symbols", 0, 2**62)
-    cs = int_in(stream.chunk_size, "stream.chunk_size", 1, 2**40)
+    cs = int_in(stream.chunk_size, "stream.chunk_size", 1, MAX_CHUNK)
     int_in(stream.scale_bits, "stream.scale_bits", MIN_SCALE_BITS, MAX_SCALE_BITS)
     if offsets.size != -(-n // cs) + 1:
         raise ValueError(f"stream.chunk_offsets must have ceil(n_symbols / chunk_size) + 1 = "
@@ -264,4 +265,4 @@ def decode_gather(stream: RansStream, codebook, out=None, dtype: torch.dtype = t
 
 
 __all__ = ["RansStream", "encode", "decode", "decode_gather", "quantize_freqs", "choose_scale", "pack_freqs",
-           "unpack_freqs", "auto_chunk_size", "MIN_SCALE_BITS", "MAX_SCALE_BITS", "STATES", "STATE_LOW"]
+           "unpack_freqs", "auto_chunk_size", "MIN_SCALE_BITS", "MAX_SCALE_BITS", "STATES", "STATE_LOW", "MAX_CHUNK"]

@@ -129,8 +129,11 @@ class CompressionResult:
 
 def solution_info(s: Solution, settings: dict) -> dict:
     """The method's parameters recorded in the file (no scores: the file depends on the configuration only)."""
-    return {"k": s.k, "lo": s.codebook.lo, "hi": s.codebook.hi, "values": s.values, "merged": s.merged,
+    info = {"k": s.k, "lo": s.codebook.lo, "hi": s.codebook.hi, "values": s.values, "merged": s.merged,
             "params": settings.get("params")}
+    if settings.get("nan", "error") != "error":  # NaN/Inf were replaced by 0 or left unshared
+        info["nan"] = settings["nan"]
+    return info
 
 
 def _jsonable(o):

@@ -30,9 +30,11 @@ from pymoo.optimize import minimize
 class ScoreCache:
     """Scores keyed by configuration: each key is computed once, even across threads."""
 
-    def __init__(self, fn: Callable[[Hashable, object], float], workers: int = 1):
+    def __init__(self, fn: Callable[[Hashable, object], float], workers: int = 1,
+                 known: dict[Hashable, float] | None = None):
         self._fn = fn
-        self._scores: dict[Hashable, float] = {}
+        self._scores: dict[Hashable, float] = dict(known or {})
+        self.preloaded = len(self._scores)
         self._pending: dict[Hashable, threading.Event] = {}
         self._lock = threading.Lock()
         self.workers = workers
@@ -73,9 +75,15 @@ class ScoreCache:
             return [self.get(k, it) for k, it in pairs]
         return list(self._pool.map(lambda p: self.get(*p), pairs))
 
-    def close(self) -> None:
+    def snapshot(self) -> dict[Hashable, float]:
+        """A copy of every score so far (safe while other threads score)."""
+        with self._lock:
+            return dict(self._scores)
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the worker threads; ``cancel``: drop queued work (running evaluations finish)."""
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
 
 
 def non_dominated(points: Sequence[tuple[float, float]]) -> list[int]:

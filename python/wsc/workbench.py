@@ -1,14 +1,25 @@
 """Working copies of the model, and turning a codebook into shared weights or a file payload.
 
-The caller's model is deep-copied once; further copies (one per worker thread) are made
-from that copy. Applying a codebook writes ``wsc.ops.share`` of the original weights into
-a copy's tensors in place (one O(N) pass); the originals are kept apart and never change.
+Memory: the caller's model is deep-copied once, into the working copy that evaluations
+run on (further copies, one per extra worker thread, are made from it). The original
+weights are *not* copied again: the workbench reads them from the caller's tensors
+(they must not change until the result is saved; an in-place change is detected and
+refused). The codebook of any k comes from a streaming pass over those tensors
+(:class:`wsc.codebook.WeightStream`), and the indices of a file are made and coded one
+tensor at a time. So compressing needs about one float32 copy of the shared weights beyond
+the model, plus the coded file while it is written. Copies are made only of tensors the
+kernels cannot read in place (on another device, not contiguous, or float64: binned as
+float32), and of tensors whose NaN/Inf are replaced (``nan="zero"``).
+
+Applying a codebook writes ``wsc.ops.share`` of the original weights into the working
+copy's tensors in place (one O(N) pass).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import queue
 import threading
 
@@ -16,36 +27,101 @@ import numpy as np
 import torch
 
 from wsc import ops
-from wsc.codebook import Codebook, SortedWeights, entropy_bits, huffman_bits
+from wsc._arrays import index_dtype
+from wsc.codebook import Codebook, WeightStream, entropy_bits, huffman_bits
 from wsc.container import Payload, SharedTensor
 from wsc.params import ParamSpec, Selection, select
 
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
+NAN_POLICIES = ("error", "zero", "skip")
+
+
+def check_model(model: torch.nn.Module) -> None:
+    """TypeError unless a Module; ValueError naming the tensors on the meta device (no values)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    meta = [n for n, t in model.state_dict(keep_vars=True).items() if t.device.type == "meta"]
+    if meta:
+        more = f" and {len(meta) - 5} more" if len(meta) > 5 else ""
+        raise ValueError(f"{len(meta)} tensor(s) of the model are on the meta device and hold no values: "
+                         f"{', '.join(map(repr, meta[:5]))}{more}; materialise and load the weights first "
+                         f"(e.g. model.to_empty(device='cpu') then model.load_state_dict(...))")
+
+
+def _non_finite(t: torch.Tensor) -> int:
+    """How many values of a floating tensor are NaN or Inf (0 without a full scan when all are finite)."""
+    flat = t.detach()
+    if flat.device.type == "cpu" and flat.is_contiguous() and flat.dtype in _NATIVE and flat.numel():
+        try:
+            ops.range(flat.reshape(-1))
+            return 0
+        except ValueError:
+            pass
+    return int((~torch.isfinite(flat)).sum())
 
 
 class Workbench:
-    """The shared tensors of one model, their sorted values, and a pool of working copies."""
+    """The shared tensors of one model, their binning, and a pool of working copies.
 
-    def __init__(self, model: torch.nn.Module, params: ParamSpec = "weights"):
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        self.selection: Selection = select(model, params)
-        if not self.selection.shared:
-            raise ValueError("no tensor selected for sharing: the model has no floating parameters "
-                             "matching params (use params='all' or a predicate)")
-        base = copy.deepcopy(model)  # the only copy made of the caller's model
-        state = base.state_dict()
-        self.originals = {n: state[n].detach().to("cpu", copy=True).contiguous() for n in self.selection.shared}
-        self.stored = {n: state[n].detach().to("cpu", copy=True).contiguous() for n in self.selection.unshared}
-        # float64 weights are binned as float32 (the codebook is float32 anyway)
-        self._work = {n: (t if t.dtype in _NATIVE else t.float()).reshape(-1) for n, t in self.originals.items()}
-        self.weights = SortedWeights(torch.cat([w.float() for w in self._work.values()]).numpy())
+    ``nan``: what to do with shared tensors holding NaN or Inf: ``"error"`` (default: a
+    ValueError naming them), ``"zero"`` (replace those values by 0 before sharing; the
+    baseline is still scored on the original model) or ``"skip"`` (store such tensors
+    unchanged, unshared).
+    """
+
+    def __init__(self, model: torch.nn.Module, params: ParamSpec = "weights", *, nan: str = "error"):
+        check_model(model)
+        if nan not in NAN_POLICIES:
+            raise ValueError(f"nan must be one of {NAN_POLICIES}; got {nan!r}")
+        selection = select(model, params)
+        state = model.state_dict()
+        bad = {n: c for n in selection.shared if (c := _non_finite(state[n]))}
+        if bad and nan == "error":
+            listed = ", ".join(f"{n!r} ({c} of {state[n].numel()} values)" for n, c in list(bad.items())[:5])
+            raise ValueError(f"NaN or Inf in {len(bad)} tensor(s) selected for sharing: {listed}; pass "
+                             f"nan='zero' to replace them by 0 before sharing, or nan='skip' to store those "
+                             f"tensors unchanged (CLI: --nan zero|skip)")
+        if bad and nan == "skip":
+            unshared = set(selection.unshared) | set(bad)
+            selection = Selection(tuple(n for n in selection.shared if n not in bad),
+                                  tuple(n for n in selection.order if n in unshared),
+                                  selection.aliases, selection.order)
+        if not selection.shared:
+            why = " (every candidate holds NaN or Inf and nan='skip')" if bad else ""
+            raise ValueError(f"no tensor selected for sharing{why}: the model has no non-empty floating "
+                             f"parameter matching params={_label(params)} (use params='all' or a predicate)")
+        self.selection: Selection = selection
+        self.non_finite = dict(bad)  # name -> count, as found (replaced or skipped per the policy)
+        self.nan = nan
+        # the caller's tensors, read in place (no copy); versions to detect in-place changes
+        self.originals = {n: state[n].detach() for n in selection.shared}
+        self.stored = {n: state[n].detach() for n in selection.unshared}
+        self._versions = {n: t._version for n, t in {**self.originals, **self.stored}.items()}
+        self._work = {n: self._readable(n, t) for n, t in self.originals.items()}
+        self.weights = WeightStream(self._work)
         self.lo, self.hi = self.weights.lo, self.weights.hi
-        self._per_tensor: dict[str, SortedWeights] | None = None
+        base = copy.deepcopy(model)  # the working copy: the only full copy made of the caller's model
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         self._base = base
         self._pool.put(self._targets(base))
         self._copy_lock = threading.Lock()
+
+    def _readable(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """t flat, as the kernels read it: in place when possible, else a CPU float32 copy."""
+        if name in self.non_finite:  # nan == "zero"
+            t = torch.nan_to_num(t.to("cpu", torch.float32 if t.dtype not in _NATIVE else t.dtype),
+                                 nan=0.0, posinf=0.0, neginf=0.0)
+        if t.device.type != "cpu" or t.dtype not in _NATIVE:
+            t = t.to("cpu", torch.float32 if t.dtype not in _NATIVE else t.dtype)
+        return t.contiguous().reshape(-1)
+
+    def check_unchanged(self) -> None:
+        """RuntimeError if a tensor of the caller's model was changed in place since the start."""
+        changed = [n for n, t in {**self.originals, **self.stored}.items() if t._version != self._versions[n]]
+        if changed:
+            raise RuntimeError(f"the model's tensors changed after compress() began ({', '.join(map(repr, changed[:5]))}); "
+                               "wsc reads the original weights from the model itself, so keep them unchanged "
+                               "until the result is saved, or compress again")
 
     # ------------------------------------------------------------ sizes
     @property
@@ -63,13 +139,8 @@ class Workbench:
 
     def tensor_counts(self, cb: Codebook) -> list[np.ndarray]:
         """Per shared tensor, how many of its weights fall in each codebook group."""
-        if self._per_tensor is None:
-            self._per_tensor = {n: SortedWeights(w.float().numpy(), self.lo, self.hi) for n, w in self._work.items()}
-        out = []
-        for sw in self._per_tensor.values():
-            counts = np.diff(sw.starts(cb.k))[cb.bins]
-            out.append(np.add.reduceat(counts, list(cb.groups)))
-        return out
+        per, _, _ = self.weights.tensor_bins(cb.k)
+        return [np.add.reduceat(c[cb.bins], list(cb.groups)) for c in per]
 
     def coded_bits(self, cb: Codebook, coder: str = "huffman") -> int:
         """Estimated coded size in bits: payloads, code tables and the codebook.
@@ -102,6 +173,8 @@ class Workbench:
                 t = target[name]
                 if table is None:
                     t.copy_(self.originals[name])
+                elif t.device.type == "cpu" and t.dtype in _NATIVE and t.is_contiguous():
+                    ops.share(work, self.lo, self.hi, table, out=t.view(-1))  # in place, no temporary
                 else:
                     t.copy_(ops.share(work, self.lo, self.hi, table).reshape(t.shape))
 
@@ -119,21 +192,36 @@ class Workbench:
             self._pool.put(item)
 
     # ------------------------------------------------------------ files
-    def indices(self, cb: Codebook) -> dict[str, np.ndarray]:
-        """Flat codebook indices (uint8 for <= 256 values, else uint16) of every shared tensor."""
+    def tensor_indices(self, name: str, cb: Codebook) -> np.ndarray:
+        """Flat codebook indices (uint8 for <= 256 values, else uint16) of one shared tensor,
+        binned in blocks (no temporary larger than a block)."""
         itype = np.uint8 if cb.size <= 256 else np.uint16
         lut = cb.index_map.astype(itype)
-        out = {}
-        for name, work in self._work.items():
-            b = ops.bin_uniform(work, cb.k, self.lo, self.hi)
-            out[name] = lut[b.indices.numpy().astype(np.int64)]
+        work = self._work[name]
+        out = np.empty(work.numel(), dtype=itype)
+        block = self.weights.block
+        buf = torch.empty(min(block, work.numel()), dtype=index_dtype(cb.k))
+        for s in range(0, work.numel(), block):
+            part = work[s:s + block]
+            b = ops.bin_uniform(part, cb.k, self.lo, self.hi, out=buf[:part.numel()])
+            np.take(lut, b.indices.numpy(), out=out[s:s + part.numel()])
         return out
 
+    def indices(self, cb: Codebook) -> dict[str, np.ndarray]:
+        """Flat codebook indices of every shared tensor (all at once; :meth:`payload` makes them one by one)."""
+        return {name: self.tensor_indices(name, cb) for name in self._work}
+
     def payload(self, cb: Codebook, info: dict | None = None) -> Payload:
-        shared = [SharedTensor(n, idx, tuple(self.originals[n].shape), self.originals[n].dtype)
-                  for n, idx in self.indices(cb).items()]
+        """What the file of ``cb`` holds; each tensor's indices are made when the writer codes it."""
+        self.check_unchanged()
+        shared = [SharedTensor(n, functools.partial(self.tensor_indices, n, cb), tuple(self.originals[n].shape),
+                               self.originals[n].dtype) for n in self._work]
         return Payload(cb.values, shared, dict(self.stored), dict(self.selection.aliases),
                        list(self.selection.order), info or {})
 
 
-__all__ = ["Workbench"]
+def _label(params: ParamSpec) -> str:
+    return repr(params) if isinstance(params, str) else getattr(params, "__name__", "predicate")
+
+
+__all__ = ["Workbench", "check_model", "NAN_POLICIES"]

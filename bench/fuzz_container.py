@@ -1,0 +1,618 @@
+"""Fuzz the .wsc reader and the Huffman decoders with hostile inputs.
+
+Run: python bench/fuzz_container.py [--cases 100000] [--seed 0] [--jobs 2]
+     python bench/fuzz_container.py --case 1234 --save bad.wsc   (rebuild one input)
+
+Case i is generated from ``numpy.random.default_rng([seed, i])`` alone, so any case can be
+rebuilt from its number. A case takes one of a few small valid .wsc files (float32, float16,
+bfloat16 and float64 shared tensors, many short chunks, uint16 indices, one shared value,
+stored bool/int/empty/scalar tensors, tied names) and damages it at one of four levels:
+
+- bytes: bit flips, byte overwrites, truncation, garbage appended, ranges cut, copied or
+  spliced from another file, a lying header length;
+- the safetensors header (re-serialised, so it parses): lying dtypes, shapes and byte
+  ranges, huge sizes, missing or extra tensors, garbage metadata;
+- the .wsc JSON (checksum recomputed, so the reader believes it): unknown format version or
+  coder, lying element counts, shapes, chunk sizes, bits, aliases, wrong types, garbage or
+  deeply nested JSON;
+- the tensors, with every checksum recomputed, so only the decoders can notice: corrupt code
+  lengths, chunk offsets, payload bits, codebook values, counts that disagree with them;
+
+or feeds the Huffman decoders (``huffman.decode`` and ``huffman.decode_gather``) a damaged
+stream directly, or a pickle (which must be refused, never run). Each file is read with
+``load_state_dict``, ``verify`` and (one case in four) ``inspect``. The only acceptable
+outcomes: success, or ``wsc.FormatError`` (ValueError from the bare decoders) with a
+message. Anything else (another exception type, a crash, a hang, an allocation beyond a
+ceiling far below what a lying size would ask for) is a failure, reported with the case
+number. Address-space ceiling: ``--memory`` GiB above the worker's start (RLIMIT_AS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import multiprocessing as mp
+import os
+import resource
+import struct
+import sys
+import time
+import traceback
+import zlib
+
+import numpy as np
+import safetensors.torch
+import torch
+
+import wsc
+from wsc import container, huffman
+from wsc.errors import FormatError
+from wsc.workbench import Workbench
+
+# ---------------------------------------------------------------- seed files
+
+
+class _Mixed(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.emb = torch.nn.Parameter(torch.randn(20, 8, generator=g))
+        self.conv = torch.nn.Parameter(torch.randn(8, 4, 3, generator=g) * 0.1)
+        self.f16 = torch.nn.Parameter(torch.randn(6, 7, generator=g).half())
+        self.b16 = torch.nn.Parameter(torch.randn(3, 9, generator=g).bfloat16())
+        self.f64 = torch.nn.Parameter(torch.randn(2, 5, generator=g, dtype=torch.float64))
+        self.bias = torch.nn.Parameter(torch.randn(8, generator=g))
+        self.register_buffer("steps", torch.tensor(7))
+        self.register_buffer("mask", torch.tensor([True, False, True]))
+        self.register_buffer("codes", torch.arange(5, dtype=torch.int8))
+        self.register_buffer("nothing", torch.zeros(0, 3))
+        self.register_buffer("scale", torch.tensor(0.5))
+        self.head = self.emb  # tied
+
+
+def _seed_files() -> list[bytes]:
+    """A few small valid .wsc files that between them use every feature of the format."""
+    files = []
+    bench = Workbench(_Mixed())
+    for k, chunk in ((33, 16), (5, 7), (300, 64)):
+        cb = bench.codebook(k)
+        files.append(container.to_bytes(bench.payload(cb, {"k": k}), chunk_size=chunk))
+    cb = bench.codebook(8)
+    while cb.size > 1:
+        cb = cb.merge(0)
+    files.append(container.to_bytes(bench.payload(cb), chunk_size=32))
+    g = torch.Generator().manual_seed(1)
+    lin = torch.nn.Linear(40, 30)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(30, 40, generator=g))
+    big = Workbench(lin)
+    files.append(container.to_bytes(big.payload(big.codebook(64)), chunk_size=100))
+    return files
+
+
+def _seed_streams() -> list[huffman.HuffmanStream]:
+    rng = np.random.default_rng(7)
+    out = []
+    for k, n, cs in ((2, 50, 8), (16, 400, 33), (300, 900, 128), (4, 3000, 2048), (65536, 200, 64)):
+        dtype = np.uint8 if k <= 256 else np.uint16
+        p = np.exp(-np.arange(min(k, 64)) / 4.0)
+        x = rng.choice(min(k, 64), size=n, p=p / p.sum()).astype(dtype)
+        out.append(huffman.encode(x, k, chunk_size=cs))
+    return out
+
+
+# ---------------------------------------------------------------- helpers
+
+INTERESTING = [0, 1, -1, 2, 7, 8, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32, 2**40, 2**53, 2**62,
+               2**63 - 1, 2**63, 2**64, -(2**63)]
+ODD_VALUES = [None, True, False, "", "x" * 300, [], {}, [[[[1]]]], 1.5, -0.0, 1e308, float("nan"),
+              float("inf"), "float32", "huffman", "rans", {"a": 1}]
+
+
+def _pick(rng, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def _odd(rng):
+    return _pick(rng, INTERESTING) if rng.random() < 0.5 else copy.deepcopy(_pick(rng, ODD_VALUES))
+
+
+def _split(raw: bytes) -> tuple[dict, bytes]:
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def _join(header: dict | str, body: bytes, pad: bool = True) -> bytes:
+    text = header if isinstance(header, str) else json.dumps(header, separators=(",", ":"))
+    b = text.encode("utf-8", "surrogatepass")
+    if pad:
+        b += b" " * (-len(b) % 8)
+    return struct.pack("<Q", len(b)) + b + body
+
+
+def _with_meta(header: dict, meta, *, fix_crc: bool = True) -> dict:
+    header = dict(header)
+    text = meta if isinstance(meta, str) else json.dumps(meta)
+    md = dict(header.get("__metadata__", {}))
+    md["wsc"] = text
+    if fix_crc:
+        md["wsc.crc32"] = str(zlib.crc32(text.encode("utf-8", "surrogatepass")))
+    header["__metadata__"] = md
+    return header
+
+
+def _paths(obj, prefix=()):
+    """Every (path, value) inside a JSON tree."""
+    yield prefix, obj
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+def _set(obj, path, value):
+    for p in path[:-1]:
+        obj = obj[p]
+    obj[path[-1]] = value
+
+
+def _delete(obj, path):
+    for p in path[:-1]:
+        obj = obj[p]
+    del obj[path[-1]]
+
+
+# ---------------------------------------------------------------- mutators: bytes
+
+
+def m_bytes(rng, raw: bytes, seeds) -> bytes:
+    b = bytearray(raw)
+    n = len(b)
+    if n < 9:  # (an earlier mutation cut it short) start from a few random bytes
+        return bytes(rng.integers(0, 256, size=int(rng.integers(0, 17)), dtype=np.uint8))
+    what = int(rng.integers(9))
+    if what == 0:  # bit flips
+        for _ in range(int(rng.integers(1, 9))):
+            pos = int(rng.integers(n))
+            b[pos] ^= 1 << int(rng.integers(8))
+    elif what == 1:  # byte overwrites with odd values
+        for _ in range(int(rng.integers(1, 5))):
+            b[int(rng.integers(n))] = _pick(rng, [0, 0xFF, 0x7F, 0x80, 0x01, ord("{"), ord('"'), ord("9")])
+    elif what == 2:
+        b = b[: int(rng.integers(n))]
+    elif what == 3:
+        b += bytes(rng.integers(0, 256, size=int(rng.integers(1, 200)), dtype=np.uint8))
+    elif what == 4:  # cut a range
+        i = int(rng.integers(n))
+        del b[i:i + int(rng.integers(1, 64))]
+    elif what == 5:  # duplicate a range
+        i = int(rng.integers(n))
+        b[i:i] = b[i:i + int(rng.integers(1, 64))]
+    elif what == 6:  # splice with another seed
+        other = _pick(rng, seeds)
+        i = int(rng.integers(min(n, len(other))))
+        b = b[:i] + bytearray(other[i:])
+    elif what == 7:  # lying header length
+        (h,) = struct.unpack("<Q", raw[:8])
+        lie = _pick(rng, [0, 1, 7, h - 1, h + 1, h + 8, n, n - 8, 2**32, 2**63, 2**64 - 1, 100 * 2**20 + 8])
+        b[:8] = struct.pack("<Q", lie % 2**64)
+    else:  # random bytes in the body only
+        (h,) = struct.unpack("<Q", raw[:8])
+        body = 8 + h
+        for _ in range(int(rng.integers(1, 17))):
+            pos = int(rng.integers(body, n)) if n > body else int(rng.integers(n))
+            b[pos] = int(rng.integers(256))
+    return bytes(b)
+
+
+# ---------------------------------------------------------------- mutators: safetensors header
+
+
+def m_header(rng, raw: bytes, seeds) -> bytes:
+    header, body = _split(raw)
+    names = [k for k in header if k != "__metadata__"]
+    name = _pick(rng, names)
+    e = header[name]
+    what = int(rng.integers(11))
+    if what == 0:
+        e["dtype"] = _pick(rng, ["F32", "F16", "BF16", "F64", "U8", "I64", "BOOL", "U16", "C64", "F8_E4M3",
+                                 "Q4", "", "object", "pickle"])
+    elif what == 1:
+        dims = list(e["shape"])
+        choice = int(rng.integers(5))
+        if choice == 0 and dims:
+            dims[int(rng.integers(len(dims)))] = _pick(rng, INTERESTING)
+        elif choice == 1:
+            dims.append(int(rng.integers(0, 4)))
+        elif choice == 2 and dims:
+            dims.pop()
+        elif choice == 3:
+            dims = [2**31, 2**31, 2**31]
+        else:
+            dims = _odd(rng)
+        e["shape"] = dims
+    elif what == 2:
+        off = list(e["data_offsets"])
+        off[int(rng.integers(2))] = _pick(rng, INTERESTING + [off[0] + 1, off[1] - 1, len(body), len(body) + 1])
+        e["data_offsets"] = off
+    elif what == 3:  # swap the byte ranges of two tensors
+        other = header[_pick(rng, names)]
+        e["data_offsets"], other["data_offsets"] = other["data_offsets"], e["data_offsets"]
+    elif what == 4:
+        del header[name]
+    elif what == 5:
+        header[name + "x"] = e
+    elif what == 6:
+        e[_pick(rng, ["extra", "dtype", "shape", "data_offsets"])] = _odd(rng)
+    elif what == 7:
+        header["__metadata__"] = _odd(rng)
+    elif what == 8:
+        md = header.get("__metadata__", {})
+        md[_pick(rng, ["wsc", "wsc.crc32", "other"])] = _odd(rng) if rng.random() < 0.5 else "{}"
+    elif what == 9:  # garbage header text of the right length
+        text = json.dumps(header)
+        cut = int(rng.integers(len(text)))
+        return _join(text[:cut] + _pick(rng, ["", "}", "]", ",", "\x00", "\\", '"', "[" * 5000]), body)
+    else:  # huge tensor claimed
+        e["shape"] = [2**40]
+        e["data_offsets"] = [0, 2**40 * 4]
+    return _join(header, body, pad=rng.random() < 0.9)
+
+
+# ---------------------------------------------------------------- mutators: .wsc metadata
+
+
+def m_meta(rng, raw: bytes, seeds) -> bytes:
+    header, body = _split(raw)
+    meta = json.loads(header["__metadata__"]["wsc"])
+    what = int(rng.integers(12))
+    if what == 0:
+        meta["version"] = _pick(rng, [0, 2, 99, -1, True, "1", 1.0, None])
+    elif what == 1:
+        meta["coder"] = _pick(rng, ["rans", "ans", "", None, 1, "Huffman", ["huffman"]])
+    elif what == 2:
+        meta["chunk_size"] = _pick(rng, [0, -1, 1, 2, 3, 10**6, 2**40, 2**41, 2**63, True, 1.5, "16", None])
+    elif what == 3:  # lie about one shared tensor's counts
+        shared = [t for t in meta["tensors"] if t.get("shared") is True]
+        t = _pick(rng, shared)
+        key = _pick(rng, ["numel", "bits", "shape", "dtype", "crc32"])
+        old = t.get(key)
+        if isinstance(old, int) and rng.random() < 0.6:
+            t[key] = old + _pick(rng, [-1, 1, 8, -8, 1000, old, -old, 2**40])
+        else:
+            t[key] = _odd(rng)
+    elif what == 4:  # consistent lie: numel and shape together
+        t = _pick(rng, [t for t in meta["tensors"] if t.get("shared") is True])
+        n = _pick(rng, [1, 2, t["numel"] + 1, 2 * t["numel"], 2**40, 2**62])
+        t["numel"], t["shape"] = n, [n]
+    elif what == 5:
+        t = _pick(rng, meta["tensors"])
+        choice = int(rng.integers(5))
+        if choice == 0:
+            t["alias_of"] = _pick(rng, [t.get("name"), "nothing", None, 3, ["emb"], meta["tensors"][0]["name"]])
+        elif choice == 1:
+            t["shared"] = _odd(rng)
+        elif choice == 2:
+            t["name"] = _odd(rng)
+        elif choice == 3:
+            meta["tensors"].append(copy.deepcopy(t))
+        else:
+            meta["tensors"].remove(t)
+    elif what == 6:
+        meta["codebook"][_pick(rng, ["size", "crc32"])] = _odd(rng)
+    elif what == 7:  # any value anywhere
+        paths = [p for p, _ in _paths(meta) if p]
+        _set(meta, _pick(rng, paths), _odd(rng))
+    elif what == 8:
+        paths = [p for p, _ in _paths(meta) if p]
+        _delete(meta, _pick(rng, paths))
+    elif what == 9:  # garbage or deeply nested JSON text
+        text = _pick(rng, ["", "null", "[]", "{", '{"format": "wsc"}', "[" * 100000 + "]" * 100000,
+                           '{"a":' * 5000 + "1" + "}" * 5000, "\udcff", "1" * 5000, json.dumps(meta)[:-1]])
+        return _join(_with_meta(header, text), body)
+    elif what == 10:  # stored tensors: lie about shape or dtype
+        stored = [t for t in meta["tensors"] if t.get("shared") is False]
+        t = _pick(rng, stored)
+        if rng.random() < 0.5:
+            t["shape"] = _pick(rng, [[], [0], [1], [2**40], [3, 2**31], [1] * 40, [-1]])
+        else:
+            t["dtype"] = _pick(rng, ["float32", "int64", "bool", "complex64", "object", "../x", None])
+    else:
+        meta["tensors"].reverse()
+    return _join(_with_meta(header, meta, fix_crc=rng.random() < 0.9), body)
+
+
+# ---------------------------------------------------------------- mutators: tensors, checksums fixed
+
+
+def _resave(meta: dict, tensors: dict) -> bytes:
+    text = json.dumps(meta)
+    return safetensors.torch.save({k: v.contiguous() for k, v in tensors.items()},
+                                  metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))})
+
+
+def m_tensors(rng, raw: bytes, seeds) -> bytes:
+    meta, tensors, _ = container._read_raw(raw)
+    tensors = {k: v.clone() for k, v in tensors.items()}
+    shared = [t for t in meta["tensors"] if t.get("shared") is True]
+    j = int(rng.integers(len(shared)))
+    lengths, offsets, data = tensors["lengths"], tensors["offsets"], tensors["data"]
+    what = int(rng.integers(8))
+    if what == 0:  # random code lengths
+        row = lengths[j]
+        for _ in range(int(rng.integers(1, 4))):
+            row[int(rng.integers(row.numel()))] = int(_pick(rng, [0, 1, 2, 5, 11, 12, 16, 24, 31, 32, 33, 255]))
+    elif what == 1:  # permute the lengths (still a complete code, different symbols)
+        row = lengths[j]
+        row.copy_(row[torch.from_numpy(rng.permutation(row.numel()))])
+    elif what == 2:  # flip payload bits
+        if data.numel():
+            for _ in range(int(rng.integers(1, 6))):
+                data[int(rng.integers(data.numel()))] ^= 1 << int(rng.integers(8))
+    elif what == 3:  # chunk offsets off by a little or a lot
+        i = int(rng.integers(offsets.numel()))
+        offsets[i] = int(offsets[i]) + _pick(rng, [-1, 1, -8, 8, 2**31, -(2**31), 2**62])
+    elif what == 4:  # payload bytes appended or removed with offsets kept
+        if rng.random() < 0.5 and data.numel():
+            tensors["data"] = data[:-1]
+        else:
+            tensors["data"] = torch.cat([data, torch.zeros(3, dtype=torch.uint8)])
+    elif what == 5:  # codebook values
+        cbk = tensors["codebook"]
+        cbk[int(rng.integers(cbk.numel()))] = _pick(rng, [float("nan"), float("inf"), -float("inf"), 1e38, 0.0])
+    elif what == 6:  # more or fewer symbols than coded, offsets made to agree in count
+        t = shared[j]
+        t["numel"] = max(1, t["numel"] + _pick(rng, [-1, 1, -3, 5, t["numel"]]))
+        t["shape"] = [t["numel"]]
+    else:  # stored tensor bytes
+        keys = [k for k in tensors if k.startswith("stored.") and tensors[k].numel()]
+        if keys:
+            t = tensors[_pick(rng, keys)]
+            flat = t.view(torch.uint8) if t.dtype != torch.bool else t.view(torch.uint8)
+            flat[int(rng.integers(flat.numel()))] ^= 0x41
+    # recompute every checksum, so only the structure and the decoders can object
+    meta = copy.deepcopy(meta)
+    meta["codebook"]["crc32"] = container._crc(tensors["codebook"])
+    o = d = 0
+    cs = meta["chunk_size"]
+    for jj, t in enumerate([t for t in meta["tensors"] if t.get("shared") is True]):
+        n_off = -(-int(t["numel"]) // cs) + 1
+        off = tensors["offsets"][o:o + n_off]
+        end = int(off[-1]) if off.numel() else 0
+        if 0 <= d and 0 <= end and d + end <= tensors["data"].numel() and jj < tensors["lengths"].shape[0]:
+            t["crc32"] = container._crc(tensors["lengths"][jj], off, tensors["data"][d:d + end])
+        o, d = o + n_off, d + max(end, 0)
+    return _resave(meta, tensors)
+
+
+# ---------------------------------------------------------------- pickles
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/wsc-fuzz-pickle-ran",))
+
+
+def m_pickle(rng, raw: bytes, seeds) -> bytes:
+    import pickle
+
+    what = int(rng.integers(3))
+    if what == 0:
+        return pickle.dumps(_Boom(), protocol=int(rng.integers(2, 6)))
+    if what == 1:
+        buf = io.BytesIO()
+        torch.save({"weight": torch.zeros(2), "boom": _Boom()}, buf)
+        return buf.getvalue()
+    # a .wsc whose metadata string and payload hold a pickle: data, never code
+    header, body = _split(raw)
+    p = pickle.dumps(_Boom())
+    return _join(_with_meta(header, p.decode("latin-1")), body)
+
+
+# ---------------------------------------------------------------- the bare decoders
+
+
+def m_stream(rng, streams) -> huffman.HuffmanStream:
+    s = _pick(rng, streams)
+    data, lengths, offsets = s.data.copy(), s.lengths.copy(), s.chunk_offsets.copy()
+    n, cs = s.n_symbols, s.chunk_size
+    for _ in range(int(rng.integers(1, 4))):
+        what = int(rng.integers(7))
+        if what == 0 and data.size:
+            data[int(rng.integers(data.size))] ^= 1 << int(rng.integers(8))
+        elif what == 1:
+            lengths[int(rng.integers(lengths.size))] = _pick(rng, [0, 1, 3, 9, 12, 17, 32, 33, 200])
+        elif what == 2:
+            lengths = lengths[rng.permutation(lengths.size)]
+        elif what == 3:
+            i = int(rng.integers(offsets.size))
+            offsets[i] += _pick(rng, [-1, 1, 7, -7, 1000])
+        elif what == 4:
+            n = max(0, n + _pick(rng, [-1, 1, cs, -cs, 5 * n]))
+            offsets = np.linspace(0, data.size, -(-n // cs) + 1).astype(np.int64)
+        elif what == 5 and data.size:
+            cut = int(rng.integers(data.size))
+            data = data[:cut]
+            offsets = np.minimum(offsets, cut)
+        elif what == 6:
+            data = np.concatenate([data, rng.integers(0, 256, size=int(rng.integers(1, 40)), dtype=np.uint8)])
+            offsets[-1] = data.size
+    return huffman.HuffmanStream(np.ascontiguousarray(data), np.ascontiguousarray(lengths), offsets, n, cs)
+
+
+# ---------------------------------------------------------------- one case
+
+FILE_MUTATORS = (m_bytes, m_bytes, m_header, m_meta, m_meta, m_tensors, m_tensors)
+
+
+class Failure(Exception):
+    pass
+
+
+def make_case(i: int, seed: int, seeds, streams):
+    """("file", bytes) or ("stream", HuffmanStream) of case i; deterministic in (seed, i)."""
+    rng = np.random.default_rng([seed, i])
+    if rng.random() < 0.12:
+        return "stream", m_stream(rng, streams)
+    if rng.random() < 0.01:
+        return "file", m_pickle(rng, _pick(rng, seeds), seeds)
+    raw = _pick(rng, seeds)
+    for _ in range(1 if rng.random() < 0.8 else int(rng.integers(2, 4))):
+        mut = _pick(rng, FILE_MUTATORS)
+        try:
+            raw = mut(rng, raw, seeds)
+        except Exception:  # a mutator needs a parseable input; stack on the bytes level instead
+            raw = m_bytes(rng, raw, seeds)
+    return "file", raw
+
+
+def check_case(kind: str, value, full: bool = True) -> str:
+    """'ok' or 'rejected'; raises Failure on anything else."""
+    if kind == "stream":
+        try:
+            idx = huffman.decode(value)
+            out = huffman.decode_gather(value, torch.linspace(-1, 1, max(2, value.k)))
+            assert out.numel() == idx.size == value.n_symbols
+            return "ok"
+        except ValueError as exc:
+            if not str(exc):
+                raise Failure("ValueError without a message") from exc
+            return "rejected"
+        except Exception as exc:
+            raise Failure(f"{type(exc).__name__}: {exc}") from exc
+    outcome = "ok"
+    try:
+        problems = container.verify(value)
+        if any(not p for p in problems):
+            raise Failure("verify gave an empty problem")
+        try:
+            state = container.load_state_dict(value)
+            if not all(isinstance(t, torch.Tensor) for t in state.values()):
+                raise Failure("load_state_dict returned a non-tensor")
+        except FormatError as exc:
+            if not problems:
+                raise Failure(f"verify found nothing but loading failed: {exc}") from exc
+            raise
+        if full:
+            container.inspect(value)
+    except FormatError as exc:
+        if not str(exc):
+            raise Failure("FormatError without a message") from exc
+        outcome = "rejected"
+    except Failure:
+        raise
+    except Exception as exc:
+        raise Failure(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}") from exc
+    if os.path.exists("/tmp/wsc-fuzz-pickle-ran"):
+        raise Failure("a pickle ran")
+    return outcome
+
+
+def run_cases(start: int, stop: int, seed: int, *, progress=None) -> dict:
+    """Run cases [start, stop); returns counts and the failures (case -> message)."""
+    seeds, streams = _seed_files(), _seed_streams()
+    counts = {"ok": 0, "rejected": 0, "stream_ok": 0, "stream_rejected": 0}
+    failures: dict[int, str] = {}
+    slowest = (0.0, -1)
+    for i in range(start, stop):
+        if progress is not None:
+            progress(i)
+        kind, value = make_case(i, seed, seeds, streams)
+        t0 = time.perf_counter()
+        try:
+            outcome = check_case(kind, value, full=(i % 4 == 0))
+            counts[("stream_" if kind == "stream" else "") + outcome] += 1
+        except Failure as exc:
+            failures[i] = str(exc)
+        dt = time.perf_counter() - t0
+        slowest = max(slowest, (dt, i))
+    return {"counts": counts, "failures": failures, "slowest_s": slowest[0], "slowest_case": slowest[1]}
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _worker(start, stop, seed, memory_gib, current, queue):
+    if memory_gib:
+        with open("/proc/self/statm") as f:
+            vm = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = vm + int(memory_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    torch.set_num_threads(1)
+
+    def progress(i):
+        current.value = i
+
+    queue.put(run_cases(start, stop, seed, progress=progress))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--memory", type=float, default=1.0, help="GiB of address space above the start (0: no limit)")
+    p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds before a worker counts as hung")
+    p.add_argument("--case", type=int, default=None, help="rebuild and run one case")
+    p.add_argument("--save", default=None, help="with --case: write its input to this file")
+    args = p.parse_args(argv)
+
+    if args.case is not None:
+        kind, value = make_case(args.case, args.seed, _seed_files(), _seed_streams())
+        if args.save and kind == "file":
+            with open(args.save, "wb") as f:
+                f.write(value)
+        print(f"case {args.case}: {kind}, outcome {check_case(kind, value)}")
+        return 0
+
+    if os.path.exists("/tmp/wsc-fuzz-pickle-ran"):
+        os.unlink("/tmp/wsc-fuzz-pickle-ran")
+    t0 = time.perf_counter()
+    ctx = mp.get_context("spawn")
+    bounds = np.linspace(0, args.cases, args.jobs + 1).astype(int)
+    queue = ctx.Queue()
+    currents = [ctx.Value("q", -1) for _ in range(args.jobs)]
+    procs = [ctx.Process(target=_worker, args=(int(a), int(b), args.seed, args.memory, c, queue))
+             for a, b, c in zip(bounds[:-1], bounds[1:], currents)]
+    for pr in procs:
+        pr.start()
+    results = []
+    while len(results) < args.jobs:
+        try:
+            results.append(queue.get(timeout=5))
+            continue
+        except Exception:  # queue.Empty: check the workers are alive and on time
+            pass
+        dead = [j for j, pr in enumerate(procs) if not pr.is_alive() and pr.exitcode != 0]
+        late = time.perf_counter() - t0 > args.timeout
+        if dead or late:
+            for j, pr in enumerate(procs):
+                state = f"exit code {pr.exitcode}" if not pr.is_alive() else "still running"
+                print(f"worker {j} ({state}) was on case {currents[j].value}")
+                if pr.is_alive():
+                    pr.kill()
+            print("FAILED: a worker " + ("crashed" if dead else "hung") + "; rebuild the case with --case N")
+            return 1
+    for pr in procs:
+        pr.join()
+    wall = time.perf_counter() - t0
+    counts = {k: sum(r["counts"][k] for r in results) for k in results[0]["counts"]}
+    failures = {i: m for r in results for i, m in r["failures"].items()}
+    slowest = max((r["slowest_s"], r["slowest_case"]) for r in results)
+    total = sum(counts.values())
+    print(f"{total} cases in {wall:.1f} s ({args.jobs} jobs, seed {args.seed}): "
+          f"files {counts['ok']} loaded, {counts['rejected']} rejected with FormatError; "
+          f"bare decoder streams {counts['stream_ok']} decoded, {counts['stream_rejected']} rejected with ValueError; "
+          f"slowest case {slowest[1]} took {slowest[0] * 1000:.1f} ms; {len(failures)} failures")
+    for i, msg in sorted(failures.items())[:20]:
+        print(f"FAIL case {i}: {msg.splitlines()[0] if msg else msg}")
+    print(f"wsc {wsc.__version__} from {os.path.dirname(wsc.__file__)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

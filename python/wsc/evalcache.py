@@ -1,0 +1,103 @@
+"""The evaluation cache on disk: every configuration scored, so an interrupted search resumes.
+
+``wsc.compress(..., cache=PATH)`` writes, atomically (temp file + rename), after every
+generation, every merged solution and when it stops for any reason (Ctrl-C included), a
+JSON file holding each configuration scored so far (k and the merge groups) with its
+search and held-out scores. ``resume=True`` loads it first: a configuration found there is
+not evaluated again. The search is deterministic for a seed and the cached scores are the
+very floats the evaluator returned, so a resumed run proposes the same configurations and
+ends with the same result as one that was never interrupted.
+
+A cache belongs to one model, selection and evaluator: it records a fingerprint (CRC-32 of
+every tensor, names, shapes, dtypes, the parameter selection, the NaN policy and the
+evaluator's description) and the baseline scores; resuming with anything different is
+refused, with the reason. The file is data only (JSON), read with the same care as a .wsc.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+
+import torch
+
+from wsc import _safetensors
+from wsc.container import write_bytes
+
+FORMAT = "wsc-evaluations"
+VERSION = 1
+
+
+def _crc(t) -> int:
+    t = t.detach()
+    if t.device.type != "cpu" or not t.is_contiguous():
+        t = t.cpu().contiguous()
+    return zlib.crc32(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def fingerprint(bench, evaluator, params_label: str) -> str:
+    """SHA-256 (hex) of what the scores depend on: every tensor's bytes (CRC-32), names, shapes
+    and dtypes, which are shared, the NaN policy and the evaluator's description."""
+    tensors = [[n, list(t.shape), str(t.dtype), _crc(t), n in bench.originals]
+               for n, t in {**bench.originals, **bench.stored}.items()]
+    what = {"tensors": tensors, "aliases": sorted(bench.selection.aliases.items()), "params": params_label,
+            "nan": bench.nan, "evaluator": evaluator.describe()}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _key(entry, where: str) -> tuple:
+    ok = (isinstance(entry, list) and len(entry) == 3 and _safetensors.is_int(entry[0])
+          and isinstance(entry[1], list) and all(_safetensors.is_int(g) for g in entry[1])
+          and isinstance(entry[2], (int, float)) and not isinstance(entry[2], bool))
+    if not ok:
+        raise ValueError(f"{where}: a malformed entry {str(entry)[:80]}; remove the file to start afresh")
+    return (entry[0], tuple(entry[1])), float(entry[2])
+
+
+def load(path, fp: str) -> dict:
+    """{"search": {key: score}, "heldout": {key: score}, "baseline": [search, heldout]} of a cache
+    file made for fingerprint ``fp``; ValueError if it is not one, or made for something else."""
+    where = os.fspath(path)
+    with open(where, "rb") as f:
+        data = _safetensors.loads(f.read(), f"{where}: evaluation cache")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{where}: not a wsc evaluation cache")
+    if data.get("version") != VERSION or isinstance(data.get("version"), bool):
+        raise ValueError(f"{where}: evaluation cache version {data.get('version')!r}, this wsc reads {VERSION}")
+    if data.get("fingerprint") != fp:
+        raise ValueError(f"{where}: the evaluation cache was made for another model, parameter selection, "
+                         "NaN policy or evaluator; remove it (or drop --resume) to start afresh")
+    base = data.get("baseline")
+    if not (isinstance(base, list) and len(base) == 2 and all(isinstance(v, (int, float)) for v in base)):
+        raise ValueError(f"{where}: the evaluation cache has no baseline scores")
+    out = {"baseline": [float(v) for v in base]}
+    for side in ("search", "heldout"):
+        entries = data.get(side)
+        if not isinstance(entries, list):
+            raise ValueError(f"{where}: the evaluation cache has no {side!r} list")
+        out[side] = dict(_key(e, where) for e in entries)
+    return out
+
+
+def save(path, fp: str, baseline, search: dict, heldout: dict, settings: dict) -> None:
+    """Write the cache atomically (temp file + rename)."""
+    def entries(scores):
+        return [[k[0], list(k[1]), s] for k, s in sorted(scores.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+
+    data = {"format": FORMAT, "version": VERSION, "fingerprint": fp, "settings": settings,
+            "baseline": list(baseline), "search": entries(search), "heldout": entries(heldout)}
+    write_bytes(path, json.dumps(data, separators=(",", ":"), default=str).encode())
+
+
+def count(path) -> int:
+    """How many search scores a cache file holds (0 if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return len(json.loads(f.read()).get("search", []))
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return 0
+
+
+__all__ = ["fingerprint", "load", "save", "count", "FORMAT", "VERSION"]

@@ -1,0 +1,177 @@
+"""Hostile .wsc files: a seeded subset of bench/fuzz_container.py, pickles, lying sizes.
+
+Every malformed input must raise wsc.FormatError (a ValueError) with a message; the bare
+Huffman decoders raise ValueError. The full run (100,000 cases) is
+``python bench/fuzz_container.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import pickle
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+import wsc
+from wsc import container
+from wsc.errors import FormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("fuzz_container", ROOT / "bench" / "fuzz_container.py")
+fuzz = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fuzz)
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    return fuzz._seed_files()
+
+
+def test_the_seed_files_are_valid(seeds):
+    for raw in seeds:
+        assert container.verify(raw) == []
+        assert fuzz.check_case("file", raw) == "ok"
+
+
+def test_seeded_fuzz_subset():
+    """600 mutated inputs (a few seconds): each loads or raises FormatError, nothing else."""
+    r = fuzz.run_cases(0, 600, seed=12345)
+    assert r["failures"] == {}
+    c = r["counts"]
+    assert c["rejected"] > 300 and c["ok"] > 0 and c["stream_rejected"] > 20, c
+
+
+def test_format_error_is_a_value_error():
+    assert issubclass(FormatError, ValueError) and wsc.FormatError is FormatError
+
+
+class _Marker:
+    path = ""
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickles_are_refused_and_never_run(tmp_path, seeds):
+    _Marker.path = str(tmp_path / "ran")
+    payloads = [pickle.dumps(_Marker(), protocol=p) for p in (2, 4, 5)]
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2), "m": _Marker()}, buf)
+    payloads.append(buf.getvalue())
+    # a .wsc whose metadata string is a pickle (checksum right): JSON or nothing
+    header, body = fuzz._split(seeds[0])
+    payloads.append(fuzz._join(fuzz._with_meta(header, payloads[0].decode("latin-1")), body))
+    for i, p in enumerate(payloads):
+        f = tmp_path / f"p{i}.wsc"
+        f.write_bytes(p)
+        for source in (p, f):
+            with pytest.raises(FormatError):
+                wsc.load_state_dict(source)
+            with pytest.raises(FormatError):
+                wsc.inspect(source)
+    assert not os.path.exists(_Marker.path)
+
+
+def test_no_code_path_can_unpickle():
+    """The reading modules never call anything that could run code from a file."""
+    for name in ("container.py", "_safetensors.py", "huffman.py", "api.py", "nn.py"):
+        text = (ROOT / "python" / "wsc" / name).read_text()
+        for bad in ("import pickle", "torch.load", "allow_pickle", "eval(", "exec(", "marshal", "safe_open"):
+            assert bad not in text, (name, bad)
+
+
+def _file(meta_edit=None, tensors=None, header_edit=None, seeds=None):
+    raw = seeds[0]
+    meta, ts, _ = container._read_raw(raw)
+    ts = {k: v.clone() for k, v in ts.items()}
+    if tensors:
+        tensors(ts)
+    if meta_edit:
+        meta_edit(meta)
+    text = json.dumps(meta)
+    out = safetensors.torch.save(ts, metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))})
+    if header_edit:
+        header, body = fuzz._split(out)
+        header_edit(header)
+        out = fuzz._join(header, body)
+    return out
+
+
+def _first_shared(meta):
+    return next(t for t in meta["tensors"] if t.get("shared") is True)
+
+
+@pytest.mark.parametrize("edit, message", [
+    # huge element counts are refused before anything is allocated
+    (lambda m: (m.update(chunk_size=2**40), _first_shared(m).update(numel=2**40, shape=[2**40])), "chunk offsets|cannot fit"),
+    (lambda m: _first_shared(m).update(numel=2**62, shape=[2**31, 2**31]), "chunk offsets|cannot fit"),
+    (lambda m: _first_shared(m).update(bits=2**60), "payload bits"),
+    (lambda m: _first_shared(m).update(numel=True), "element count"),
+    (lambda m: m.update(version=True), "format version True"),
+    (lambda m: m.update(chunk_size=0), "chunk_size"),
+    (lambda m: m.update(chunk_size=2**50), "chunk_size"),
+    (lambda m: _first_shared(m).update(dtype=["float32"]), "unsupported dtype"),
+    (lambda m: _first_shared(m).update(shape=[1] * 100), "bad shape"),
+    (lambda m: m["tensors"].append({"name": "x", "alias_of": ["emb"]}), "alias_of"),
+    (lambda m: next(t for t in m["tensors"] if t.get("shared") is False).update(shape=[2**61]), "too short"),
+])
+def test_lying_metadata(seeds, edit, message):
+    with pytest.raises(FormatError, match=message):
+        wsc.load_state_dict(_file(meta_edit=edit, seeds=seeds))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h["data"].update(data_offsets=[0, 2**62]), "not a range"),
+    (lambda h: h["data"].update(shape=[2**40], data_offsets=[0, 2**40]), "not a range|bytes for shape"),
+    (lambda h: h["codebook"].update(shape=[2**31, 2**31, 2**31]), "bytes for shape|bad shape"),
+    (lambda h: h["codebook"].update(dtype="PICKLE"), "unknown dtype"),
+    (lambda h: h["codebook"].update(shape=[-1]), "bad shape"),
+    (lambda h: h["data"].update(data_offsets=h["codebook"]["data_offsets"]), "overlaps|bytes for shape|gap"),
+    (lambda h: h.update(__metadata__=["wsc"]), "__metadata__"),
+    (lambda h: h["codebook"].update(extra=1), "exactly dtype, shape, data_offsets"),
+])
+def test_lying_safetensors_header(seeds, edit, message):
+    with pytest.raises(FormatError, match=message):
+        wsc.load_state_dict(_file(header_edit=edit, seeds=seeds))
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"", "only 0 bytes"),
+    (struct.pack("<Q", 2**63) + b"{}", "truncated"),
+    (struct.pack("<Q", 2) + b"{}", "no 'wsc' metadata"),
+    (struct.pack("<Q", 10) + b'{"a":1,"a":2}'[:10], "not valid JSON"),
+    (struct.pack("<Q", 13) + b'{"a":1,"a":2}', "appears twice"),
+    (struct.pack("<Q", 20000) + b"[" * 10000 + b"]" * 10000, "nested too deeply|not a JSON object"),
+])
+def test_garbage(raw, message):
+    with pytest.raises(FormatError, match=message):
+        wsc.load_state_dict(raw)
+
+
+def test_decoder_bound_checks_run_past_a_corrupt_stream(seeds):
+    """Payload damage with every checksum recomputed: only the decoder can notice."""
+    def damage(ts):
+        ts["data"][: ts["data"].numel() // 2] = 0xFF
+
+    raw = _file(tensors=damage, seeds=seeds)
+    meta, ts, _ = container._read_raw(raw)
+    # recompute the stream checksums, as a careful attacker would
+    o = d = 0
+    for j, t in enumerate(x for x in meta["tensors"] if x.get("shared") is True):
+        n_off = -(-t["numel"] // meta["chunk_size"]) + 1
+        off = ts["offsets"][o:o + n_off]
+        t["crc32"] = container._crc(ts["lengths"][j], off, ts["data"][d:d + int(off[-1])])
+        o, d = o + n_off, d + int(off[-1])
+    text = json.dumps(meta)
+    raw = safetensors.torch.save(ts, metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))})
+    with pytest.raises(FormatError, match="undecodable stream"):
+        wsc.load_state_dict(raw)
+    assert any("undecodable" in p for p in container.verify(raw))
