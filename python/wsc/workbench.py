@@ -119,9 +119,10 @@ class Workbench:
         """RuntimeError if a tensor of the caller's model was changed in place since the start."""
         changed = [n for n, t in {**self.originals, **self.stored}.items() if t._version != self._versions[n]]
         if changed:
-            raise RuntimeError(f"the model's tensors changed after compress() began ({', '.join(map(repr, changed[:5]))}); "
-                               "wsc reads the original weights from the model itself, so keep them unchanged "
-                               "until the result is saved, or compress again")
+            listed = ", ".join(map(repr, changed[:5]))
+            raise RuntimeError(f"the model's tensors changed after compress() began ({listed}); wsc reads the "
+                               "original weights from the model itself, so keep them unchanged until the result "
+                               "is saved, or compress again")
 
     # ------------------------------------------------------------ sizes
     @property
