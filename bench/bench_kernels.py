@@ -2,9 +2,14 @@
 
 Run: python -m pytest bench/bench_kernels.py --benchmark-columns=median,iqr,rounds
 Bandwidth counts bytes read + written; every ratio is against a baseline of this run.
+The entropy coders alone: python -m pytest bench/bench_kernels.py -k "rans or huffman or
+constriction or zstd" (constriction and zstandard are imported lazily; their benchmarks skip
+with the reason when the packages are missing).
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -132,3 +137,168 @@ def test_huffman_decode(benchmark, symbols):
     benchmark(wsc.huffman.decode, stream, out=out)
     assert np.array_equal(out, idx)
     record("huffman decode k=16", benchmark, N_WEIGHTS)
+
+
+# ---------------------------------------------------------------- entropy coders side by side
+# Three 25M-symbol index streams of the same weights: "k16", the k=16 stream above (the
+# outliers stretch the range, so one bin holds 99.5% of the weights), "laplace16" (16 bins
+# over [-0.35, 0.35]: a spread, Laplace-shaped histogram) and "dominant15" (15 bins over
+# [-1.8, 1.8]: the middle bin holds 91%). Throughput is MB/s of symbols (one per weight);
+# bits/symbol counts everything a decoder needs (rANS: payload + packed frequency table;
+# Huffman: payload; constriction: its words; zstd: its frame) against the order-0 entropy.
+STREAMS = {"k16": (16, None, None), "laplace16": (16, -0.35, 0.35), "dominant15": (15, -1.8, 1.8)}
+
+
+@pytest.fixture(scope="module")
+def streams(weights):
+    out = {}
+    for name, (k, lo, hi) in STREAMS.items():
+        b = wsc.ops.bin_uniform(weights, k) if lo is None else wsc.ops.bin_uniform(weights, k, lo, hi)
+        p = b.counts[b.counts > 0] / N_WEIGHTS
+        out[name] = (b.indices, k, b.counts, float(-(p * np.log2(p)).sum()))
+    return out
+
+
+def _threads(n: int):
+    wsc.set_num_threads(n)
+    return n
+
+
+def _coded(name: str, bits: float, entropy: float) -> dict:
+    return {"bits_per_symbol": f"{bits / N_WEIGHTS:.4f}", "entropy": f"{entropy:.4f}",
+            "vs_entropy": f"{bits / N_WEIGHTS / entropy - 1:+.2%}"}
+
+
+def _mbps(benchmark) -> str:
+    return f"{N_WEIGHTS / benchmark.stats.stats.median / 1e6:.0f}"
+
+
+def _cpu_mbps(fn, *args, **kwargs) -> str:
+    """MB of symbols per CPU-second of this process (all its threads), best of 3: what one
+    core does, whatever else runs on the machine (the 2-core test machine is shared)."""
+    best = float("inf")
+    for _ in range(3):
+        c0 = time.process_time()
+        fn(*args, **kwargs)
+        best = min(best, time.process_time() - c0)
+    return f"{N_WEIGHTS / best / 1e6:.0f}"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_rans_encode(benchmark, streams, name, threads):
+    idx, k, _, entropy = streams[name]
+    _threads(threads)
+    try:
+        stream = benchmark(wsc.rans.encode, idx, k)
+        cpu = _cpu_mbps(wsc.rans.encode, idx, k)
+    finally:
+        wsc.set_num_threads(0)
+    record(f"rans encode {name} t{threads}", benchmark, N_WEIGHTS, mb_s=_mbps(benchmark), cpu_mb_s=cpu,
+           **_coded(name, stream.nbits + 8 * stream.table_bytes, entropy), scale_bits=stream.scale_bits,
+           chunks=stream.n_chunks)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_rans_decode(benchmark, streams, name, threads):
+    idx, k, _, _ = streams[name]
+    stream = wsc.rans.encode(idx, k)
+    out = np.empty(N_WEIGHTS, dtype=np.uint8)
+    _threads(threads)
+    try:
+        benchmark(wsc.rans.decode, stream, out=out)
+        cpu = _cpu_mbps(wsc.rans.decode, stream, out=out)
+    finally:
+        wsc.set_num_threads(0)
+    assert np.array_equal(out, idx)
+    record(f"rans decode {name} t{threads}", benchmark, N_WEIGHTS, mb_s=_mbps(benchmark), cpu_mb_s=cpu)
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_huffman_encode_streams(benchmark, streams, name):
+    """Our Huffman on the same streams, 2 threads (bits: payload + one byte of code length per symbol)."""
+    idx, k, _, entropy = streams[name]
+    _threads(2)
+    try:
+        stream = benchmark(wsc.huffman.encode, idx, k)
+    finally:
+        wsc.set_num_threads(0)
+    record(f"huffman encode {name} t2", benchmark, N_WEIGHTS, mb_s=_mbps(benchmark),
+           **_coded(name, stream.nbits + 8 * stream.k, entropy))
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_huffman_decode_streams(benchmark, streams, name):
+    idx, k, _, _ = streams[name]
+    stream = wsc.huffman.encode(idx, k)
+    out = np.empty(N_WEIGHTS, dtype=np.uint8)
+    _threads(2)
+    try:
+        benchmark(wsc.huffman.decode, stream, out=out)
+    finally:
+        wsc.set_num_threads(0)
+    assert np.array_equal(out, idx)
+    record(f"huffman decode {name} t2", benchmark, N_WEIGHTS, mb_s=_mbps(benchmark))
+
+
+def _constriction():
+    return pytest.importorskip("constriction", reason="constriction is not installed (pip install constriction): "
+                               "no side-by-side with its rANS")
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_constriction_rans_encode(benchmark, streams, name):
+    """constriction's rANS (stack.AnsCoder, 32-bit words, Categorical model, one thread)."""
+    constriction = _constriction()
+    idx, k, counts, entropy = streams[name]
+    model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+    sym = idx.astype(np.int32)
+
+    def encode():
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(sym, model)
+        return coder.get_compressed()
+
+    words = benchmark.pedantic(encode, rounds=3, iterations=1)
+    record(f"constriction encode {name}", benchmark, N_WEIGHTS, mb_s=_mbps(benchmark),
+           **_coded(name, 32 * words.size, entropy))
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_constriction_rans_decode(benchmark, streams, name):
+    constriction = _constriction()
+    idx, k, counts, _ = streams[name]
+    model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(idx.astype(np.int32), model)
+    words = coder.get_compressed()
+    out = benchmark.pedantic(lambda: constriction.stream.stack.AnsCoder(words).decode(model, N_WEIGHTS),
+                             rounds=3, iterations=1)
+    assert np.array_equal(out, idx)
+    record(f"constriction decode {name}", benchmark, N_WEIGHTS, mb_s=_mbps(benchmark))
+
+
+def _pack4(idx: np.ndarray) -> np.ndarray:
+    """Two 4-bit indices per byte (k <= 16)."""
+    return (idx[0::2] << 4) | idx[1::2]
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["raw", "packed4"])
+@pytest.mark.parametrize("name, level", [(name, 3) for name in STREAMS] + [("k16", 19)])
+def test_zstd(benchmark, streams, name, packed, level):
+    """zstd (one thread) on the raw uint8 stream and on the 4-bit packed one; level 19 (slow:
+    seconds to a minute per stream) only on k16, timed once."""
+    zstandard = pytest.importorskip("zstandard", reason="zstandard is not installed (pip install zstandard)")
+    idx, _, _, entropy = streams[name]
+    src = (_pack4(idx) if packed else idx).tobytes()
+    cctx = zstandard.ZstdCompressor(level=level)
+    frame = benchmark.pedantic(cctx.compress, (src,), rounds=1 if level > 9 else 3, iterations=1)
+    t_enc = benchmark.stats.stats.median
+    dctx = zstandard.ZstdDecompressor()
+    t0 = time.perf_counter()
+    assert dctx.decompress(frame) == src
+    t_dec = time.perf_counter() - t0
+    record(f"zstd-{level} {'packed4' if packed else 'raw'} {name}", benchmark, N_WEIGHTS,
+           mb_s=f"{N_WEIGHTS / t_enc / 1e6:.0f}", dec_mb_s=f"{N_WEIGHTS / t_dec / 1e6:.0f}",
+           **_coded(name, 8 * len(frame), entropy))

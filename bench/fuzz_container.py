@@ -1,4 +1,4 @@
-"""Fuzz the .wsc reader and the Huffman decoders with hostile inputs.
+"""Fuzz the .wsc reader and the Huffman and rANS decoders with hostile inputs.
 
 Run: python bench/fuzz_container.py [--cases 100000] [--seed 0] [--jobs 2]
      python bench/fuzz_container.py --case 1234 --save bad.wsc   (rebuild one input)
@@ -7,7 +7,8 @@ Run: python bench/fuzz_container.py [--cases 100000] [--seed 0] [--jobs 2]
 Case i is generated from ``numpy.random.default_rng([seed, i])`` alone, so any case can be
 rebuilt from its number. A case takes one of a few small valid .wsc files (float32, float16,
 bfloat16 and float64 shared tensors, many short chunks, uint16 indices, one shared value,
-stored bool/int/empty/scalar tensors, tied names) and damages it at one of four levels:
+stored bool/int/empty/scalar tensors, tied names; Huffman, rANS and mixed files) and damages
+it at one of four levels:
 
 - bytes: bit flips, byte overwrites, truncation, garbage appended, ranges cut, copied or
   spliced from another file, a lying header length;
@@ -17,10 +18,12 @@ stored bool/int/empty/scalar tensors, tied names) and damages it at one of four 
   coder, lying element counts, shapes, chunk sizes, bits, aliases, wrong types, garbage or
   deeply nested JSON;
 - the tensors, with every checksum recomputed, so only the decoders can notice: corrupt code
-  lengths, chunk offsets, payload bits, codebook values, counts that disagree with them;
+  lengths or rANS frequency tables, chunk offsets, payload bits, codebook values, counts
+  that disagree with them;
 
-or feeds the Huffman decoders (``huffman.decode`` and ``huffman.decode_gather``) a damaged
-stream directly, or a pickle (which must be refused, never run). Each file is read with
+or feeds the decoders (``huffman.decode``/``decode_gather``, ``rans.decode``/
+``decode_gather``) a damaged stream directly, or a pickle (which must be refused, never
+run). Each file is read with
 ``load_state_dict``, ``verify`` and (one case in four) ``inspect``. The only acceptable
 outcomes: success, or ``wsc.FormatError`` (ValueError from the bare decoders) with a
 message. Anything else (another exception type, a crash, a hang, an allocation beyond a
@@ -48,7 +51,7 @@ import safetensors.torch
 import torch
 
 import wsc
-from wsc import container, huffman
+from wsc import container, huffman, rans
 from wsc.errors import FormatError
 from wsc.workbench import Workbench
 
@@ -79,21 +82,38 @@ def _seed_files() -> list[bytes]:
     bench = Workbench(_Mixed())
     for k, chunk in ((33, 16), (5, 7), (300, 64)):
         cb = bench.codebook(k)
-        files.append(container.to_bytes(bench.payload(cb, {"k": k}), chunk_size=chunk))
+        files.append(container.to_bytes(bench.payload(cb, {"k": k}), chunk_size=chunk, coder="huffman"))
     cb = bench.codebook(8)
     while cb.size > 1:
         cb = cb.merge(0)
-    files.append(container.to_bytes(bench.payload(cb), chunk_size=32))
+    files.append(container.to_bytes(bench.payload(cb), chunk_size=32, coder="huffman"))
     g = torch.Generator().manual_seed(1)
     lin = torch.nn.Linear(40, 30)
     with torch.no_grad():
         lin.weight.copy_(torch.randn(30, 40, generator=g))
     big = Workbench(lin)
-    files.append(container.to_bytes(big.payload(big.codebook(64)), chunk_size=100))
+    files.append(container.to_bytes(big.payload(big.codebook(64)), chunk_size=100, coder="huffman"))
+    # rANS: short chunks, its own chunk size, one shared value, and a file mixing both coders
+    for k, chunk in ((33, 16), (300, None)):
+        files.append(container.to_bytes(bench.payload(bench.codebook(k), {"k": k}), chunk_size=chunk, coder="rans"))
+    files.append(container.to_bytes(bench.payload(cb), coder="rans"))
+    files.append(container.to_bytes(big.payload(big.codebook(64)), chunk_size=50, coder="rans"))
+    files.append(_mixed_file())
     return files
 
 
-def _seed_streams() -> list[huffman.HuffmanStream]:
+def _mixed_file() -> bytes:
+    """An "auto" file holding a rANS stream (one large skewed tensor) and Huffman ones."""
+    rng = np.random.default_rng(3)
+    p = np.exp(-np.abs(np.arange(16) - 7) / 0.35)
+    shared = [container.SharedTensor(f"t{i}", rng.choice(16, size=n, p=p / p.sum()).astype(np.uint8), (n,),
+                                      torch.float32) for i, n in enumerate((20_000, 5, 7, 3))]
+    raw = container.to_bytes(container.Payload(np.linspace(-1, 1, 16).astype(np.float32), shared, {}), coder="auto")
+    assert container.inspect(raw)["coder"] == "auto"
+    return raw
+
+
+def _seed_streams() -> list:
     rng = np.random.default_rng(7)
     out = []
     for k, n, cs in ((2, 50, 8), (16, 400, 33), (300, 900, 128), (4, 3000, 2048), (65536, 200, 64)):
@@ -101,6 +121,7 @@ def _seed_streams() -> list[huffman.HuffmanStream]:
         p = np.exp(-np.arange(min(k, 64)) / 4.0)
         x = rng.choice(min(k, 64), size=n, p=p / p.sum()).astype(dtype)
         out.append(huffman.encode(x, k, chunk_size=cs))
+        out.append(rans.encode(x, k, chunk_size=cs))
     return out
 
 
@@ -340,15 +361,28 @@ def m_tensors(rng, raw: bytes, seeds) -> bytes:
     meta, tensors, _ = container._read_raw(raw)
     tensors = {k: v.clone() for k, v in tensors.items()}
     shared = [t for t in meta["tensors"] if t.get("shared") is True]
+    coders = container.shared_coders(meta)
     j = int(rng.integers(len(shared)))
-    lengths, offsets, data = tensors["lengths"], tensors["offsets"], tensors["data"]
+    offsets, data = tensors["offsets"], tensors["data"]
     what = int(rng.integers(8))
-    if what == 0:  # random code lengths
-        row = lengths[j]
+    if what in (0, 1) and coders[j] == "rans":  # a rANS table: bits flipped, bytes cut or added
+        tables = tensors["tables"]
+        start = sum(int(t["table_bytes"]) for t, c in zip(shared[:j], coders[:j]) if c == "rans")
+        size = int(shared[j]["table_bytes"])
+        if what == 0:
+            for _ in range(int(rng.integers(1, 4))):
+                tables[start + int(rng.integers(size))] ^= 1 << int(rng.integers(8))
+        else:
+            cut = start + int(rng.integers(size))
+            extra = torch.from_numpy(rng.integers(0, 256, size=int(rng.integers(0, 3)), dtype=np.uint8))
+            tensors["tables"] = torch.cat([tables[:cut], extra, tables[cut + 1:]])
+            shared[j]["table_bytes"] = size - 1 + extra.numel()
+    elif what == 0:  # random code lengths
+        row = tensors["lengths"][coders[:j].count("huffman")]
         for _ in range(int(rng.integers(1, 4))):
             row[int(rng.integers(row.numel()))] = int(_pick(rng, [0, 1, 2, 5, 11, 12, 16, 24, 31, 32, 33, 255]))
     elif what == 1:  # permute the lengths (still a complete code, different symbols)
-        row = lengths[j]
+        row = tensors["lengths"][coders[:j].count("huffman")]
         row.copy_(row[torch.from_numpy(rng.permutation(row.numel()))])
     elif what == 2:  # flip payload bits
         if data.numel():
@@ -378,14 +412,21 @@ def m_tensors(rng, raw: bytes, seeds) -> bytes:
     # recompute every checksum, so only the structure and the decoders can object
     meta = copy.deepcopy(meta)
     meta["codebook"]["crc32"] = container._crc(tensors["codebook"])
-    o = d = 0
-    cs = meta["chunk_size"]
-    for jj, t in enumerate([t for t in meta["tensors"] if t.get("shared") is True]):
+    o = d = h = tb = 0
+    for t, coder in zip([t for t in meta["tensors"] if t.get("shared") is True], coders):
+        cs = meta["chunk_size"] if coder == "huffman" else t["chunk_size"]
         n_off = -(-int(t["numel"]) // cs) + 1
         off = tensors["offsets"][o:o + n_off]
         end = int(off[-1]) if off.numel() else 0
-        if 0 <= d and 0 <= end and d + end <= tensors["data"].numel() and jj < tensors["lengths"].shape[0]:
-            t["crc32"] = container._crc(tensors["lengths"][jj], off, tensors["data"][d:d + end])
+        if coder == "huffman":
+            code = tensors["lengths"][h] if h < tensors["lengths"].shape[0] else None
+            h += 1
+        else:
+            size = int(t["table_bytes"])
+            code = tensors["tables"][tb:tb + size]
+            tb += size
+        if 0 <= d and 0 <= end and d + end <= tensors["data"].numel() and code is not None:
+            t["crc32"] = container._crc(code, off, tensors["data"][d:d + end])
         o, d = o + n_off, d + max(end, 0)
     return _resave(meta, tensors)
 
@@ -417,8 +458,10 @@ def m_pickle(rng, raw: bytes, seeds) -> bytes:
 # ---------------------------------------------------------------- the bare decoders
 
 
-def m_stream(rng, streams) -> huffman.HuffmanStream:
+def m_stream(rng, streams):
     s = _pick(rng, streams)
+    if isinstance(s, rans.RansStream):
+        return _m_rans_stream(rng, s)
     data, lengths, offsets = s.data.copy(), s.lengths.copy(), s.chunk_offsets.copy()
     n, cs = s.n_symbols, s.chunk_size
     for _ in range(int(rng.integers(1, 4))):
@@ -445,6 +488,38 @@ def m_stream(rng, streams) -> huffman.HuffmanStream:
     return huffman.HuffmanStream(np.ascontiguousarray(data), np.ascontiguousarray(lengths), offsets, n, cs)
 
 
+def _m_rans_stream(rng, s: rans.RansStream) -> rans.RansStream:
+    data, freqs, offsets = s.data.copy(), s.freqs.copy(), s.chunk_offsets.copy()
+    n, cs, scale = s.n_symbols, s.chunk_size, s.scale_bits
+    for _ in range(int(rng.integers(1, 4))):
+        what = int(rng.integers(8))
+        if what == 0 and data.size:
+            data[int(rng.integers(data.size))] ^= 1 << int(rng.integers(8))
+        elif what == 1:  # move frequency between symbols (the sum stays), or break the sum
+            a, b = rng.integers(freqs.size, size=2)
+            dd = int(min(freqs[a], _pick(rng, [1, 2, 100, 2**20])))
+            freqs[a] -= dd
+            freqs[b] += dd + int(rng.random() < 0.2)
+        elif what == 2:
+            freqs = freqs[rng.permutation(freqs.size)]
+        elif what == 3:
+            i = int(rng.integers(offsets.size))
+            offsets[i] += _pick(rng, [-1, 1, 7, -7, 32, 1000])
+        elif what == 4:
+            n = max(0, n + _pick(rng, [-1, 1, cs, -cs, 5 * n]))
+            offsets = np.linspace(0, data.size, -(-n // cs) + 1).astype(np.int64)
+        elif what == 5 and data.size:
+            cut = int(rng.integers(data.size))
+            data = data[:cut]
+            offsets = np.minimum(offsets, cut)
+        elif what == 6:
+            data = np.concatenate([data, rng.integers(0, 256, size=int(rng.integers(1, 40)), dtype=np.uint8)])
+            offsets[-1] = data.size
+        else:
+            scale = int(np.clip(scale + _pick(rng, [-1, 1, 5]), 1, 20))
+    return rans.RansStream(np.ascontiguousarray(data), np.ascontiguousarray(freqs), offsets, n, cs, scale)
+
+
 # ---------------------------------------------------------------- one case
 
 FILE_MUTATORS = (m_bytes, m_bytes, m_header, m_meta, m_meta, m_tensors, m_tensors)
@@ -455,7 +530,8 @@ class Failure(Exception):
 
 
 def make_case(i: int, seed: int, seeds, streams):
-    """("file", bytes) or ("stream", HuffmanStream) of case i; deterministic in (seed, i)."""
+    """("file", bytes) or ("stream", HuffmanStream or RansStream) of case i; deterministic in
+    (seed, i)."""
     rng = np.random.default_rng([seed, i])
     if rng.random() < 0.12:
         return "stream", m_stream(rng, streams)
@@ -474,9 +550,10 @@ def make_case(i: int, seed: int, seeds, streams):
 def check_case(kind: str, value, full: bool = True) -> str:
     """'ok' or 'rejected'; raises Failure on anything else."""
     if kind == "stream":
+        coder = rans if isinstance(value, rans.RansStream) else huffman
         try:
-            idx = huffman.decode(value)
-            out = huffman.decode_gather(value, torch.linspace(-1, 1, max(2, value.k)))
+            idx = coder.decode(value)
+            out = coder.decode_gather(value, torch.linspace(-1, 1, max(2, value.k)))
             assert out.numel() == idx.size == value.n_symbols
             return "ok"
         except ValueError as exc:

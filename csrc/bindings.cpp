@@ -15,6 +15,7 @@
 #include "wsc/huffman.h"
 #include "wsc/parallel.h"
 #include "wsc/range.h"
+#include "wsc/rans.h"
 
 namespace py = pybind11;
 
@@ -199,6 +200,109 @@ PYBIND11_MODULE(_C, m) {
       py::arg("m"), py::arg("out"), py::arg("out_dtype"),
       "Decodes a chunked Huffman payload and writes codebook[symbol] into out (fused); "
       "returns the payload bits.");
+
+  m.attr("rans_states") = wsc::kRansStates;
+  m.attr("rans_low") = wsc::kRansLow;
+  m.attr("rans_max_scale") = wsc::kRansMaxScale;
+
+  m.def(
+      "rans_quantize_freqs",
+      [](std::uintptr_t counts, int64_t k, int scale_bits, std::uintptr_t freqs) {
+        py::gil_scoped_release release;
+        wsc::rans_quantize_freqs(ptr<const int64_t>(counts), k, scale_bits, ptr<uint32_t>(freqs));
+      },
+      py::arg("counts"), py::arg("k"), py::arg("scale_bits"), py::arg("freqs"),
+      "Frequencies (uint32[k]) summing to 2^scale_bits for counts (int64[k]).");
+
+  m.def(
+      "rans_choose_scale",
+      [](std::uintptr_t counts, int64_t k) {
+        py::gil_scoped_release release;
+        return wsc::rans_choose_scale(ptr<const int64_t>(counts), k);
+      },
+      py::arg("counts"), py::arg("k"), "Scale bits the rANS coder picks for counts (int64[k]).");
+
+  m.def(
+      "rans_check_freqs",
+      [](std::uintptr_t freqs, int64_t k, int scale_bits) {
+        py::gil_scoped_release release;
+        wsc::rans_check_freqs(ptr<const uint32_t>(freqs), k, scale_bits);
+      },
+      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"),
+      "Raises ValueError unless freqs (uint32[k]) sum to 2^scale_bits, scale_bits in [1, 20].");
+
+  m.def(
+      "rans_packed_size",
+      [](std::uintptr_t freqs, int64_t k, int scale_bits) {
+        py::gil_scoped_release release;
+        return wsc::rans_packed_size(ptr<const uint32_t>(freqs), k, scale_bits);
+      },
+      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"), "Bytes of the packed frequency table.");
+
+  m.def(
+      "rans_pack_freqs",
+      [](std::uintptr_t freqs, int64_t k, int scale_bits, std::uintptr_t out, int64_t size) {
+        py::gil_scoped_release release;
+        wsc::rans_pack_freqs(ptr<const uint32_t>(freqs), k, scale_bits, ptr<uint8_t>(out), size);
+      },
+      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"), py::arg("out"), py::arg("size"),
+      "Packs the frequency table into out (size bytes, from rans_packed_size).");
+
+  m.def(
+      "rans_unpack_freqs",
+      [](std::uintptr_t data, int64_t size, int64_t k, std::uintptr_t freqs) {
+        py::gil_scoped_release release;
+        return wsc::rans_unpack_freqs(ptr<const uint8_t>(data), size, k, ptr<uint32_t>(freqs));
+      },
+      py::arg("data"), py::arg("size"), py::arg("k"), py::arg("freqs"),
+      "Unpacks a table of k frequencies into freqs (uint32[k]); returns scale_bits.");
+
+  m.def("rans_encode_bound", &wsc::rans_encode_bound, py::arg("n"), py::arg("chunk_size"),
+        "Bytes rans_encode needs as its output buffer (scratch included).");
+
+  m.def(
+      "rans_encode",
+      [](std::uintptr_t idx, int itype, int64_t n, std::uintptr_t freqs, int64_t k, int scale_bits,
+         int64_t chunk_size, std::uintptr_t chunk_offsets, std::uintptr_t out, int64_t capacity) {
+        py::gil_scoped_release release;
+        return wsc::rans_encode(ptr<const void>(idx), wsc::IndexType(itype), n,
+                                ptr<const uint32_t>(freqs), k, scale_bits, chunk_size,
+                                ptr<int64_t>(chunk_offsets), ptr<uint8_t>(out), capacity);
+      },
+      py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("freqs"), py::arg("k"),
+      py::arg("scale_bits"), py::arg("chunk_size"), py::arg("chunk_offsets"), py::arg("out"),
+      py::arg("capacity"),
+      "Encodes n indices; fills chunk_offsets (int64[n_chunks + 1]); returns the payload size.");
+
+  m.def(
+      "rans_decode",
+      [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
+         std::uintptr_t freqs, int64_t k, int scale_bits, int64_t n, int64_t chunk_size,
+         std::uintptr_t idx, int itype) {
+        py::gil_scoped_release release;
+        wsc::rans_decode(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
+                         n_chunks, ptr<const uint32_t>(freqs), k, scale_bits, n, chunk_size,
+                         ptr<void>(idx), wsc::IndexType(itype));
+      },
+      py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
+      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"), py::arg("n"), py::arg("chunk_size"),
+      py::arg("idx"), py::arg("itype"), "Decodes n symbols of a chunked rANS payload into idx.");
+
+  m.def(
+      "rans_decode_gather",
+      [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
+         std::uintptr_t freqs, int64_t k, int scale_bits, int64_t n, int64_t chunk_size,
+         std::uintptr_t codebook, int64_t m, std::uintptr_t out, int out_dtype) {
+        py::gil_scoped_release release;
+        wsc::rans_decode_gather(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
+                                n_chunks, ptr<const uint32_t>(freqs), k, scale_bits, n, chunk_size,
+                                ptr<const float>(codebook), m, ptr<void>(out),
+                                wsc::DType(out_dtype));
+      },
+      py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
+      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"), py::arg("n"), py::arg("chunk_size"),
+      py::arg("codebook"), py::arg("m"), py::arg("out"), py::arg("out_dtype"),
+      "Decodes a chunked rANS payload and writes codebook[symbol] into out (fused).");
 
 #ifdef WSC_WITH_CUDA
   // CUDA kernels: device addresses, the CUDA device index, a cudaStream_t as an integer and a

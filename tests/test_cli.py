@@ -70,6 +70,7 @@ def test_decompress_writes_the_restored_state_dict(wsc_file, tmp_path, capsys):
     (["compress", "--generations", "x"], "positive integer"),
     (["compress", "--metric", "auc"], "invalid choice"),
     (["compress", "--params", "biases"], "invalid choice"),
+    (["compress", "--coder", "zstd"], "invalid choice"),
     (["decompress", "f.wsc"], "-o/--output"),
     (["frobnicate"], "invalid choice"),
 ])
@@ -129,9 +130,15 @@ def test_compress_json_and_quiet(tmp_path, capsys):
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert captured.err == "" and report["front_after_merge"] == [] and report["settings"]["merge"] is False
-    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert report["settings"]["coder"] == "auto"
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--quiet", "--coder", "rans",
+                 "--out", str(tmp_path / "b")]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+    info = wsc.inspect(tmp_path / "b" / "model.wsc")
+    assert info["coder"] == "rans" and set(info["coders"]) == {"rans"}
+    assert main(["inspect", str(tmp_path / "b" / "model.wsc")]) == 0
+    assert "coder rans (" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

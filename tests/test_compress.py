@@ -84,6 +84,31 @@ def test_json_report_and_plot(result, tmp_path):
     assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_each_coder_measures_what_it_writes(trained_mlp, digits_eval, result, tmp_path):
+    """The same search (size="values" does not depend on the coder) measured with each coder:
+    the files hold the reported coder and size; rANS spends the entropy plus its flushed
+    states (32 bytes per tensor, a lot on this small model), Huffman at least one bit per
+    weight; auto is never larger than either."""
+    runs = {"auto": result}
+    for coder in ("huffman", "rans"):
+        runs[coder] = wsc.compress(copy.deepcopy(trained_mlp), digits_eval, tolerance=0.01, coder=coder, **FAST)
+    assert result.settings["coder"] == "auto" and runs["rans"].settings["coder"] == "rans"
+    for h, r, a in zip(runs["huffman"].front_before, runs["rans"].front_before, result.front_before):
+        assert h.k == r.k == a.k and h.coder == "huffman" and r.coder == "rans"
+        assert a.file_bytes <= min(h.file_bytes, r.file_bytes)
+        flush = 2 * 256 / runs["rans"].n_shared
+        assert r.bits_per_weight < r.entropy_bits + flush + 0.02
+        assert h.bits_per_weight >= 1.0
+        for sol, run in ((h, runs["huffman"]), (r, runs["rans"])):
+            path = tmp_path / f"{sol.coder}-{sol.k}.wsc"
+            run.save(path, sol)
+            info = wsc.inspect(path)
+            assert os.path.getsize(path) == sol.file_bytes and info["coders"] == {sol.coder: 2}
+            assert info["bits_per_weight"] == pytest.approx(sol.bits_per_weight)
+    bits = wsc.compress(copy.deepcopy(trained_mlp), digits_eval, size="bits", coder="rans", **FAST)
+    assert all(s.coder == "rans" for s in bits.front)
+
+
 class DigitsCNN(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -134,6 +159,7 @@ def test_fidelity_needs_no_labels(trained_mlp, digits):
     (dict(tolerance=-0.1), ValueError, "tolerance"),
     (dict(workers=0), ValueError, "workers"),
     (dict(size="bytes"), ValueError, "size"),
+    (dict(coder="zstd"), ValueError, "coder must be one of"),
     (dict(params="biases"), ValueError, "params"),
     (dict(params=lambda n, t: False), ValueError, "no tensor selected"),
     (dict(progress="loud"), TypeError, "progress"),

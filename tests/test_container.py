@@ -35,18 +35,33 @@ class Mixed(torch.nn.Module):
         self.bn.num_batches_tracked += 7
 
 
-@pytest.fixture
-def mixed_file(tmp_path):
+@pytest.fixture(params=container.CODER_OPTIONS)
+def coded_file(tmp_path, request):
+    """The Mixed model written with each coder option."""
     bench = Workbench(Mixed())
     cb = bench.codebook(33)
     path = tmp_path / "m.wsc"
-    size = container.write(path, bench.payload(cb, {"note": "test"}))
+    size = container.write(path, bench.payload(cb, {"note": "test"}), coder=request.param)
+    return bench, cb, path, size, request.param
+
+
+@pytest.fixture
+def mixed_file(coded_file):
+    """The Mixed model written with each coder option (bench, codebook, path, size)."""
+    return coded_file[:4]
+
+
+def huffman_file(tmp_path, coder="huffman"):
+    bench = Workbench(Mixed())
+    cb = bench.codebook(33)
+    path = tmp_path / f"{coder}.wsc"
+    size = container.write(path, bench.payload(cb, {"note": "test"}), coder=coder)
     return bench, cb, path, size
 
 
-def test_round_trip_restores_the_shared_model_exactly(mixed_file):
-    bench, cb, path, size = mixed_file
-    assert size == os.path.getsize(path) == len(container.to_bytes(bench.payload(cb, {"note": "test"})))
+def test_round_trip_restores_the_shared_model_exactly(coded_file):
+    bench, cb, path, size, coder = coded_file
+    assert size == os.path.getsize(path) == len(container.to_bytes(bench.payload(cb, {"note": "test"}), coder=coder))
     assert not [p for p in os.listdir(path.parent) if p.endswith(".tmp")]
     state = wsc.load_state_dict(path)
     with bench.model(cb) as m:
@@ -94,10 +109,10 @@ def test_metadata_is_checksummed(mixed_file, tmp_path):
         wsc.load_state_dict(bad)
 
 
-def test_writing_replaces_atomically(tmp_path, mixed_file):
-    bench, cb, path, size = mixed_file
+def test_writing_replaces_atomically(tmp_path, coded_file):
+    bench, cb, path, size, coder = coded_file
     path.write_bytes(b"old")
-    assert container.write(path, bench.payload(cb, {"note": "test"})) == size == os.path.getsize(path)
+    assert container.write(path, bench.payload(cb, {"note": "test"}), coder=coder) == size == os.path.getsize(path)
 
 
 # ---------------------------------------------------------------- damage
@@ -158,51 +173,113 @@ def test_not_a_wsc_file(tmp_path):
         wsc.inspect(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
 
 
+@pytest.mark.parametrize("coder", ["huffman", "rans"])
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(version=2), "unsupported .wsc format version 2"),
-    (lambda m: m.update(coder="rans"), "unknown coder 'rans'"),
+    (lambda m: m.update(version=3), "unsupported .wsc format version 3"),
+    (lambda m: m.update(coder="zstd"), "unknown coder 'zstd'"),
     (lambda m: m.update(format="other"), "format field"),
     (lambda m: m.pop("tensors"), "'tensors' is missing"),
     (lambda m: m["tensors"][0].update(numel=1), "element count"),
     (lambda m: m["tensors"][0].update(shape=[2, 2]), "element count"),
+    (lambda m: m["tensors"][0].update(coder="zstd"), "coder 'zstd' in a file written with"),
+    (lambda m: (m["tensors"][0].pop("chunk_size", None), m.pop("chunk_size", None)), "chunk_size' is missing|chunk_size None missing"),
+    (lambda m: (m["tensors"][0].update(chunk_size=7) if m["coder"] == "rans" else m.update(chunk_size=7)), "offsets"),
     (lambda m: m["codebook"].update(size=3), "codebook holds"),
     (lambda m: m["tensors"].append({"name": "x", "alias_of": "nothing"}), "alias"),
     (lambda m: m["tensors"].append(dict(m["tensors"][0])), "appears twice"),
     (lambda m: m["tensors"][1].update(shared="yes"), "shared: true/false"),
-    (lambda m: m["tensors"].pop(0), "left over|missing|code lengths of shape"),
+    (lambda m: m["tensors"].pop(0), "left over|missing|code lengths of shape|runs past|payload bits"),
     (lambda m: next(e for e in m["tensors"] if e.get("shared") is False).update(shape=[1000]), "too short|left over"),
     (lambda m: next(e for e in m["tensors"] if e.get("shared")).update(bits=5), "payload bits"),
 ])
-def test_inconsistent_metadata(mixed_file, tmp_path, edit, message):
-    _, _, path, _ = mixed_file
+def test_inconsistent_metadata(tmp_path, edit, message, coder):
+    _, _, path, _ = huffman_file(tmp_path, coder)
     bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=edit)
     with pytest.raises(FormatError, match=message):
+        wsc.load_state_dict(bad)
+
+
+def test_a_coder_that_contradicts_the_file_option(tmp_path):
+    path = tmp_path / "mixed.wsc"
+    container.write_bytes(path, container.to_bytes(_payload(20_000, 5, 7, 3), coder="auto"))
+    meta, _, _ = container._read_raw(path)
+    assert meta["coder"] == "auto" and [e["coder"] for e in meta["tensors"]] == ["rans"] + ["huffman"] * 3
+    bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=lambda m: m.update(coder="rans"))
+    with pytest.raises(FormatError, match="coder 'rans' in a file written with 'rans'|coder 'huffman' in a file "
+                       "written with 'rans'"):
+        wsc.load_state_dict(bad)
+    bad = _rewrite(path, tmp_path / "bad0.wsc", meta_fn=lambda m: m["tensors"][0].update(coder="zstd"))
+    with pytest.raises(FormatError, match="unknown coder 'zstd'"):
+        wsc.load_state_dict(bad)
+    _, _, path, _ = huffman_file(tmp_path, "rans")
+    bad = _rewrite(path, tmp_path / "bad1.wsc", meta_fn=lambda m: m.update(version=1, chunk_size=16384))
+    with pytest.raises(FormatError, match="unknown coder 'rans' .version 1 files use huffman"):
         wsc.load_state_dict(bad)
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.pop("lengths"), "'lengths' is missing"),
     (lambda t: t.update(extra=torch.zeros(2)), "unexpected tensors"),
+    (lambda t: t.update(tables=torch.zeros(2, dtype=torch.uint8)), "unexpected tensors"),
     (lambda t: t.update(lengths=t["lengths"][:, :-1].clone()), "code lengths of shape"),
     (lambda t: t.update(offsets=t["offsets"][:-1].clone()), "offsets"),
     (lambda t: t.update(data=torch.cat([t["data"], torch.zeros(3, dtype=torch.uint8)])), "left over"),
     (lambda t: t.update(codebook=t["codebook"].double()), "float32"),
     (lambda t: t.update(codebook=torch.full_like(t["codebook"], float("nan"))), "NaN"),
 ])
-def test_inconsistent_tensors(mixed_file, tmp_path, edit, message):
-    _, _, path, _ = mixed_file
+def test_inconsistent_tensors(tmp_path, edit, message):
+    _, _, path, _ = huffman_file(tmp_path)
     bad = _rewrite(path, tmp_path / "bad.wsc", tensors_fn=edit)
     with pytest.raises(FormatError, match=message):
         wsc.load_state_dict(bad)
 
 
-def test_index_outside_the_codebook(mixed_file, tmp_path):
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.pop("tables"), "'tables' is missing"),
+    (lambda t: t.update(lengths=torch.zeros(5, 33, dtype=torch.uint8)), "unexpected tensors"),
+    (lambda t: t.update(tables=t["tables"][:-1].clone()), "past the .* bytes left in 'tables'"),
+    (lambda t: t.update(tables=torch.cat([t["tables"], torch.zeros(2, dtype=torch.uint8)])), "table bytes left over"),
+    (lambda t: t.update(tables=t["tables"].to(torch.int16)), "'tables' must be 1-D uint8"),
+])
+def test_inconsistent_rans_tensors(tmp_path, edit, message):
+    _, _, path, _ = huffman_file(tmp_path, "rans")
+    bad = _rewrite(path, tmp_path / "bad.wsc", tensors_fn=edit)
+    with pytest.raises(FormatError, match=message):
+        wsc.load_state_dict(bad)
+
+
+def test_a_rans_table_that_passes_its_checksum_but_not_the_decoder(tmp_path):
+    """A table rewritten together with its checksum: rejected by the table and stream checks."""
+    _, _, path, _ = huffman_file(tmp_path, "rans")
+    meta, tensors, _ = container._read_raw(path)
+    e = meta["tensors"][0]
+    a = container.read(path)
+    s = a.streams[0]
+    for mutate, message in ((lambda t: t.__setitem__(0, t[0] ^ 0x08), "bad rANS frequency table|undecodable"),
+                            (lambda t: t.__setitem__(-1, t[-1] ^ 0x40), "bad rANS frequency table|undecodable")):
+        table = s.code.copy()
+        mutate(table)
+        tables = tensors["tables"].clone()
+        tables[:table.size] = torch.from_numpy(table)
+
+        def fix(m, table=table):
+            m["tensors"][0]["crc32"] = container._crc(table, s.offsets, s.data)
+
+        bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=fix, tensors_fn=lambda t, v=tables: t.update(tables=v))
+        with pytest.raises(FormatError, match=message):
+            wsc.load_state_dict(bad)
+    assert meta["coder"] == "rans" and "coder" not in e and e["table_bytes"] == s.code.size
+
+
+@pytest.mark.parametrize("coder", ["huffman", "rans"])
+def test_index_outside_the_codebook(tmp_path, coder):
     """A stream whose symbols reach past a (shrunk) codebook is rejected, never gathered."""
-    _, cb, path, _ = mixed_file
+    _, cb, path, _ = huffman_file(tmp_path, coder)
 
     def shrink(t):
         t["codebook"] = t["codebook"][:-1].clone()
-        t["lengths"] = t["lengths"][:, :-1].clone()
+        if "lengths" in t:
+            t["lengths"] = t["lengths"][:, :-1].clone()
 
     def meta(m):
         m["codebook"]["size"] -= 1
@@ -218,11 +295,66 @@ def test_a_single_shared_value(tmp_path):
     cb = bench.codebook(8)
     while cb.size > 1:
         cb = cb.merge(0)
-    container.write(tmp_path / "one.wsc", bench.payload(cb))
-    state = wsc.load_state_dict(tmp_path / "one.wsc")
-    assert torch.allclose(state["weight"], model.weight.detach().double().mean().float().expand(4, 6))
-    assert len(torch.unique(state["weight"])) == 1
-    assert wsc.inspect(tmp_path / "one.wsc")["bits_per_weight"] == 1.0
+    for coder, bpw in (("huffman", 1.0), ("rans", 32 * 8 / 24)):  # rANS: only the 8 flushed states
+        container.write(tmp_path / "one.wsc", bench.payload(cb), coder=coder)
+        state = wsc.load_state_dict(tmp_path / "one.wsc")
+        assert torch.allclose(state["weight"], model.weight.detach().double().mean().float().expand(4, 6))
+        assert len(torch.unique(state["weight"])) == 1
+        assert wsc.inspect(tmp_path / "one.wsc")["bits_per_weight"] == bpw
+
+
+def test_version_1_files_still_read():
+    """A file written by wsc 0.1.0 (format version 1, Huffman only) restores what it held."""
+    data = os.path.join(os.path.dirname(__file__), "data")
+    path = os.path.join(data, "mixed_v1.wsc")
+    info = wsc.inspect(path)
+    assert info["version"] == 1 and info["coder"] == "huffman" and info["coders"] == {"huffman": 5}
+    assert info["checksums_ok"] and {s["chunk_size"] for s in info["shared"]} == {16384}
+    state = wsc.load_state_dict(path)
+    expect = safetensors.torch.load_file(os.path.join(data, "mixed_v1_expected.safetensors"))
+    assert list(state) == list(Mixed().state_dict())
+    for name, t in expect.items():
+        assert state[name].dtype == t.dtype and torch.equal(state[name], t), name
+    assert state["head.weight"] is state["emb.weight"]
+    a = container.read(path)
+    assert all(np.array_equal(a.indices(j), a.indices(j)) for j in range(len(a.streams)))
+
+
+def _payload(*sizes: int, seed: int = 0) -> container.Payload:
+    """Shared tensors of the given sizes: Laplace-like indices over 16 values, one value dominant."""
+    rng = np.random.default_rng(seed)
+    p = np.exp(-np.abs(np.arange(16) - 7) / 0.35)
+    shared = [container.SharedTensor(f"t{i}", rng.choice(16, size=n, p=p / p.sum()).astype(np.uint8), (n,),
+                                      torch.float32) for i, n in enumerate(sizes)]
+    return container.Payload(np.linspace(-1, 1, 16).astype(np.float32), shared, {})
+
+
+@pytest.mark.parametrize("sizes, coders", [((20_000,), {"rans": 1}), ((5, 7, 3), {"huffman": 3}),
+                                           ((20_000, 5, 7, 3), {"huffman": 3, "rans": 1})])
+def test_auto_writes_the_smallest_file(sizes, coders):
+    p = _payload(*sizes)
+    files = {c: container.to_bytes(p, coder=c) for c in container.CODER_OPTIONS}
+    assert len(files["auto"]) <= min(len(files["huffman"]), len(files["rans"]))
+    info = wsc.inspect(files["auto"])
+    assert info["coders"] == coders and info["coder"] == (list(coders)[0] if len(coders) == 1 else "auto")
+    if len(coders) == 1:  # the same file (byte order of safetensors' metadata map aside)
+        assert len(files["auto"]) == len(files[info["coder"]])
+    for c in container.CODER_OPTIONS:
+        state = wsc.load_state_dict(files[c])
+        for t in p.shared:
+            assert torch.equal(state[t.name], torch.from_numpy(p.codebook[t.indices.astype(np.int64)])), (c, t.name)
+
+
+def test_rans_streams_are_smaller_where_one_value_dominates():
+    p = _payload(100_000)
+    h, r = (wsc.inspect(container.to_bytes(p, coder=c)) for c in ("huffman", "rans"))
+    assert r["bits_per_weight"] < 0.7 * h["bits_per_weight"]
+    assert r["shared"][0]["coder"] == "rans" and r["shared"][0]["chunk_size"] >= 1 << 16
+
+
+def test_bad_coder_option():
+    with pytest.raises(ValueError, match=r"coder must be one of \('huffman', 'rans', 'auto'\); got 'zip'"):
+        container.to_bytes(_payload(10), coder="zip")
 
 
 def test_payload_checks():

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "huffman_chunks.h"
+#include "chunks.h"
 #include "huffman_code.h"
 #include "wsc/half.h"
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "huffman_code.h"
-#include "huffman_chunks.h"
+#include "chunks.h"
 #include "wsc/parallel.h"
 
 namespace wsc {

@@ -1,7 +1,7 @@
 """wsc: weight-sharing compression of trained neural networks."""
 
 from wsc._native import _C
-from wsc import huffman, ops, reference
+from wsc import huffman, ops, rans, reference
 from wsc.errors import FormatError
 from wsc import evaluate
 from wsc.api import compress, load_into, load_state_dict
@@ -35,6 +35,6 @@ def cuda_available() -> bool:
     return _cuda.unavailable_reason() is None
 
 
-__all__ = ["huffman", "ops", "reference", "evaluate", "compress", "load_state_dict", "load_into", "inspect",
+__all__ = ["huffman", "rans", "ops", "reference", "evaluate", "compress", "load_state_dict", "load_into", "inspect",
            "nn", "load_shared", "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
            "cuda_available"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from wsc._native import BF16, F16, F32, U8, U16
+from wsc._native import BF16, F16, F32, U8, U16, _C
 
 FLOAT_CODES = {torch.float32: F32, torch.float16: F16, torch.bfloat16: BF16}
 INDEX_CODES = {torch.uint8: U8, torch.uint16: U16}
+INDEX_NP = {np.dtype(np.uint8): U8, np.dtype(np.uint16): U16}
 MIN_BINS, MAX_BINS = 2, 65536
 
 
@@ -90,3 +91,60 @@ def check_bounds(lo, hi) -> tuple[float, float]:
 def index_dtype(k: int) -> torch.dtype:
     """uint8 indices for k <= 256, uint16 otherwise."""
     return torch.uint8 if k <= 256 else torch.uint16
+
+
+# ---------------------------------------------------------------- entropy-coder inputs
+def index_array(x, name: str, device: torch.device | str = "cpu") -> tuple[int, int, int]:
+    """(address, index type code, element count) of a uint8/uint16 contiguous array on ``device``."""
+    if isinstance(x, np.ndarray):
+        if x.dtype not in INDEX_NP:
+            raise TypeError(f"{name} must have dtype uint8, uint16; got {x.dtype}")
+        if not x.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous; got a numpy array with strides {x.strides}")
+        return x.ctypes.data, INDEX_NP[x.dtype], int(x.size)
+    if isinstance(x, torch.Tensor):
+        check_tensor(x, name, tuple(INDEX_CODES), device=device)
+        return x.data_ptr(), INDEX_CODES[x.dtype], int(x.numel())
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def int_in(v, name: str, lo: int, hi: int) -> int:
+    """``v`` as int after checking that it is an integer in [lo, hi]."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {int(v)}")
+    return int(v)
+
+
+def counts_of(counts_or_k, addr: int, itype: int, n: int, name: str = "counts_or_k") -> np.ndarray:
+    """int64 counts: computed from the n indices at addr for an int k, else the given array checked."""
+    if isinstance(counts_or_k, (int, np.integer)) and not isinstance(counts_or_k, bool):
+        k = check_bins(counts_or_k, name)
+        counts = np.empty(k, dtype=np.int64)
+        _C.histogram(addr, itype, n, k, counts.ctypes.data)
+        return counts
+    if isinstance(counts_or_k, torch.Tensor):
+        counts_or_k = counts_or_k.detach().cpu().numpy()
+    if not isinstance(counts_or_k, np.ndarray):
+        raise TypeError(f"{name} must be an int k or an integer array of counts, "
+                        f"got {type(counts_or_k).__name__}")
+    if counts_or_k.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype; got {counts_or_k.dtype}")
+    if counts_or_k.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {counts_or_k.shape}")
+    check_bins(counts_or_k.size, f"len({name})")
+    if (counts_or_k < 0).any():
+        raise ValueError(f"{name} must be >= 0; got {int(counts_or_k.min())}")
+    return np.ascontiguousarray(counts_or_k, dtype=np.int64)
+
+
+def checked_array(a, name: str, dtype, ndim: int = 1) -> np.ndarray:
+    """``a`` made contiguous after checking that it is a numpy array of ``dtype`` with ``ndim`` dimensions."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {a.shape}")
+    return np.ascontiguousarray(a)

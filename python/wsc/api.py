@@ -30,7 +30,7 @@ def _int(name: str, v, lo: int, hi: int | None = None) -> int:
     return v
 
 
-def _check_options(k_range, pop_size, generations, seed, tolerance, workers, size) -> tuple[int, int]:
+def _check_options(k_range, pop_size, generations, seed, tolerance, workers, size, coder) -> tuple[int, int]:
     if not isinstance(k_range, (tuple, list)) or len(k_range) != 2:
         raise TypeError(f"k_range must be a pair (k_min, k_max); got {k_range!r}")
     k_min = _int("k_range[0]", k_range[0], 2, 65536)
@@ -45,6 +45,7 @@ def _check_options(k_range, pop_size, generations, seed, tolerance, workers, siz
         raise ValueError(f"tolerance must be a number in [0, 1) (0.01 = one percentage point); got {tolerance!r}")
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}; got {size!r}")
+    container.check_coder(coder)
     return k_min, k_max
 
 
@@ -96,7 +97,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              k_range: tuple[int, int] = (2, 1024), pop_size: int = 100, generations: int = 100,
              seed: int = 0, merge: bool = True, tolerance: float = 0.0, workers: int = 1,
              progress=True, size: str = "values", nan: str = "error", cache=None,
-             resume: bool = False) -> CompressionResult:
+             resume: bool = False, coder: str = container.DEFAULT_CODER) -> CompressionResult:
     """Compress ``model`` by weight sharing: NSGA-II over k, then the iterative merge.
 
     ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
@@ -113,11 +114,14 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     (atomically, after each generation and merged solution, and when the run stops for any
     reason, Ctrl-C included); with ``resume=True`` the scores already there are reused, so
     an interrupted run continues where it stopped and ends as an uninterrupted one would
-    (see :mod:`wsc.evalcache`). The caller's model is never modified; the result reads its
-    weights until saved, so leave them unchanged until then.
+    (see :mod:`wsc.evalcache`). ``coder``: entropy coder of the index streams, ``"huffman"``,
+    ``"rans"`` (within a fraction of a percent of the order-0 entropy) or ``"auto"`` (the
+    smaller file, per tensor); every solution is measured with it. The caller's model is
+    never modified; the result reads its weights until saved, so leave them unchanged until
+    then.
     """
     t0 = time.perf_counter()
-    k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size)
+    k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size, coder)
     if resume and cache is None:
         raise ValueError("resume=True needs cache=PATH (where the scores of the interrupted run are)")
     report = _reporter(progress)
@@ -125,7 +129,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     bench = Workbench(model, params, nan=nan)
     settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
                 "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
-                "workers": workers, "size": size, "nan": nan}
+                "workers": workers, "size": size, "nan": nan, "coder": coder}
     if bench.non_finite:
         settings["non_finite"] = dict(bench.non_finite)
 
@@ -175,7 +179,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         if size == "values":
             return float(cb.size)
         if cb.key not in bits_cache:
-            bits_cache[cb.key] = bench.coded_bits(cb)
+            bits_cache[cb.key] = bench.coded_bits(cb, coder)
         return float(bits_cache[cb.key])
 
     def objectives(ks: list[int]) -> list[tuple[float, float]]:
@@ -243,11 +247,12 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 def _measure(bench: Workbench, cb: Codebook, search_score: float, heldout_score: float, size: float,
              settings: dict) -> Solution:
     draft = Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb)
-    lay = container.layout(bench.payload(cb, solution_info(draft, settings)))  # measured, not joined
+    lay = container.layout(bench.payload(cb, solution_info(draft, settings)), coder=settings["coder"])  # measured
     bits = sum(e["bits"] for e in lay.meta["tensors"] if e.get("shared"))
     bpw = bits / bench.n_shared
+    coder = "+".join(sorted(set(container.shared_coders(lay.meta))))
     return Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, bpw, cb.entropy(),
-                    lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb)
+                    lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb, coder)
 
 
 # ---------------------------------------------------------------- loading

@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="allowed search-split score drop for merging and choosing (default 0.01 = 1 point)")
     c.add_argument("--params", choices=("weights", "all"), default="weights", help="tensors to share")
     c.add_argument("--size", choices=("values", "bits"), default="values", help="second objective")
+    c.add_argument("--coder", choices=("huffman", "rans", "auto"), default="auto",
+                   help="entropy coder of the indices: huffman, rans, or auto (the smaller file; default)")
     c.add_argument("--no-merge", action="store_true", help="skip the iterative merge")
     c.add_argument("--workers", type=_positive, default=1, help="parallel scoring threads (default 1)")
     c.add_argument("--nan", choices=("error", "zero", "skip"), default="error",
@@ -179,9 +181,9 @@ def _evaluator(args, data_spec: str):
 
 def _table(result) -> str:
     chosen = result.choose()
-    rows = [("k", "values", "bits/w", "entropy", "bytes", "ratio", "paper", "search", "held-out", "")]
+    rows = [("k", "values", "coder", "bits/w", "entropy", "bytes", "ratio", "paper", "search", "held-out", "")]
     for s in result.front:
-        rows.append((str(s.k), str(s.values), f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
+        rows.append((str(s.k), str(s.values), s.coder, f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
                      str(s.file_bytes), f"{s.ratio:.2f}x", f"{s.paper_style_ratio:.2f}x",
                      f"{100 * s.search_score:.2f}", f"{100 * s.heldout_score:.2f}", "<- chosen" if s is chosen else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -207,7 +209,8 @@ def _compress(args) -> int:
         result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
                               pop_size=args.pop_size, generations=args.generations, seed=args.seed,
                               merge=not args.no_merge, tolerance=args.tolerance, workers=args.workers,
-                              progress=progress, size=args.size, nan=args.nan, cache=cache, resume=args.resume)
+                              progress=progress, size=args.size, nan=args.nan, cache=cache, resume=args.resume,
+                              coder=args.coder)
     except KeyboardInterrupt:
         from wsc.evalcache import count
 
@@ -244,17 +247,18 @@ def _inspect(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0 if ok else 1
-    print(f"{args.file}: .wsc v{info['version']}, coder {info['coder']}, {info['file_bytes']} bytes")
+    coders = ", ".join(f"{n} {c}" for c, n in info["coders"].items())
+    print(f"{args.file}: .wsc v{info['version']}, coder {info['coder']} ({coders}), {info['file_bytes']} bytes")
     print(f"codebook: {info['codebook_size']} values; {info['shared_weights']} shared weights at "
           f"{info['bits_per_weight']:.3f} bits each")
     print(f"ratio: {info['ratio']:.2f}x honest ({info['original_bytes']} original bytes / file bytes), "
           f"{info['paper_style_ratio']:.2f}x paper-style (32 / bits per weight)")
     for s in info["shared"]:
         print(f"  shared  {s['name']:<40} {str(s['shape']):<18} {s['dtype']:<8} {s['bytes']:>10} B "
-              f"{s['bits_per_weight']:6.3f} b/w  checksum {'ok' if s['checksum_ok'] else 'BAD'}")
+              f"{s['bits_per_weight']:6.3f} b/w  {s['coder']:<7} checksum {'ok' if s['checksum_ok'] else 'BAD'}")
     for s in info["stored"]:
         print(f"  stored  {s['name']:<40} {str(s['shape']):<18} {s['dtype']:<8} {s['bytes']:>10} B "
-              f"{'':>10}  checksum {'ok' if s['checksum_ok'] else 'BAD'}")
+              f"{'':>10}  {'':<7} checksum {'ok' if s['checksum_ok'] else 'BAD'}")
     if not info["codebook_checksum_ok"]:
         print("  codebook checksum BAD")
     print("checksums: " + ("all ok" if info["checksums_ok"] else "MISMATCH (the file is corrupt)"))

@@ -3,20 +3,27 @@
 Tensors in the file (few and flat, so the header stays small):
 
 - ``codebook``: float32[m], the shared values;
-- ``lengths``: uint8[S, max(m, 2)], the Huffman code lengths of each of the S shared tensors;
+- ``lengths``: uint8[H, max(m, 2)], the Huffman code lengths of each of the H shared tensors
+  coded with Huffman, in order (absent when no tensor is);
+- ``tables``: uint8, the packed rANS frequency tables (``wsc.rans.pack_freqs``) of the shared
+  tensors coded with rANS, back to back (absent when no tensor is);
 - ``offsets``: int64, for each shared tensor in turn its chunk byte offsets (0, ...,
   stream bytes): ceil(numel / chunk_size) + 1 values each;
-- ``data``: uint8, the Huffman payloads of the shared tensors back to back;
+- ``data``: uint8, the payloads of the shared tensors back to back;
 - ``stored.<dtype>``: 1-D, the tensors stored unchanged, flattened and concatenated by
   dtype in state-dict order.
 
 The safetensors metadata holds one JSON string under the key ``"wsc"`` and its CRC-32
-under ``"wsc.crc32"``. The JSON: format, version, coder, chunk size, codebook size and
-CRC-32, and the list of state-dict names in order, each with shape, dtype, whether it is
-shared, and a CRC-32 (for a shared tensor: of its lengths, offsets and payload; it also
-records its element count and payload bits), or, for a name tied to another tensor,
-``alias_of``; and free-form ``info``. The reader checks all of it and raises
-:class:`wsc.FormatError` on any inconsistency.
+under ``"wsc.crc32"``. The JSON: format, version (2), the coder (``"huffman"``, ``"rans"``,
+or ``"auto"`` when the streams use both), codebook size and CRC-32, the chunk size of the
+Huffman streams (when there are any), and the list of state-dict names in order, each with
+shape, dtype, whether it is shared, and a CRC-32, or, for a name tied to another tensor,
+``alias_of``; and free-form ``info``. A shared tensor also records its element count and
+payload bits (Huffman: the code bits, padding excluded; rANS: the payload bytes times 8),
+its coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
+chunk size and the size of its packed table; its CRC-32 covers its code lengths or table,
+offsets and payload. Version 1 files (Huffman only, written before rANS) are still read.
+The reader checks all of it and raises :class:`wsc.FormatError` on any inconsistency.
 """
 
 from __future__ import annotations
@@ -38,9 +45,13 @@ from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
-VERSION = 1
-CODER = "huffman"
-DEFAULT_CHUNK = 16384
+VERSION = 2
+READABLE = (1, 2)
+CODERS = ("huffman", "rans")  # the coder of one stream
+CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
+DEFAULT_CODER = "auto"
+DEFAULT_CHUNK = 16384  # Huffman; rANS picks its own (wsc.rans.auto_chunk_size)
+RANS_STATE_BYTES = 32  # each rANS chunk starts with its 8 states
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
@@ -115,33 +126,101 @@ class Layout:
         return b"".join([self.head, *self.buffers])
 
 
-def layout(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> Layout:
-    """Code the payload, one shared tensor at a time, into the parts of its file."""
+def check_coder(coder) -> str:
+    """``coder`` after checking that it is one of CODER_OPTIONS."""
+    if coder not in CODER_OPTIONS:
+        raise ValueError(f"coder must be one of {CODER_OPTIONS}; got {coder!r}")
+    return coder
+
+
+@dataclass
+class _Coded:
+    """One shared tensor's stream as the file stores it."""
+
+    coder: str
+    chunk_size: int
+    code: np.ndarray  # Huffman code lengths (one row of `lengths`) or the packed rANS table
+    offsets: np.ndarray
+    data: np.ndarray
+    bits: int
+    n: int  # symbols
+
+    @property
+    def stored_bytes(self) -> int:
+        """What the stream adds to the file: payload, offsets, code lengths or table."""
+        return int(self.data.size + 8 * self.offsets.size + self.code.size)
+
+
+def _code_stream(idx: np.ndarray, counts: np.ndarray, coder: str, chunk_size: int | None) -> _Coded:
+    from wsc import huffman, rans
+
+    if coder == "huffman":
+        s = huffman.encode(idx, counts, chunk_size=DEFAULT_CHUNK if chunk_size is None else chunk_size)
+        ln = np.asarray(s.lengths, dtype=np.uint8)
+        bits = int((counts * ln.astype(np.int64)).sum())
+        return _Coded("huffman", s.chunk_size, ln, np.asarray(s.chunk_offsets, dtype=np.int64),
+                      np.asarray(s.data, dtype=np.uint8), bits, int(idx.size))
+    s = rans.encode(idx, counts, chunk_size=chunk_size)
+    table = rans.pack_freqs(s.freqs, s.scale_bits)
+    return _Coded("rans", s.chunk_size, table, np.asarray(s.chunk_offsets, dtype=np.int64),
+                  np.asarray(s.data, dtype=np.uint8), s.nbits, int(idx.size))
+
+
+def layout(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> Layout:
+    """Code the payload, one shared tensor at a time, into the parts of its file.
+
+    ``coder``: ``"huffman"``, ``"rans"`` or ``"auto"``: every shared tensor coded both ways,
+    then the smallest of three files: all Huffman, all rANS, or each tensor with the coder
+    that stores it in fewer bytes (ties: in that order). The metadata names the coder of
+    the file: ``"auto"`` only for a file that mixes both. ``chunk_size``: symbols per chunk;
+    None: 16384 for Huffman, rANS's own choice (:func:`wsc.rans.auto_chunk_size`).
+    """
     from wsc import huffman
 
+    check_coder(coder)
     cb = np.ascontiguousarray(p.codebook, dtype=np.float32)
     m = cb.size
     if not 1 <= m <= 65536:
         raise ValueError(f"the codebook must hold 1 to 65536 values; got {m}")
     if not p.shared:
         raise ValueError("a .wsc file needs at least one shared tensor")
-    order = list(p.order) or [s.name for s in p.shared] + list(p.stored)
-    entries: dict[str, dict] = {}
-    lengths, offsets, data = [], [], []
+    coded: dict[str, list[_Coded]] = {c: [] for c in (CODERS if coder == "auto" else (coder,))}
     for s in p.shared:
         idx = np.ascontiguousarray(s.indices).reshape(-1)
         counts = huffman.histogram(idx, _alphabet(m))
-        stream = huffman.encode(idx, counts, chunk_size=chunk_size)
-        ln = np.asarray(stream.lengths, dtype=np.uint8)
-        off = np.asarray(stream.chunk_offsets, dtype=np.int64)
-        dat = np.asarray(stream.data, dtype=np.uint8)
-        bits = int((counts * ln.astype(np.int64)).sum())
-        entries[s.name] = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
-                           "numel": int(idx.size), "bits": bits, "crc32": _crc(ln, off, dat)}
-        del idx, stream  # one tensor's indices at a time
-        lengths.append(ln)
-        offsets.append(off)
-        data.append(dat)
+        for c, streams in coded.items():
+            streams.append(_code_stream(idx, counts, c, chunk_size))
+        del idx  # one tensor's indices at a time
+    if coder != "auto":
+        return _assemble(p, cb, coded[coder], coder)
+    h, r = coded["huffman"], coded["rans"]
+    mixed = [b if b.stored_bytes < a.stored_bytes else a for a, b in zip(h, r)]
+    files = [_assemble(p, cb, h, "huffman"), _assemble(p, cb, r, "rans")]
+    if len({c.coder for c in mixed}) > 1:
+        files.append(_assemble(p, cb, mixed, "auto"))
+    return min(files, key=lambda f: f.size)
+
+
+def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> Layout:
+    """The file of the payload with the shared tensors' streams ``coded``."""
+    m = cb.size
+    order = list(p.order) or [s.name for s in p.shared] + list(p.stored)
+    entries: dict[str, dict] = {}
+    lengths, tables = [], []
+    huffman_chunk = None
+    for s, c in zip(p.shared, coded):
+        e = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
+             "numel": c.n, "bits": c.bits, "crc32": _crc(c.code, c.offsets, c.data)}
+        if coder == "auto":
+            e["coder"] = c.coder
+        if c.coder == "rans":
+            e["chunk_size"] = int(c.chunk_size)
+            e["table_bytes"] = int(c.code.size)
+            tables.append(c.code)
+        else:
+            huffman_chunk = int(c.chunk_size)
+            lengths.append(c.code)
+        entries[s.name] = e
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for name, t in p.stored.items():
         t = t.detach().cpu().contiguous()
@@ -149,9 +228,12 @@ def layout(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> Layout:
                          "crc32": _crc(t)}
         by_dtype.setdefault(t.dtype, []).append(t)
     tensors = {"codebook": (torch.float32, (m,), [cb]),
-               "lengths": (torch.uint8, (len(lengths), _alphabet(m)), lengths),
-               "offsets": (torch.int64, (sum(o.size for o in offsets),), offsets),
-               "data": (torch.uint8, (sum(d.size for d in data),), data)}
+               "offsets": (torch.int64, (sum(c.offsets.size for c in coded),), [c.offsets for c in coded]),
+               "data": (torch.uint8, (sum(c.data.size for c in coded),), [c.data for c in coded])}
+    if lengths:
+        tensors["lengths"] = (torch.uint8, (len(lengths), _alphabet(m)), lengths)
+    if tables:
+        tensors["tables"] = (torch.uint8, (sum(t.size for t in tables),), tables)
     for dt, ts in by_dtype.items():
         tensors[f"stored.{_dtype_name(dt)}"] = (dt, (sum(t.numel() for t in ts),), ts)
     for alias, target in p.aliases.items():
@@ -160,30 +242,39 @@ def layout(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> Layout:
         entries[alias] = {"name": alias, "alias_of": target}
     if sorted(order) != sorted(entries):
         raise ValueError("order must list every tensor and alias exactly once")
-    meta = {"format": FORMAT, "version": VERSION, "coder": CODER, "chunk_size": int(chunk_size),
+    meta = {"format": FORMAT, "version": VERSION, "coder": coder,
             "codebook": {"size": int(m), "crc32": _crc(cb)}, "tensors": [entries[n] for n in order],
             "info": p.info}
+    if huffman_chunk is not None:
+        meta["chunk_size"] = huffman_chunk
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     crc = str(zlib.crc32(text.encode()))
     head, buffers = _safetensors.serialize(tensors, {"wsc": text, "wsc.crc32": crc})
     return Layout(head, buffers, meta)
 
 
-def encode(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[bytes, dict]:
-    """(the exact bytes of the file, its metadata) for the payload."""
-    lay = layout(p, chunk_size=chunk_size)
+def shared_coders(meta: dict) -> list[str]:
+    """The coder of each shared tensor of a file's metadata, in order."""
+    option = meta.get("coder", "huffman")
+    return [e.get("coder", "huffman") if option == "auto" else option for e in meta["tensors"]
+            if e.get("shared") is True and "alias_of" not in e]
+
+
+def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> tuple[bytes, dict]:
+    """(the exact bytes of the file, its metadata) for the payload (see :func:`layout`)."""
+    lay = layout(p, coder=coder, chunk_size=chunk_size)
     return lay.tobytes(), lay.meta
 
 
-def to_bytes(p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
+def to_bytes(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> bytes:
     """The exact bytes of the .wsc file of the payload."""
-    return encode(p, chunk_size=chunk_size)[0]
+    return encode(p, coder=coder, chunk_size=chunk_size)[0]
 
 
-def write(path, p: Payload, *, chunk_size: int = DEFAULT_CHUNK) -> int:
+def write(path, p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> int:
     """Write the payload to ``path`` atomically (temp file + rename), buffer by buffer; returns
     the file size."""
-    lay = layout(p, chunk_size=chunk_size)
+    lay = layout(p, coder=coder, chunk_size=chunk_size)
     return write_bytes(path, [lay.head, *lay.buffers])
 
 
@@ -278,9 +369,15 @@ def _show(v, n: int = 40) -> str:
 @dataclass
 class _Stream:
     entry: dict
-    lengths: np.ndarray
+    coder: str
+    chunk_size: int
+    code: np.ndarray  # Huffman code lengths, or the packed rANS table
     offsets: np.ndarray
     data: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:  # the name in version 1
+        return self.code
 
 
 MAX_CHUNK = 2**40
@@ -314,15 +411,20 @@ class Archive:
         meta = self.meta
         _check(isinstance(meta, dict) and meta.get("format") == FORMAT, "not a .wsc file (format field)")
         version = meta.get("version")
-        _check(_is_int(version) and version == VERSION,
-               f"unsupported .wsc format version {_show(version, 40)} (this reader knows {VERSION})")
+        _check(_is_int(version) and version in READABLE,
+               f"unsupported .wsc format version {_show(version, 40)} (this reader knows "
+               f"{', '.join(map(str, READABLE))})")
+        self.version = int(version)
         coder = meta.get("coder")
-        _check(coder == CODER, f"unknown coder {_show(coder, 40)} (this reader knows {CODER!r})")
-        for key, kind in (("chunk_size", int), ("codebook", dict), ("tensors", list)):
-            _check(isinstance(meta.get(key), kind) and not isinstance(meta.get(key), bool),
-                   f"metadata field {key!r} is missing or not a {kind.__name__}")
-        _check(1 <= meta["chunk_size"] <= MAX_CHUNK,
-               f"chunk_size must be in [1, 2^40]; got {_show(meta['chunk_size'], 40)}")
+        coders = ("huffman",) if self.version == 1 else CODER_OPTIONS
+        _check(isinstance(coder, str) and coder in coders,
+               f"unknown coder {_show(coder, 40)} (version {self.version} files use {', '.join(coders)})")
+        for key, kind in (("codebook", dict), ("tensors", list)):
+            _check(isinstance(meta.get(key), kind), f"metadata field {key!r} is missing or not a {kind.__name__}")
+        if self.version == 1 or "chunk_size" in meta:  # the Huffman streams' chunk size
+            cs = meta.get("chunk_size")
+            _check(_is_int(cs), "metadata field 'chunk_size' is missing or not a int")
+            _check(1 <= cs <= MAX_CHUNK, f"chunk_size must be in [1, 2^40]; got {_show(cs, 40)}")
         _check(all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in meta["tensors"]),
                "every tensor entry needs a name")
         names = [e["name"] for e in meta["tensors"]]
@@ -344,21 +446,51 @@ class Archive:
         _check(len(self.shared) >= 1, "the file holds no shared tensor")
         self.streams = self._split_streams()
         self._stored_views = self._split_stored()
-        expected = {"codebook", "lengths", "offsets", "data"} | {f"stored.{e['dtype']}" for e in self.stored}
+        expected = {"codebook", "offsets", "data"} | {f"stored.{e['dtype']}" for e in self.stored}
+        expected |= {"lengths"} if any(s.coder == "huffman" for s in self.streams) else set()
+        expected |= {"tables"} if any(s.coder == "rans" for s in self.streams) else set()
         extra = set(self.tensors) - expected
         _check(not extra, f"unexpected tensors in the file: {sorted(extra)[:10]}")
 
+    def _stream_coder(self, e: dict) -> tuple[str, int]:
+        """(coder, chunk size) of a shared entry, checked. The coder is the file's unless the
+        file was written with "auto"; a Huffman stream takes the file's chunk size, a rANS
+        stream has its own."""
+        from wsc import rans
+
+        name, option = _name(e), self.meta["coder"]
+        if option == "auto":
+            coder = e.get("coder")
+            _check(isinstance(coder, str) and coder in CODERS,
+                   f"{name}: unknown coder {_show(coder, 40)} (this reader knows {', '.join(CODERS)})")
+        else:
+            _check("coder" not in e or e["coder"] == option,
+                   f"{name}: coder {_show(e.get('coder'), 40)} in a file written with {option!r}")
+            coder = option
+        if coder == "rans":
+            cs = e.get("chunk_size")
+            _check(_is_int(cs) and 1 <= cs <= rans.MAX_CHUNK,
+                   f"{name}: chunk_size {_show(cs, 40)} missing or outside [1, {rans.MAX_CHUNK}]")
+            return coder, cs
+        _check("chunk_size" in self.meta, "metadata field 'chunk_size' is missing (the file holds Huffman streams)")
+        return coder, self.meta["chunk_size"]
+
     def _split_streams(self) -> list[_Stream]:
-        m, cs = self.codebook.numel(), self.meta["chunk_size"]
-        lengths = _tensor(self.tensors, "lengths", torch.uint8, 2)
+        m = self.codebook.numel()
+        a = _alphabet(m)
+        kinds = [self._stream_coder(e) for e in self.shared]
+        n_huffman = sum(c == "huffman" for c, _ in kinds)
+        if n_huffman:
+            lengths = _tensor(self.tensors, "lengths", torch.uint8, 2)
+            _check(tuple(lengths.shape) == (n_huffman, a), f"code lengths of shape {tuple(lengths.shape)}, "
+                   f"expected ({n_huffman}, {a}) for {n_huffman} Huffman-coded tensors and {m} values")
+            _check(int(lengths.max()) <= 32, f"a code length of {int(lengths.max())} bits (at most 32)")
+            lengths = lengths.numpy()
+        tables = _tensor(self.tensors, "tables", torch.uint8).numpy() if n_huffman < len(kinds) else None
         offsets = _tensor(self.tensors, "offsets", torch.int64).numpy()
         data = _tensor(self.tensors, "data", torch.uint8).numpy()
-        a = _alphabet(m)
-        _check(tuple(lengths.shape) == (len(self.shared), a), f"code lengths of shape {tuple(lengths.shape)}, "
-               f"expected ({len(self.shared)}, {a}) for {len(self.shared)} shared tensors and {m} values")
-        _check(int(lengths.max()) <= 32, f"a code length of {int(lengths.max())} bits (at most 32)")
-        streams, o, d = [], 0, 0
-        for j, e in enumerate(self.shared):
+        streams, o, d, h, t = [], 0, 0, 0, 0
+        for e, (coder, cs) in zip(self.shared, kinds):
             name = _name(e)
             dtype = e.get("dtype")
             _check(isinstance(dtype, str) and dtype in _FLOATS,
@@ -373,15 +505,30 @@ class Archive:
             end = int(off[-1])
             _check(int(off[0]) == 0 and bool((off[1:] >= off[:-1]).all()) and end <= data.size - d,
                    f"{name}: chunk offsets do not match the {data.size - d} payload bytes left")
-            # every symbol takes at least one bit: the payload bounds the element count
-            _check(numel <= 8 * end, f"{name}: {numel} values cannot fit in {end} payload bytes")
             bits = e.get("bits")
-            _check(_is_int(bits) and numel <= bits <= 8 * end,
-                   f"{name}: payload bits {_show(bits, 40)} impossible for {numel} values in {end} bytes")
-            streams.append(_Stream(e, lengths[j].numpy(), off, data[d:d + end]))
+            if coder == "huffman":
+                # every symbol takes at least one bit: the payload bounds the element count
+                _check(numel <= 8 * end, f"{name}: {numel} values cannot fit in {end} payload bytes")
+                _check(_is_int(bits) and numel <= bits <= 8 * end,
+                       f"{name}: payload bits {_show(bits, 40)} impossible for {numel} values in {end} bytes")
+                code, h = lengths[h], h + 1
+            else:
+                # every chunk starts with its states: the payload bounds the chunks, the chunk
+                # size (at most rans.MAX_CHUNK) the element count
+                _check(RANS_STATE_BYTES * (n_off - 1) <= end,
+                       f"{name}: {n_off - 1} rANS chunks cannot fit in {end} payload bytes")
+                _check(_is_int(bits) and bits == 8 * end,
+                       f"{name}: payload bits {_show(bits, 40)}, but its payload holds {end} bytes")
+                size = e.get("table_bytes")
+                _check(_is_int(size) and 1 <= size <= tables.size - t,
+                       f"{name}: table_bytes {_show(size, 40)} missing or past the {tables.size - t} bytes "
+                       "left in 'tables'")
+                code, t = tables[t:t + size], t + size
+            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end]))
             o, d = o + n_off, d + end
         _check(o == offsets.size, f"{offsets.size - o} chunk offsets left over")
         _check(d == data.size, f"{data.size - d} payload bytes left over")
+        _check(tables is None or t == tables.size, f"{0 if tables is None else tables.size - t} table bytes left over")
         return streams
 
     def _split_stored(self) -> list[torch.Tensor]:
@@ -405,47 +552,70 @@ class Archive:
     def stream_ok(self, j: int) -> bool:
         """True when the CRC-32 of shared tensor j's stream matches the metadata."""
         s = self.streams[j]
-        return _crc(s.lengths, s.offsets, s.data) == s.entry.get("crc32")
+        return _crc(s.code, s.offsets, s.data) == s.entry.get("crc32")
 
     def stored_ok(self, j: int) -> bool:
         return _crc(self._stored_views[j]) == self.stored[j].get("crc32")
 
+    def coded_stream(self, j: int):
+        """Shared tensor j's stream as a :class:`wsc.huffman.HuffmanStream` or
+        :class:`wsc.rans.RansStream` (checksum checked; a bad rANS table raises FormatError)."""
+        from wsc import huffman, rans
+
+        s = self.streams[j]
+        name, n = _name(s.entry), s.entry["numel"]
+        _check(self.stream_ok(j), f"{name}: checksum mismatch: the stream is corrupt")
+        if s.coder == "huffman":
+            return huffman.HuffmanStream(data=s.data, lengths=s.code, chunk_offsets=s.offsets, n_symbols=n,
+                                         chunk_size=s.chunk_size)
+        try:
+            freqs, scale = rans.unpack_freqs(s.code, _alphabet(self.codebook.numel()))
+        except ValueError as exc:
+            raise FormatError(f"{name}: bad rANS frequency table ({exc})") from None
+        return rans.RansStream(data=s.data, freqs=freqs, chunk_offsets=s.offsets, n_symbols=n,
+                               chunk_size=s.chunk_size, scale_bits=scale)
+
+    def _check_bits(self, j: int, bits: int) -> None:
+        e = self.streams[j].entry
+        _check(bits == e["bits"], f"{_name(e)}: {bits} payload bits, the metadata says {e['bits']}")
+
     def indices(self, j: int) -> np.ndarray:
         """Decoded codebook indices of shared tensor j (flat); checks CRC, payload bits and range."""
-        from wsc import huffman
+        from wsc import huffman, rans
 
         s = self.streams[j]
         name, n, m = _name(s.entry), s.entry["numel"], self.codebook.numel()
-        _check(self.stream_ok(j), f"{name}: checksum mismatch: the stream is corrupt")
-        stream = huffman.HuffmanStream(data=s.data, lengths=s.lengths, chunk_offsets=s.offsets,
-                                       n_symbols=n, chunk_size=self.meta["chunk_size"])
+        stream = self.coded_stream(j)
         try:
-            idx = huffman.decode(stream)
+            idx = (huffman if s.coder == "huffman" else rans).decode(stream)
         except ValueError as exc:
             raise FormatError(f"{name}: undecodable stream ({exc})") from None
         _check(idx.size == n, f"{name}: decoded {idx.size} values, expected {n}")
         _check(int(idx.max()) < m, f"{name}: index {int(idx.max())} is outside the codebook of {m} values")
-        bits = int((np.bincount(idx, minlength=s.lengths.size) * s.lengths.astype(np.int64)).sum())
-        _check(bits == s.entry["bits"], f"{name}: {bits} payload bits, the metadata says {s.entry['bits']}")
+        if s.coder == "huffman":
+            self._check_bits(j, int((np.bincount(idx, minlength=s.code.size) * s.code.astype(np.int64)).sum()))
+        else:
+            self._check_bits(j, stream.nbits)
         return idx
 
     def shared_tensor(self, j: int) -> torch.Tensor:
         """Shared tensor j restored in its original dtype and shape, decoded and gathered in one
         fused pass (no full index array); the decoder checks every chunk and every index."""
-        from wsc import huffman
+        from wsc import huffman, rans
 
         s = self.streams[j]
         e = s.entry
-        _check(self.stream_ok(j), f"{e['name']!r}: checksum mismatch: the stream is corrupt")
         dtype = _FLOATS[e["dtype"]]
-        stream = huffman.HuffmanStream(data=s.data, lengths=s.lengths, chunk_offsets=s.offsets,
-                                       n_symbols=e["numel"], chunk_size=self.meta["chunk_size"])
+        stream = self.coded_stream(j)
+        gather_dtype = dtype if dtype in _NATIVE else torch.float32
         try:
-            out, bits = huffman.decode_gather(stream, self.codebook, dtype=dtype if dtype in _NATIVE else torch.float32,
-                                              return_bits=True)
+            if s.coder == "huffman":
+                out, bits = huffman.decode_gather(stream, self.codebook, dtype=gather_dtype, return_bits=True)
+            else:
+                out, bits = rans.decode_gather(stream, self.codebook, dtype=gather_dtype), stream.nbits
         except ValueError as exc:
-            raise FormatError(f"{e['name']!r}: undecodable stream ({exc})") from None
-        _check(bits == e["bits"], f"{e['name']!r}: {bits} payload bits, the metadata says {e['bits']}")
+            raise FormatError(f"{_name(e)}: undecodable stream ({exc})") from None
+        self._check_bits(j, bits)
         return out.to(dtype).reshape(_shape(e))
 
     def stored_tensor(self, j: int) -> torch.Tensor:
@@ -500,13 +670,18 @@ def verify(source) -> list[str]:
 
 
 def inspect(source) -> dict:
-    """Sizes, bits per weight, ratios and checksum status of a .wsc file, without decoding."""
+    """Sizes, bits per weight, ratios and checksum status of a .wsc file, without decoding.
+
+    Per shared tensor: its coder, chunk size, stored bytes (payload, offsets, code lengths or
+    frequency table) and payload bits per weight; ``coders``: how many tensors each coder holds.
+    """
     a = read(source)
     shared, stored = [], []
     for j, s in enumerate(a.streams):
         e = s.entry
         shared.append({"name": e["name"], "shape": e["shape"], "dtype": e["dtype"], "numel": e["numel"],
-                       "bytes": int(s.data.size + s.offsets.size * 8 + s.lengths.size),
+                       "coder": s.coder, "chunk_size": s.chunk_size,
+                       "bytes": int(s.data.size + s.offsets.size * 8 + s.code.size),
                        "bits_per_weight": e["bits"] / e["numel"],
                        "original_bytes": e["numel"] * _FLOATS[e["dtype"]].itemsize, "checksum_ok": a.stream_ok(j)})
     for j, e in enumerate(a.stored):
@@ -516,7 +691,8 @@ def inspect(source) -> dict:
     n_shared = sum(s["numel"] for s in shared)
     bpw = sum(s.entry["bits"] for s in a.streams) / n_shared
     original = sum(s["original_bytes"] for s in shared) + sum(s["bytes"] for s in stored)
-    return {"format": FORMAT, "version": VERSION, "coder": CODER, "chunk_size": a.meta["chunk_size"],
+    coders = {c: sum(s.coder == c for s in a.streams) for c in CODERS if any(s.coder == c for s in a.streams)}
+    return {"format": FORMAT, "version": a.version, "coder": a.meta["coder"], "coders": coders,
             "file_bytes": a.file_bytes, "codebook_size": a.codebook.numel(), "codebook_checksum_ok": a.codebook_ok,
             "shared_weights": n_shared, "bits_per_weight": bpw, "original_bytes": original,
             "ratio": original / a.file_bytes, "paper_style_ratio": 32.0 / bpw if bpw else None,
@@ -525,4 +701,5 @@ def inspect(source) -> dict:
 
 
 __all__ = ["Payload", "SharedTensor", "Layout", "layout", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
-           "load_state_dict", "inspect", "verify", "FormatError", "FORMAT", "VERSION", "CODER"]
+           "load_state_dict", "inspect", "verify", "check_coder", "shared_coders", "FormatError", "FORMAT", "VERSION",
+           "READABLE", "CODERS", "CODER_OPTIONS", "DEFAULT_CODER"]

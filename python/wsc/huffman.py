@@ -20,15 +20,14 @@ import numpy as np
 import torch
 
 from wsc import _cuda
-from wsc._arrays import FLOAT_CODES, as_tensor, check_bins, check_device, check_tensor
-from wsc._native import U8, U16, _C
+from wsc._arrays import (FLOAT_CODES, INDEX_NP, as_tensor, check_bins, check_device, check_tensor, checked_array,
+                         counts_of, index_array, int_in)
+from wsc._native import U8, _C
 
 MAX_LEN = 32
 DEFAULT_MAX_LEN = 24
 DEFAULT_CHUNK_SIZE = 16384
 
-_INDEX_NP = {np.dtype(np.uint8): U8, np.dtype(np.uint16): U16}
-_INDEX_TORCH = {torch.uint8: U8, torch.uint16: U16}
 
 
 @dataclass(frozen=True)
@@ -68,20 +67,6 @@ class HuffmanStream:
         return np.dtype(np.uint8 if self.k <= 256 else np.uint16)
 
 
-def _index_array(x, name: str, device: torch.device | str = "cpu") -> tuple[int, int, int]:
-    """(address, index type code, element count) of a uint8/uint16 contiguous array on ``device``."""
-    if isinstance(x, np.ndarray):
-        if x.dtype not in _INDEX_NP:
-            raise TypeError(f"{name} must have dtype uint8, uint16; got {x.dtype}")
-        if not x.flags.c_contiguous:
-            raise ValueError(f"{name} must be C-contiguous; got a numpy array with strides {x.strides}")
-        return x.ctypes.data, _INDEX_NP[x.dtype], int(x.size)
-    if isinstance(x, torch.Tensor):
-        check_tensor(x, name, tuple(_INDEX_TORCH), device=device)
-        return x.data_ptr(), _INDEX_TORCH[x.dtype], int(x.numel())
-    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
-
-
 def _target_device(out, device) -> torch.device:
     """Where to decode: ``device`` if given, else out's device (cpu for numpy or no out)."""
     here = out.device if isinstance(out, torch.Tensor) else torch.device("cpu")
@@ -106,44 +91,13 @@ def _cuda_decode(fn: str, stream, data, lengths, offsets, device: torch.device, 
                         workspace.data_ptr())
 
 
-def _int_in(v, name: str, lo: int, hi: int) -> int:
-    """``v`` as int after checking that it is an integer in [lo, hi]."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    if not lo <= v <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {int(v)}")
-    return int(v)
-
-
-def _counts(counts_or_k, addr: int, itype: int, n: int, name: str = "counts_or_k") -> np.ndarray:
-    """int64 counts: computed from the n indices at addr for an int k, else the given array checked."""
-    if isinstance(counts_or_k, (int, np.integer)) and not isinstance(counts_or_k, bool):
-        k = check_bins(counts_or_k, name)
-        counts = np.empty(k, dtype=np.int64)
-        _C.histogram(addr, itype, n, k, counts.ctypes.data)
-        return counts
-    if isinstance(counts_or_k, torch.Tensor):
-        counts_or_k = counts_or_k.detach().cpu().numpy()
-    if not isinstance(counts_or_k, np.ndarray):
-        raise TypeError(f"{name} must be an int k or an integer array of counts, "
-                        f"got {type(counts_or_k).__name__}")
-    if counts_or_k.dtype.kind not in "iu":
-        raise TypeError(f"{name} must have an integer dtype; got {counts_or_k.dtype}")
-    if counts_or_k.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {counts_or_k.shape}")
-    check_bins(counts_or_k.size, f"len({name})")
-    if (counts_or_k < 0).any():
-        raise ValueError(f"{name} must be >= 0; got {int(counts_or_k.min())}")
-    return np.ascontiguousarray(counts_or_k, dtype=np.int64)
-
-
 def _max_len(max_len, counts: np.ndarray) -> int:
     """The length limit to use: ``max_len`` checked, or the default."""
     used = int(np.count_nonzero(counts))
     need = max(1, math.ceil(math.log2(used))) if used > 1 else 1
     if max_len is None:
         return max(DEFAULT_MAX_LEN, need)
-    max_len = _int_in(max_len, "max_len", 1, MAX_LEN)
+    max_len = int_in(max_len, "max_len", 1, MAX_LEN)
     if max_len < need:
         raise ValueError(f"max_len {max_len} is too small for {used} used symbols (needs >= {need})")
     return max_len
@@ -152,8 +106,8 @@ def _max_len(max_len, counts: np.ndarray) -> int:
 def histogram(indices, k: int) -> np.ndarray:
     """int64[k]: how often each symbol occurs in ``indices`` (uint8/uint16, contiguous; every
     index must be < k). Native and multi-threaded; no temporary beyond the counts."""
-    addr, itype, n = _index_array(indices, "indices")
-    return _counts(check_bins(k, "k"), addr, itype, n, "k")
+    addr, itype, n = index_array(indices, "indices")
+    return counts_of(check_bins(k, "k"), addr, itype, n, "k")
 
 
 def code_lengths(counts, max_len: int | None = None) -> np.ndarray:
@@ -165,7 +119,7 @@ def code_lengths(counts, max_len: int | None = None) -> np.ndarray:
     """
     if isinstance(counts, (int, np.integer)):
         raise TypeError("counts must be an integer array of counts, got int")
-    counts = _counts(counts, 0, U8, 0, "counts")
+    counts = counts_of(counts, 0, U8, 0, "counts")
     lengths = np.empty(counts.size, dtype=np.uint8)
     _C.huffman_code_lengths(counts.ctypes.data, counts.size, _max_len(max_len, counts), lengths.ctypes.data)
     return lengths
@@ -181,10 +135,10 @@ def encode(indices, counts_or_k, *, max_len: int | None = None,
     65536 needs at most 16) and binds only for symbols rarer than about 2^-24, where it
     costs next to nothing. ``chunk_size``: symbols per independently decodable chunk.
     """
-    addr, itype, n = _index_array(indices, "indices")
-    counts = _counts(counts_or_k, addr, itype, n)
+    addr, itype, n = index_array(indices, "indices")
+    counts = counts_of(counts_or_k, addr, itype, n)
     k = counts.size
-    chunk_size = _int_in(chunk_size, "chunk_size", 1, 2**40)
+    chunk_size = int_in(chunk_size, "chunk_size", 1, 2**40)
     max_len = _max_len(max_len, counts)
     if n > 0 and not counts.any():
         raise ValueError("counts_or_k has no non-zero count, but indices is not empty")
@@ -201,26 +155,16 @@ def encode(indices, counts_or_k, *, max_len: int | None = None,
     return HuffmanStream(data, lengths, offsets, n, chunk_size)
 
 
-def _checked_array(a, name: str, dtype, ndim: int = 1) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D; got shape {a.shape}")
-    return np.ascontiguousarray(a)
-
-
 def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Contiguous (data, lengths, chunk_offsets) of a structurally valid stream."""
     if not isinstance(stream, HuffmanStream):
         raise TypeError(f"stream must be a HuffmanStream, got {type(stream).__name__}")
-    data = _checked_array(stream.data, "stream.data", np.uint8)
-    lengths = _checked_array(stream.lengths, "stream.lengths", np.uint8)
-    offsets = _checked_array(stream.chunk_offsets, "stream.chunk_offsets", np.int64)
+    data = checked_array(stream.data, "stream.data", np.uint8)
+    lengths = checked_array(stream.lengths, "stream.lengths", np.uint8)
+    offsets = checked_array(stream.chunk_offsets, "stream.chunk_offsets", np.int64)
     check_bins(lengths.size, "stream.k")
-    n = _int_in(stream.n_symbols, "stream.n_symbols", 0, 2**62)
-    cs = _int_in(stream.chunk_size, "stream.chunk_size", 1, 2**40)
+    n = int_in(stream.n_symbols, "stream.n_symbols", 0, 2**62)
+    cs = int_in(stream.chunk_size, "stream.chunk_size", 1, 2**40)
     if offsets.size != -(-n // cs) + 1:
         raise ValueError(f"stream.chunk_offsets must have ceil(n_symbols / chunk_size) + 1 = "
                          f"{-(-n // cs) + 1} entries; got {offsets.size}")
@@ -247,7 +191,7 @@ def decode(stream: HuffmanStream, out=None, *, device=None):
     if target.type == "cuda":
         if out is None:
             out = torch.empty(n, dtype=torch.uint8 if k <= 256 else torch.uint16, device=target)
-        addr, itype, size = _index_array(out, "out", target)
+        addr, itype, size = index_array(out, "out", target)
         if size != n:
             raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
         if itype == U8 and k > 256:
@@ -256,11 +200,11 @@ def decode(stream: HuffmanStream, out=None, *, device=None):
         return out
     if out is None:
         result = np.empty(n, dtype=stream.index_dtype)
-        addr, itype = result.ctypes.data, _INDEX_NP[result.dtype]
+        addr, itype = result.ctypes.data, INDEX_NP[result.dtype]
     else:
         if isinstance(out, np.ndarray) and not out.flags.writeable:
             raise ValueError("out must be writeable")
-        addr, itype, size = _index_array(out, "out")
+        addr, itype, size = index_array(out, "out")
         if size != n:
             raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
         if itype == U8 and k > 256:

@@ -15,12 +15,14 @@ from wsc.codebook import Codebook
 class Solution:
     """One configuration, scored and measured.
 
-    ``bits_per_weight``: Huffman payload bits per shared weight; ``entropy_bits``: the
-    order-0 entropy of the indices of all shared weights together (bits per weight; each
-    tensor has its own Huffman code, so the payload can come slightly below it); ``file_bytes``: exact size of
-    the .wsc file this solution writes; ``ratio``: original bytes of every tensor the file
-    holds / ``file_bytes`` (honest); ``paper_style_ratio``: 32 / ``bits_per_weight`` (the
-    paper's figure: ignores the codebook, code tables and unshared tensors).
+    ``bits_per_weight``: payload bits per shared weight with the coder the file uses
+    (``coder``: ``"huffman"``, ``"rans"`` or ``"huffman+rans"`` when ``coder="auto"`` mixed
+    them); ``entropy_bits``: the order-0 entropy of the indices of all shared weights together
+    (bits per weight; each tensor has its own code, so the payload can come slightly below
+    it); ``file_bytes``: exact size of the .wsc file this solution writes; ``ratio``: original
+    bytes of every tensor the file holds / ``file_bytes`` (honest); ``paper_style_ratio``: 32 /
+    ``bits_per_weight`` (the paper's figure: ignores the codebook, code tables and unshared
+    tensors).
     """
 
     k: int
@@ -35,6 +37,7 @@ class Solution:
     ratio: float
     paper_style_ratio: float
     codebook: Codebook = field(repr=False, compare=False)
+    coder: str = "huffman"
 
     @property
     def search_error(self) -> float:
@@ -90,7 +93,7 @@ class CompressionResult:
         if self._bench is None:
             raise RuntimeError("this result no longer holds the model's weights; it cannot save")
         sol = self.choose() if solution is None else solution
-        size = container.write(path, self.payload(sol))
+        size = container.write(path, self.payload(sol), coder=self.settings.get("coder", "huffman"))
         if size != sol.file_bytes:  # pragma: no cover - serialisation is deterministic
             raise RuntimeError(f"wrote {size} bytes, the report says {sol.file_bytes}")
         return sol

@@ -28,7 +28,7 @@ import torch
 
 from wsc import ops
 from wsc._arrays import index_dtype
-from wsc.codebook import Codebook, SortedTensors, WeightStream, huffman_bits
+from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
 
 # Up to this many shared weights the codebooks come from sorted copies (12 bytes per weight,
 # O(k log N) per codebook); above it from streaming passes (no copy, O(N) per codebook), so
@@ -149,10 +149,19 @@ class Workbench:
         per, _, _ = self.weights.tensor_bins(cb.k)
         return [np.add.reduceat(c[cb.bins], list(cb.groups)) for c in per]
 
-    def coded_bits(self, cb: Codebook) -> int:
-        """Estimated coded size in bits: Huffman payloads, code-length tables and the codebook."""
-        payload = sum(huffman_bits(c) for c in self.tensor_counts(cb))
-        return int(payload + 8 * cb.size * len(self._work) + 32 * cb.size)
+    def coded_bits(self, cb: Codebook, coder: str = "huffman") -> int:
+        """Estimated coded size in bits: payloads, code tables and the codebook.
+
+        ``coder``: ``"huffman"`` (Huffman payloads, one byte of code length per value and
+        tensor), ``"rans"`` (order-0 entropy of each tensor, its 32 bytes of flushed states,
+        about two bytes of frequency table per value) or ``"auto"`` (the smaller per tensor).
+        """
+        total = 32 * cb.size
+        for c in self.tensor_counts(cb):
+            huffman = huffman_bits(c) + 8 * cb.size
+            rans = int(np.ceil(entropy_bits(c) * c.sum())) + 256 + 16 * int(np.count_nonzero(c))
+            total += {"huffman": huffman, "rans": rans, "auto": min(huffman, rans)}[coder]
+        return int(total)
 
     # ------------------------------------------------------------ models
     @staticmethod

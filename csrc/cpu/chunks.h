@@ -1,4 +1,5 @@
-// Internal: how a Huffman stream is cut into chunks, and the checks of its byte offsets.
+// Internal: how a chunked stream (Huffman or rANS) is cut into chunks, and the checks of its
+// byte offsets.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -13,9 +14,10 @@ namespace detail {
 // n symbols in chunks of `size` (the last one shorter): chunk c holds [begin(c), end(c)).
 struct Chunks {
   int64_t n, size, count;
-  Chunks(int64_t n_, int64_t size_) : n(n_), size(size_), count(0) {
-    check(n >= 0, "huffman: the number of symbols must be >= 0, got " + std::to_string(n));
-    check(size >= 1, "huffman: chunk_size must be >= 1, got " + std::to_string(size));
+  Chunks(int64_t n_, int64_t size_, const char* who = "huffman") : n(n_), size(size_), count(0) {
+    check(n >= 0, std::string(who) + ": the number of symbols must be >= 0, got " +
+                      std::to_string(n));
+    check(size >= 1, std::string(who) + ": chunk_size must be >= 1, got " + std::to_string(size));
     count = n / size + (n % size != 0);
   }
   int64_t begin(int64_t c) const { return c * size; }
