@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import wsc
 from wsc import container
@@ -175,3 +177,23 @@ def test_decoder_bound_checks_run_past_a_corrupt_stream(seeds):
     with pytest.raises(FormatError, match="undecodable stream"):
         wsc.load_state_dict(raw)
     assert any("undecodable" in p for p in container.verify(raw))
+
+
+# ---------------------------------------------------------------- hypothesis, byte level
+_SEED = fuzz._seed_files()[1]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes(raw):
+    assert fuzz.check_case("file", raw) in ("ok", "rejected")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, len(_SEED)), st.binary(max_size=64), st.integers(0, len(_SEED)))
+def test_a_valid_file_cut_and_patched(cut, junk, at):
+    raw = bytearray(_SEED[:cut] + junk + _SEED[cut + len(junk):])
+    assert fuzz.check_case("file", bytes(raw)) in ("ok", "rejected")
+    raw = bytearray(_SEED)
+    raw[at:at + len(junk)] = junk
+    assert fuzz.check_case("file", bytes(raw[:len(_SEED)])) in ("ok", "rejected")

@@ -24,6 +24,10 @@ struct Nibbles {
   uint32_t operator[](int64_t i) const { return (p[i >> 1] >> ((i & 1) * 4)) & 15u; }
 };
 
+// Blocks of indices are first checked (a vectorised max), then gathered without a bound
+// test per element; a block with an index >= k is counted and never gathered.
+constexpr int64_t kGatherBlock = 4096;
+
 template <class I, class O>
 void gather_typed(I idx, int64_t n, const O* table, int64_t k, O* out) {
   const int64_t nb = num_blocks(n, 1 << 16);
@@ -32,10 +36,15 @@ void gather_typed(I idx, int64_t n, const O* table, int64_t k, O* out) {
   parallel_for(nb, [&](int64_t b) {
     int64_t s = n * b / nb, e = n * (b + 1) / nb;
     int64_t nbad = 0;
-    for (int64_t i = s; i < e; ++i) {
-      uint32_t v = idx[i];
-      nbad += v > top;
-      out[i] = table[v > top ? top : v];  // clamped read: never out of bounds
+    for (int64_t p = s; p < e; p += kGatherBlock) {
+      const int64_t q = std::min(e, p + kGatherBlock);
+      uint32_t most = 0;
+      for (int64_t i = p; i < q; ++i) most = std::max(most, idx[i]);
+      if (most > top) {
+        for (int64_t i = p; i < q; ++i) nbad += idx[i] > top;
+        continue;
+      }
+      for (int64_t i = p; i < q; ++i) out[i] = table[idx[i]];
     }
     bad[size_t(b)] = nbad;
   });

@@ -1,9 +1,11 @@
 """The single global codebook over all shared weights: uniform bins, bin means, merges.
 
-Two ways to get the bins of any k, with the same interface (``lo``, ``hi``, ``n``,
+Three ways to get the bins of any k, with the same interface (``lo``, ``hi``, ``n``,
 ``bins(k)``):
 
-- :class:`WeightStream` (what :class:`wsc.workbench.Workbench` uses): the weights stay
+- :class:`SortedTensors` (what :class:`wsc.workbench.Workbench` uses up to
+  ``SORT_LIMIT`` weights): the paper's incremental codebook, each tensor sorted once.
+- :class:`WeightStream` (what the workbench uses above that): the weights stay
   where they are, tensor by tensor; each k costs one streaming pass of the native binning
   kernel in fixed blocks, O(N) time and O(block) memory. Compressing never needs a copy of
   all weights, so a model of 1e9 weights fits beside its working copy. The pass costs no
@@ -181,6 +183,47 @@ class WeightStream:
         return counts, sums
 
 
+class SortedTensors:
+    """The paper's incremental codebook, per tensor: each shared tensor sorted once (float32
+    values, float64 prefix sums: 12 bytes per weight), then the bins of any k in O(T k log N)
+    by binary search and prefix differences. Same interface as :class:`WeightStream`;
+    :class:`wsc.workbench.Workbench` uses it up to ``SORT_LIMIT`` weights and streams above.
+    """
+
+    BLOCK = WeightStream.BLOCK
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        if not tensors:
+            raise ValueError("no values to share: the selection of shared tensors is empty")
+        self.block = self.BLOCK
+        self.sorted: list[SortedWeights] = []
+        for name, t in tensors.items():
+            try:
+                self.sorted.append(SortedWeights(t.float().numpy()))
+            except ValueError as exc:
+                raise ValueError(f"{name!r}: {exc}") from None
+        self.lo = float(min(w.lo for w in self.sorted))
+        self.hi = float(max(w.hi for w in self.sorted))
+        for w in self.sorted:  # one range for all tensors: the global codebook's
+            w.lo, w.hi = self.lo, self.hi
+        self.n = sum(w.n for w in self.sorted)
+
+    def tensor_bins(self, k: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins."""
+        per, counts, sums = [], np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.float64)
+        for w in self.sorted:
+            c, sm = w.bins(k)
+            per.append(c)
+            counts += c
+            sums += sm
+        return per, counts, sums
+
+    def bins(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
+        _, counts, sums = self.tensor_bins(k)
+        return counts, sums
+
+
 @dataclass(frozen=True, eq=False)
 class Codebook:
     """Non-empty bins of a k-bin uniform binning, grouped into runs that share one value.
@@ -283,4 +326,4 @@ def huffman_bits(counts: np.ndarray) -> int:
     return total
 
 
-__all__ = ["SortedWeights", "WeightStream", "Codebook", "bin_rule", "bin_thresholds", "entropy_bits", "huffman_bits"]
+__all__ = ["SortedWeights", "SortedTensors", "WeightStream", "Codebook", "bin_rule", "bin_thresholds", "entropy_bits", "huffman_bits"]
