@@ -145,7 +145,8 @@ def _compact_source(source):
     shared = {s.entry["name"]: (lambda j=j: a.indices(j)) for j, s in enumerate(a.streams)}
     meta = {s.entry["name"]: (tuple(s.entry["shape"]), container._FLOATS[s.entry["dtype"]]) for s in a.streams}
     stored = {e["name"]: a.stored_tensor(j) for j, e in enumerate(a.stored)}
-    return a.codebook, shared, meta, stored, dict(a.aliases)
+    # clone: the codebook may be a view into the file's bytes, which must not stay resident
+    return a.codebook.clone(), shared, meta, stored, dict(a.aliases)
 
 
 def share_(model: nn.Module, source, mode: str = "compact", pack: bool = True) -> nn.Module:
