@@ -148,3 +148,24 @@ def checked_array(a, name: str, dtype, ndim: int = 1) -> np.ndarray:
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D; got shape {a.shape}")
     return np.ascontiguousarray(a)
+
+
+class ChunkedStream:
+    """What every chunked index stream (Huffman, rANS) derives from its fields: a mixin for the
+    frozen dataclasses ``wsc.huffman.HuffmanStream`` and ``wsc.rans.RansStream``, which hold
+    ``data`` (payload bytes) and ``chunk_offsets`` and define ``k``."""
+
+    @property
+    def n_chunks(self) -> int:
+        """Number of independently decodable chunks."""
+        return int(self.chunk_offsets.size) - 1
+
+    @property
+    def nbits(self) -> int:
+        """Payload size in bits (chunk padding and any flushed coder state included)."""
+        return 8 * int(self.data.size)
+
+    @property
+    def index_dtype(self) -> np.dtype:
+        """dtype ``decode`` returns: uint8 for k <= 256, else uint16."""
+        return np.dtype(np.uint8 if self.k <= 256 else np.uint16)

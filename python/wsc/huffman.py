@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from wsc import _cuda
-from wsc._arrays import (FLOAT_CODES, INDEX_NP, as_tensor, check_bins, check_device, check_tensor, checked_array,
-                         counts_of, index_array, int_in)
+from wsc._arrays import (
+    FLOAT_CODES, INDEX_NP, ChunkedStream, as_tensor, check_bins, check_device, check_tensor, checked_array,
+    counts_of, index_array, int_in)
 from wsc._native import U8, _C
 
 MAX_LEN = 32
@@ -29,9 +30,8 @@ DEFAULT_MAX_LEN = 24
 DEFAULT_CHUNK_SIZE = 16384
 
 
-
 @dataclass(frozen=True)
-class HuffmanStream:
+class HuffmanStream(ChunkedStream):
     """An encoded index stream: payload, code lengths and chunk offsets.
 
     ``data``: the payload (uint8). ``lengths``: code length of each of the k symbols (uint8,
@@ -50,21 +50,6 @@ class HuffmanStream:
     def k(self) -> int:
         """Alphabet size."""
         return int(self.lengths.size)
-
-    @property
-    def n_chunks(self) -> int:
-        """Number of independently decodable chunks."""
-        return int(self.chunk_offsets.size) - 1
-
-    @property
-    def nbits(self) -> int:
-        """Payload size in bits (chunk padding included)."""
-        return 8 * int(self.data.size)
-
-    @property
-    def index_dtype(self) -> np.dtype:
-        """dtype ``decode`` returns: uint8 for k <= 256, else uint16."""
-        return np.dtype(np.uint8 if self.k <= 256 else np.uint16)
 
 
 def _target_device(out, device) -> torch.device:

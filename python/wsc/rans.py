@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wsc._arrays import (FLOAT_CODES, INDEX_NP, as_tensor, check_bins, check_tensor, checked_array, counts_of,
-                         index_array, int_in)
+from wsc._arrays import (
+    FLOAT_CODES, INDEX_NP, ChunkedStream, as_tensor, check_bins, check_tensor, checked_array, counts_of,
+    index_array, int_in)
 from wsc._native import U8, _C
 
 MIN_SCALE_BITS = 1
@@ -35,7 +36,7 @@ FLUSH_SHARE = 1e-3  # the automatic chunk size keeps the states' flush below thi
 
 
 @dataclass(frozen=True)
-class RansStream:
+class RansStream(ChunkedStream):
     """An encoded index stream: payload, quantised frequencies and chunk offsets.
 
     ``data``: the payload (uint8). ``freqs``: the frequency of each of the k symbols
@@ -56,21 +57,6 @@ class RansStream:
     def k(self) -> int:
         """Alphabet size."""
         return int(self.freqs.size)
-
-    @property
-    def n_chunks(self) -> int:
-        """Number of independently decodable chunks."""
-        return int(self.chunk_offsets.size) - 1
-
-    @property
-    def nbits(self) -> int:
-        """Payload size in bits (the states flushed at the start of every chunk included)."""
-        return 8 * int(self.data.size)
-
-    @property
-    def index_dtype(self) -> np.dtype:
-        """dtype ``decode`` returns: uint8 for k <= 256, else uint16."""
-        return np.dtype(np.uint8 if self.k <= 256 else np.uint16)
 
     @property
     def table_bytes(self) -> int:
