@@ -108,6 +108,26 @@ def index_array(x, name: str, device: torch.device | str = "cpu") -> tuple[int, 
     raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 
+def decode_target(out, n: int, k: int, device: torch.device | str = "cpu") -> tuple[object, int, int]:
+    """(result, address, index type code) of where a decoder writes n indices of a k-symbol
+    alphabet: a new uint8/uint16 array (numpy on the CPU, torch elsewhere) when ``out`` is None,
+    else ``out`` itself after checking it is writeable, n elements, and wide enough for k."""
+    if out is None:
+        wide = k > 256
+        if torch.device(device).type == "cpu":
+            out = np.empty(n, dtype=np.uint16 if wide else np.uint8)
+        else:
+            out = torch.empty(n, dtype=torch.uint16 if wide else torch.uint8, device=device)
+    elif isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    addr, itype, size = index_array(out, "out", device)
+    if size != n:
+        raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
+    if itype == U8 and k > 256:
+        raise TypeError(f"out must have dtype uint16 for k = {k} > 256; got uint8")
+    return out, addr, itype
+
+
 def int_in(v, name: str, lo: int, hi: int) -> int:
     """``v`` as int after checking that it is an integer in [lo, hi]."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):

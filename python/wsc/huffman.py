@@ -21,8 +21,8 @@ import torch
 
 from wsc import _cuda
 from wsc._arrays import (
-    FLOAT_CODES, INDEX_NP, ChunkedStream, as_tensor, check_bins, check_device, check_tensor, checked_array,
-    counts_of, index_array, int_in)
+    FLOAT_CODES, ChunkedStream, as_tensor, check_bins, check_device, check_tensor, checked_array,
+    counts_of, decode_target, index_array, int_in)
 from wsc._native import U8, _C
 
 MAX_LEN = 32
@@ -173,28 +173,10 @@ def decode(stream: HuffmanStream, out=None, *, device=None):
     data, lengths, offsets = _check_stream(stream)
     n, k = int(stream.n_symbols), lengths.size
     target = _target_device(out, device)
+    result, addr, itype = decode_target(out, n, k, target)
     if target.type == "cuda":
-        if out is None:
-            out = torch.empty(n, dtype=torch.uint8 if k <= 256 else torch.uint16, device=target)
-        addr, itype, size = index_array(out, "out", target)
-        if size != n:
-            raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
-        if itype == U8 and k > 256:
-            raise TypeError(f"out must have dtype uint16 for k = {k} > 256; got uint8")
         _cuda_decode("cuda_huffman_decode", stream, data, lengths, offsets, target, addr, itype)
-        return out
-    if out is None:
-        result = np.empty(n, dtype=stream.index_dtype)
-        addr, itype = result.ctypes.data, INDEX_NP[result.dtype]
-    else:
-        if isinstance(out, np.ndarray) and not out.flags.writeable:
-            raise ValueError("out must be writeable")
-        addr, itype, size = index_array(out, "out")
-        if size != n:
-            raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
-        if itype == U8 and k > 256:
-            raise TypeError(f"out must have dtype uint16 for k = {k} > 256; got uint8")
-        result = out
+        return result
     _C.huffman_decode(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1,
                       lengths.ctypes.data, k, n, int(stream.chunk_size), addr, itype)
     return result

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from wsc._arrays import (
-    FLOAT_CODES, INDEX_NP, ChunkedStream, as_tensor, check_bins, check_tensor, checked_array, counts_of,
-    index_array, int_in)
+    FLOAT_CODES, ChunkedStream, as_tensor, check_bins, check_tensor, checked_array, counts_of,
+    decode_target, index_array, int_in)
 from wsc._native import U8, _C
 
 MIN_SCALE_BITS = 1
@@ -204,18 +204,7 @@ def decode(stream: RansStream, out=None):
     """
     data, freqs, offsets = _check_stream(stream)
     n, k = int(stream.n_symbols), freqs.size
-    if out is None:
-        result = np.empty(n, dtype=stream.index_dtype)
-        addr, itype = result.ctypes.data, INDEX_NP[result.dtype]
-    else:
-        if isinstance(out, np.ndarray) and not out.flags.writeable:
-            raise ValueError("out must be writeable")
-        addr, itype, size = index_array(out, "out")
-        if size != n:
-            raise ValueError(f"out must have stream.n_symbols = {n} elements; got {size}")
-        if itype == U8 and k > 256:
-            raise TypeError(f"out must have dtype uint16 for k = {k} > 256; got uint8")
-        result = out
+    result, addr, itype = decode_target(out, n, k)
     _C.rans_decode(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1, freqs.ctypes.data, k,
                    int(stream.scale_bits), n, int(stream.chunk_size), addr, itype)
     return result
