@@ -22,18 +22,20 @@ import numpy as np
 from wsc import container, zoo
 from wsc.codebook import Codebook
 from wsc.result import solution_info
+from wsc.scheme import PAPER, Scheme
 from wsc.workbench import Workbench
 
 
 def rebuild(bench: Workbench, sol: dict) -> Codebook:
-    """The codebook of a reported solution: k uniform bins, merged into the reported groups."""
-    cb = bench.codebook(sol["k"])
+    """The codebook of a reported solution: its scheme's k values, merged into the reported groups."""
+    sch = sol.get("scheme")
+    cb = bench.codebook(sol["k"], Scheme(sch["placement"], sch["scope"], sch["clip"]) if sch else PAPER)
     if sol["merged"]:
         firsts = sol["group_first_bins"]
         groups = tuple(int(i) for i in np.searchsorted(cb.bins, firsts))
         if not np.array_equal(cb.bins[list(groups)], firsts) or groups[0] != 0:
             raise ValueError(f"k={sol['k']}: the reported groups do not match the bins of this model")
-        cb = Codebook(cb.k, cb.lo, cb.hi, cb.bins, cb.counts, cb.sums, groups)
+        cb = cb.regroup(groups, merges=1)
     if cb.size != sol["values"]:
         raise ValueError(f"k={sol['k']}: rebuilt {cb.size} values, the report says {sol['values']}")
     return cb

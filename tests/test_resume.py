@@ -39,6 +39,13 @@ class Counting(Evaluator):
         self._tick()
         return self.inner.heldout(model)
 
+    def outcome(self, model, split="search"):
+        self._tick()
+        return self.inner.outcome(model, split)
+
+    def drop_bound(self, base, cand, confidence):
+        return self.inner.drop_bound(base, cand, confidence)
+
     def describe(self):
         return self.inner.describe()
 

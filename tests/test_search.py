@@ -20,9 +20,9 @@ def test_non_dominated():
 
 
 def _toy(calls: Counter):
-    def objectives(ks):
+    def objectives(configs):
         out = []
-        for k in ks:
+        for (k,) in configs:
             calls[k] += 1
             out.append((1.0 / k + (0.05 if k % 7 == 0 else 0.0), float(k)))
         return out
@@ -33,13 +33,13 @@ def test_search_is_seeded_and_records_every_k_once():
     fronts = []
     for _ in range(2):
         calls = Counter()
-        out = run(_toy(calls), k_range=(2, 200), pop_size=12, generations=6, seed=5)
+        out = run(_toy(calls), space=[(2, 200)], pop_size=12, generations=6, seed=5)
         assert max(calls.values()) == 1  # pymoo proposes old k again; run() never asks twice
         assert len(out.history) == 6 and out.history[-1]["evaluations"] == len(out.evaluated)
         assert set(out.front) <= set(out.evaluated)
         fronts.append(out.front)
     assert fronts[0] == fronts[1]
-    assert run(_toy(Counter()), k_range=(9, 9), pop_size=4, generations=3, seed=0).front == [9]
+    assert run(_toy(Counter()), space=[(9, 9)], pop_size=4, generations=3, seed=0).front == [(9,)]
 
 
 def test_score_cache_computes_each_key_once_across_threads():
@@ -97,7 +97,7 @@ def test_front_is_non_dominated(mlp, digits_eval, size):
     r = wsc.compress(mlp, digits_eval, k_range=(2, 64), pop_size=8, generations=4, size=size,
                      progress=False)
     for front in (r.front_before, r.front_after):
-        pts = [(s.search_error, s.size) for s in front]
+        pts = [(s.search_bound, s.size) for s in front]  # the first objective: the drop bound
         assert non_dominated(pts) == sorted(range(len(pts)), key=lambda i: pts[i][1])
         assert all(s.size == (s.values if size == "values" else s.size) for s in front)
     assert r.history[-1]["front_size"] == len(r.front_before)
@@ -105,7 +105,8 @@ def test_front_is_non_dominated(mlp, digits_eval, size):
 
 def test_progress_events(mlp, digits_eval):
     events = []
-    wsc.compress(mlp, digits_eval, k_range=(2, 16), pop_size=4, generations=3, progress=events.append)
+    wsc.compress(mlp, digits_eval, k_range=(2, 16), pop_size=4, generations=3, progress=events.append,
+                 confidence=None)  # the point estimate: every front solution is merged
     stages = Counter(e["stage"] for e in events)
     assert stages["search"] == 3 and stages["merge"] >= 1 and stages["measure"] == 1
     assert [e["generation"] for e in events if e["stage"] == "search"] == [1, 2, 3]

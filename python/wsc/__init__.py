@@ -4,7 +4,7 @@ from wsc._native import _C
 from wsc import huffman, ops, rans, reference
 from wsc.errors import FormatError
 from wsc import evaluate
-from wsc.api import compress, load_into, load_state_dict
+from wsc.api import PAPER, compress, load_into, load_state_dict
 from wsc.container import inspect
 from wsc.result import CompressionResult, Solution
 from wsc import nn
@@ -35,6 +35,6 @@ def cuda_available() -> bool:
     return _cuda.unavailable_reason() is None
 
 
-__all__ = ["huffman", "rans", "ops", "reference", "evaluate", "compress", "load_state_dict", "load_into", "inspect",
+__all__ = ["huffman", "rans", "ops", "reference", "evaluate", "compress", "PAPER", "load_state_dict", "load_into", "inspect",
            "nn", "load_shared", "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
            "cuda_available"]

@@ -13,13 +13,18 @@ import torch
 
 from wsc import container, evalcache, search
 from wsc.codebook import Codebook
+from wsc.confidence import check_confidence
 from wsc.evaluate import as_evaluator
 from wsc.merge import merge as merge_codebook
 from wsc.params import ParamSpec
 from wsc.result import CompressionResult, Solution, solution_info
+from wsc.scheme import CLIP_MAX, Scheme, check_codebook
 from wsc.workbench import Workbench
 
 SIZES = ("values", "bits")
+# The paper's method (MO-UB) as options of compress(): one global codebook of uniform bins
+# over the full range, the number of values as the size, selection by the point estimate.
+PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None}
 
 
 def _int(name: str, v, lo: int, hi: int | None = None) -> int:
@@ -95,18 +100,26 @@ def _params_label(params: ParamSpec) -> str:
 
 def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              k_range: tuple[int, int] = (2, 1024), pop_size: int = 100, generations: int = 100,
-             seed: int = 0, merge: bool = True, tolerance: float = 0.0, workers: int = 1,
-             progress=True, size: str = "values", nan: str = "error", cache=None,
+             seed: int = 0, merge: bool = True, tolerance: float = 0.01, confidence: float | None = 0.95,
+             codebook: str = "auto", scale: str = "channel", clip: bool = True, workers: int = 1,
+             progress=True, size: str = "bits", nan: str = "error", cache=None,
              resume: bool = False, coder: str = container.DEFAULT_CODER) -> CompressionResult:
-    """Compress ``model`` by weight sharing: NSGA-II over k, then the iterative merge.
+    """Compress ``model`` by weight sharing: NSGA-II over k (and the scheme), then the iterative merge.
 
     ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
     callable ``model -> float`` (higher is better; then used for both). ``params``:
     ``"weights"``, ``"all"`` or a predicate ``(name, tensor) -> bool`` (see
-    :mod:`wsc.params`). ``size``: the second objective, ``"values"`` (number of shared
-    values, the paper's) or ``"bits"`` (estimated coded size). ``tolerance``: allowed drop
-    of the search score for a merge step and for the default choice of
-    :meth:`CompressionResult.save`. ``workers``: threads that score in parallel.
+    :mod:`wsc.params`). ``size``: the second objective, ``"bits"`` (estimated coded size of
+    the file) or ``"values"`` (number of shared values, the paper's). ``tolerance``: allowed
+    drop of the search score, for a merge step and for the default choice of
+    :meth:`CompressionResult.save`. ``confidence``: select and merge by the upper bound of
+    the drop at this confidence, paired over the search examples (:mod:`wsc.confidence`);
+    None: by the point estimate (the paper's). ``codebook``: ``"uniform"`` (the paper's single
+    global codebook), ``"normalized"`` (over weights divided by a scale per tensor or per
+    channel, ``scale``), ``"kmeans"`` (k-means centres, O(N)) or ``"auto"`` (the search
+    chooses among all of them, both scales included); ``clip``: the search also chooses the
+    fraction of the range the bins cover (:mod:`wsc.scheme`). ``wsc.api.PAPER`` holds the
+    options of the paper's method. ``workers``: threads that score in parallel.
     ``progress``: print progress to stderr (True), stay silent (False), or a callable
     receiving event dicts. ``nan``: shared tensors holding NaN or Inf raise ValueError
     naming them (``"error"``), have those values replaced by 0 before sharing (``"zero"``),
@@ -122,6 +135,10 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     """
     t0 = time.perf_counter()
     k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size, coder)
+    confidence = check_confidence(confidence)
+    kinds = check_codebook(codebook, scale)
+    if not isinstance(clip, bool):
+        raise TypeError(f"clip must be a bool; got {type(clip).__name__}")
     if resume and cache is None:
         raise ValueError("resume=True needs cache=PATH (where the scores of the interrupted run are)")
     report = _reporter(progress)
@@ -129,19 +146,21 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     bench = Workbench(model, params, nan=nan)
     settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
                 "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
+                "confidence": confidence, "codebook": codebook, "scale": scale, "clip": clip,
                 "workers": workers, "size": size, "nan": nan, "coder": coder}
     if bench.non_finite:
         settings["non_finite"] = dict(bench.non_finite)
 
     with bench.model(None) as m:
         evaluator.prepare(m)
-        base_search = _finite(evaluator.search(m), "the search score of the uncompressed model")
+        base = evaluator.outcome(m, "search")
+        base_search = _finite(base.value, "the search score of the uncompressed model")
         base_heldout = _finite(evaluator.heldout(m), "the held-out score of the uncompressed model")
 
     known = {"search": {}, "heldout": {}}
     fp = None
     if cache is not None:
-        fp = evalcache.fingerprint(bench, evaluator, _params_label(params))
+        fp = evalcache.fingerprint(bench, evaluator, _params_label(params), confidence)
         if resume and os.path.exists(cache):
             known = evalcache.load(cache, fp)
             if known["baseline"] != [base_search, base_heldout]:
@@ -151,29 +170,40 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             report({"stage": "resume", "path": os.fspath(cache), "search": len(known["search"]),
                     "heldout": len(known["heldout"])})
 
-    def scorer(fn, side):
-        def score(key, cb: Codebook) -> float:
-            with bench.model(cb) as m:
-                return _finite(fn(m), f"the {side} score of k={cb.k} with {cb.size} values")
-        return score
+    def search_score(key, cb: Codebook) -> tuple[float, float]:
+        """(score, upper bound of the drop; the point drop without confidence) on the search split."""
+        with bench.model(cb) as m:
+            out = evaluator.outcome(m, "search")
+        value = _finite(out.value, f"the search score of k={cb.target} with {cb.size} values")
+        bound = base_search - value if confidence is None else float(evaluator.drop_bound(base, out, confidence))
+        return value, bound
 
-    search_cache = search.ScoreCache(scorer(evaluator.search, "search"), workers, known["search"])
-    heldout_cache = search.ScoreCache(scorer(evaluator.heldout, "held-out"), workers, known["heldout"])
+    def heldout_score(key, cb: Codebook) -> float:
+        with bench.model(cb) as m:
+            return _finite(evaluator.heldout(m), f"the held-out score of k={cb.target} with {cb.size} values")
+
+    search_cache = search.ScoreCache(search_score, workers, known["search"])
+    heldout_cache = search.ScoreCache(heldout_score, workers, known["heldout"])
 
     def checkpoint() -> None:
         if cache is not None:
             evalcache.save(cache, fp, [base_search, base_heldout], search_cache.snapshot(),
                            heldout_cache.snapshot(), settings)
 
-    codebooks: dict[int, Codebook] = {}
+    codebooks: dict[tuple, Codebook] = {}
     bits_cache: dict[tuple, int] = {}
     lock = threading.Lock()
+    space = [(k_min, k_max), (0, CLIP_MAX if clip else 0), (0, len(kinds) - 1)]
 
-    def codebook(k: int) -> Codebook:
+    def make(config: tuple[int, int, int]) -> Codebook:
         with lock:
-            if k not in codebooks:
-                codebooks[k] = bench.codebook(k)
-            return codebooks[k]
+            if config not in codebooks:
+                k, level, kind = config
+                codebooks[config] = bench.codebook(k, Scheme(*kinds[kind], clip=level))
+            return codebooks[config]
+
+    def objective(s: tuple[float, float]) -> float:
+        return 1.0 - s[0] if confidence is None else s[1]
 
     def size_of(cb: Codebook) -> float:
         if size == "values":
@@ -182,10 +212,10 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             bits_cache[cb.key] = bench.coded_bits(cb, coder)
         return float(bits_cache[cb.key])
 
-    def objectives(ks: list[int]) -> list[tuple[float, float]]:
-        cbs = [codebook(k) for k in ks]
+    def objectives(configs: list[tuple[int, int, int]]) -> list[tuple[float, float]]:
+        cbs = [make(c) for c in configs]
         scores = search_cache.many([(cb.key, cb) for cb in cbs])
-        return [(1.0 - s, size_of(cb)) for cb, s in zip(cbs, scores)]
+        return [(objective(s), size_of(cb)) for cb, s in zip(cbs, scores)]
 
     def generation_done(e: dict) -> None:
         checkpoint()
@@ -193,29 +223,34 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
     finished = False
     try:
-        outcome = search.run(objectives, k_range=(k_min, k_max), pop_size=pop_size,
+        outcome = search.run(objectives, space=space, pop_size=pop_size,
                              generations=generations, seed=seed, on_generation=generation_done)
-        before = [(codebook(k), search_cache.get(codebook(k).key, None)) for k in outcome.front]
+        before = [(make(c), search_cache.get(make(c).key, None)) for c in outcome.front]
 
-        after: list[tuple[Codebook, float]] = []
+        after: list[tuple[Codebook, tuple[float, float]]] = []
         if merge:
             def score_many(cbs):
-                return search_cache.many([(c.key, c) for c in cbs])
+                got = search_cache.many([(c.key, c) for c in cbs])
+                return got if confidence is not None else [v for v, _ in got]
 
-            for i, (cb, s) in enumerate(before, 1):
-                merged, ms = merge_codebook(cb, score_many, tolerance=tolerance)
+            # with a confidence level only solutions within the bar are merged: the merge keeps
+            # a solution within it (a bar the others never reach) and costs most evaluations
+            todo = [(cb, s) for cb, s in before if confidence is None or s[1] <= tolerance]
+            for i, (cb, s) in enumerate(todo, 1):
+                merged, _ = merge_codebook(cb, score_many, tolerance=tolerance, bounded=confidence is not None)
+                ms = search_cache.get(merged.key, merged)
                 after.append((merged, ms))
                 checkpoint()
-                report({"stage": "merge", "solution": i, "of": len(before), "k": cb.k,
-                        "values_before": cb.size, "values_after": merged.size, "score_before": s,
-                        "score_after": ms, "evaluations": len(search_cache)})
-            keep = search.non_dominated([(1.0 - s, size_of(c)) for c, s in after])
+                report({"stage": "merge", "solution": i, "of": len(todo), "k": cb.target,
+                        "values_before": cb.size, "values_after": merged.size, "score_before": s[0],
+                        "score_after": ms[0], "evaluations": len(search_cache)})
+            keep = search.non_dominated([(objective(s), size_of(c)) for c, s in after])
             after = [after[i] for i in keep]
 
         report({"stage": "measure", "solutions": len(before) + len(after)})
         measured: dict[tuple, Solution] = {}
 
-        def solution(cb: Codebook, s: float) -> Solution:
+        def solution(cb: Codebook, s: tuple[float, float]) -> Solution:
             if cb.key not in measured:
                 measured[cb.key] = _measure(bench, cb, s, heldout_cache.get(cb.key, cb), size_of(cb), settings)
             return measured[cb.key]
@@ -244,15 +279,16 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         history=outcome.history, _bench=bench)
 
 
-def _measure(bench: Workbench, cb: Codebook, search_score: float, heldout_score: float, size: float,
+def _measure(bench: Workbench, cb: Codebook, search: tuple[float, float], heldout_score: float, size: float,
              settings: dict) -> Solution:
-    draft = Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb)
+    draft = Solution(cb.target, cb.size, cb.merged, search[0], heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb,
+                     search_bound=search[1])
     lay = container.layout(bench.payload(cb, solution_info(draft, settings)), coder=settings["coder"])  # measured
     bits = sum(e["bits"] for e in lay.meta["tensors"] if e.get("shared"))
     bpw = bits / bench.n_shared
     coder = "+".join(sorted(set(container.shared_coders(lay.meta))))
-    return Solution(cb.k, cb.size, cb.merged, search_score, heldout_score, size, bpw, cb.entropy(),
-                    lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb, coder)
+    return Solution(cb.target, cb.size, cb.merged, search[0], heldout_score, size, bpw, cb.entropy(),
+                    lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb, coder, search[1])
 
 
 # ---------------------------------------------------------------- loading
@@ -279,4 +315,4 @@ def load_into(model: torch.nn.Module, path) -> torch.nn.Module:
     return model
 
 
-__all__ = ["compress", "load_state_dict", "load_into"]
+__all__ = ["compress", "load_state_dict", "load_into", "PAPER"]

@@ -17,6 +17,8 @@ import signal
 import sys
 import threading
 
+from wsc.scheme import CODEBOOKS, SCALES
+
 DEFAULT_OUT = "wsc-out"
 CACHE = "evaluations.json"
 DEFAULT_SEARCH = 2000
@@ -71,6 +73,16 @@ def _fraction(text: str) -> float:
     return v
 
 
+def _confidence(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (v == 0 or 0.5 <= v < 1):
+        raise argparse.ArgumentTypeError(f"expected 0 (point estimate) or a confidence in [0.5, 1), got {v}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wsc", description="Weight-sharing compression of trained PyTorch models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -89,8 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--k-max", type=_bins, default=1024, help="largest number of bins (default 1024)")
     c.add_argument("--tolerance", type=_fraction, default=0.01,
                    help="allowed search-split score drop for merging and choosing (default 0.01 = 1 point)")
+    c.add_argument("--confidence", type=_confidence, default=0.95,
+                   help="choose and merge by the upper bound of the drop at this confidence, paired over the "
+                        "search examples (default 0.95; 0: by the point estimate, the paper's rule)")
+    c.add_argument("--codebook", choices=CODEBOOKS, default="auto",
+                   help="uniform (one global codebook, the paper's), normalized (over weights / a scale per "
+                        "tensor or channel), kmeans, or auto (the search chooses; default)")
+    c.add_argument("--scale", choices=SCALES, default="channel",
+                   help="the scale of --codebook normalized: per tensor or per output channel (default)")
+    c.add_argument("--no-clip", action="store_true", help="bins always cover the full range (no clipping variable)")
+    c.add_argument("--paper", action="store_true",
+                   help="the paper's method: --codebook uniform --no-clip --size values --confidence 0")
     c.add_argument("--params", choices=("weights", "all"), default="weights", help="tensors to share")
-    c.add_argument("--size", choices=("values", "bits"), default="values", help="second objective")
+    c.add_argument("--size", choices=("values", "bits"), default="bits",
+                   help="second objective: estimated coded bits of the file (default) or shared values")
     c.add_argument("--coder", choices=("huffman", "rans", "auto"), default="auto",
                    help="entropy coder of the indices: huffman, rans, or auto (the smaller file; default)")
     c.add_argument("--no-merge", action="store_true", help="skip the iterative merge")
@@ -206,11 +230,14 @@ def _compress(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     cache = os.path.join(args.out, CACHE)
     try:
+        method = (wsc.PAPER if args.paper else
+                  {"codebook": args.codebook, "clip": not args.no_clip, "size": args.size,
+                   "confidence": args.confidence or None})
         result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
                               pop_size=args.pop_size, generations=args.generations, seed=args.seed,
                               merge=not args.no_merge, tolerance=args.tolerance, workers=args.workers,
-                              progress=progress, size=args.size, nan=args.nan, cache=cache, resume=args.resume,
-                              coder=args.coder)
+                              progress=progress, nan=args.nan, cache=cache, resume=args.resume,
+                              coder=args.coder, scale=args.scale, **method)
     except KeyboardInterrupt:
         from wsc.evalcache import count
 

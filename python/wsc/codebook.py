@@ -23,8 +23,9 @@ smallest float32 whose rule gives i or more, found by bisection over float32 bit
 
 A :class:`Codebook` is one state of the method: the non-empty bins of a k-bin binning,
 grouped into runs of neighbouring bins that share one value (the weighted mean of the
-group). A fresh codebook has one group per non-empty bin; :meth:`Codebook.merge` joins
-two neighbouring groups.
+group). A fresh uniform codebook has one group per non-empty bin; a k-means codebook groups
+the bins of a fine binning into its clusters; :meth:`Codebook.merge` joins two
+neighbouring groups.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ import numpy as np
 import torch
 
 from wsc._arrays import check_bins, check_bounds
+from wsc.scheme import KMEANS_BINS, PAPER, Scheme, lloyd_groups
+
+
+def _bounds(source, lo, hi) -> tuple[float, float]:
+    return (source.lo if lo is None else float(lo)), (source.hi if hi is None else float(hi))
 
 
 def bin_rule(x: np.ndarray, lo: float, hi: float, k: int) -> np.ndarray:
@@ -104,14 +110,20 @@ class SortedWeights:
     def n(self) -> int:
         return int(self.values.size)
 
-    def starts(self, k: int) -> np.ndarray:
-        """int64[k + 1]: bin i holds sorted values [starts[i], starts[i + 1])."""
-        pos = np.searchsorted(self.values, bin_thresholds(self.lo, self.hi, k), side="left")
+    def starts(self, k: int, lo: float | None = None, hi: float | None = None,
+               thresholds: np.ndarray | None = None) -> np.ndarray:
+        """int64[k + 1]: bin i holds sorted values [starts[i], starts[i + 1]) (bins over [lo, hi],
+        default the values' own range; values outside fall into the end bins). ``thresholds``:
+        ``bin_thresholds(lo, hi, k)`` when the caller has them."""
+        if thresholds is None:
+            thresholds = bin_thresholds(*_bounds(self, lo, hi), k)
+        pos = np.searchsorted(self.values, thresholds, side="left")
         return np.concatenate(([0], pos, [self.n])).astype(np.int64)
 
-    def bins(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def bins(self, k: int, lo: float | None = None, hi: float | None = None,
+             thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
-        s = self.starts(k)
+        s = self.starts(k, lo, hi, thresholds)
         return np.diff(s), self.prefix[s[1:]] - self.prefix[s[:-1]]
 
 
@@ -147,16 +159,19 @@ class WeightStream:
         self._recent: OrderedDict[int, tuple] = OrderedDict()
         self._lock = threading.Lock()
 
-    def tensor_bins(self, k: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins; the
-        last few k are kept (a merge asks for the same k many times)."""
+    def tensor_bins(self, k: int, lo: float | None = None,
+                    hi: float | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins over
+        [lo, hi] (default the weights' range); the last few are kept (a merge asks for the
+        same bins many times)."""
+        key = (k, *_bounds(self, lo, hi))
         with self._lock:
-            if k in self._recent:
-                self._recent.move_to_end(k)
-                return self._recent[k]
-            return self._pass(k)
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
+            return self._pass(*key)
 
-    def _pass(self, k: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    def _pass(self, k: int, lo: float, hi: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         from wsc import ops
         from wsc._arrays import index_dtype
 
@@ -167,19 +182,19 @@ class WeightStream:
             tc = np.zeros(k, dtype=np.int64)
             for s in range(0, t.numel(), self.block):
                 part = t[s:s + self.block]
-                b = ops.bin_uniform(part, k, self.lo, self.hi, out=buf[:part.numel()])
+                b = ops.bin_uniform(part, k, lo, hi, out=buf[:part.numel()])
                 tc += b.counts.numpy()
                 sums += b.sums.numpy()
             per.append(tc)
             counts += tc
-        self._recent[k] = (per, counts, sums)
+        self._recent[(k, lo, hi)] = (per, counts, sums)
         if len(self._recent) > 4:
             self._recent.popitem(last=False)
         return per, counts, sums
 
-    def bins(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def bins(self, k: int, lo: float | None = None, hi: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
-        _, counts, sums = self.tensor_bins(k)
+        _, counts, sums = self.tensor_bins(k, lo, hi)
         return counts, sums
 
 
@@ -207,30 +222,46 @@ class SortedTensors:
         for w in self.sorted:  # one range for all tensors: the global codebook's
             w.lo, w.hi = self.lo, self.hi
         self.n = sum(w.n for w in self.sorted)
+        self._recent: OrderedDict[tuple, tuple] = OrderedDict()  # the last few binnings (a merge repeats them)
+        self._lock = threading.Lock()
 
-    def tensor_bins(self, k: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins."""
-        per, counts, sums = [], np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.float64)
-        for w in self.sorted:
-            c, sm = w.bins(k)
-            per.append(c)
-            counts += c
-            sums += sm
-        return per, counts, sums
+    def tensor_bins(self, k: int, lo: float | None = None,
+                    hi: float | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins over
+        [lo, hi] (default the weights' range)."""
+        key = (k, *_bounds(self, lo, hi))
+        with self._lock:
+            if key not in self._recent:
+                thresholds = bin_thresholds(key[1], key[2], k)  # once for all tensors
+                per, counts, sums = [], np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.float64)
+                for w in self.sorted:
+                    c, sm = w.bins(k, thresholds=thresholds)
+                    per.append(c)
+                    counts += c
+                    sums += sm
+                self._recent[key] = (per, counts, sums)
+                if len(self._recent) > 4:
+                    self._recent.popitem(last=False)
+            self._recent.move_to_end(key)
+            return self._recent[key]
 
-    def bins(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def bins(self, k: int, lo: float | None = None, hi: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
-        _, counts, sums = self.tensor_bins(k)
+        _, counts, sums = self.tensor_bins(k, lo, hi)
         return counts, sums
 
 
 @dataclass(frozen=True, eq=False)
 class Codebook:
-    """Non-empty bins of a k-bin uniform binning, grouped into runs that share one value.
+    """Non-empty bins of a k-bin uniform binning over [lo, hi], grouped into runs that share
+    one value.
 
     ``bins``: ids (0..k-1, increasing) of the non-empty bins; ``counts``/``sums``: their
     weight counts and float64 sums; ``groups``: the start (an index into ``bins``) of
-    each group, beginning with 0.
+    each group, beginning with 0. ``scheme``: how the weights were mapped onto the bins
+    (scope of the scale, clipping, placement: see :mod:`wsc.scheme`); ``target``: the
+    number of values the scheme asked for (k for uniform bins, the clusters of k-means,
+    whose codebook groups the fine bins of a k-means partition).
     """
 
     k: int
@@ -240,13 +271,31 @@ class Codebook:
     counts: np.ndarray
     sums: np.ndarray
     groups: tuple[int, ...]
+    scheme: Scheme = PAPER
+    target: int = 0
+    merges: int = 0  # merge steps taken since the codebook was made
 
     @classmethod
-    def uniform(cls, weights: SortedWeights, k: int) -> "Codebook":
-        """The paper's codebook: k equal bins over [lo, hi], one value per non-empty bin."""
-        counts, sums = weights.bins(k)
+    def uniform(cls, weights: SortedWeights, k: int, lo: float | None = None, hi: float | None = None,
+                scheme: Scheme = PAPER) -> "Codebook":
+        """The paper's codebook: k equal bins over [lo, hi] (default the weights' range; values
+        outside fall into the end bins), one value per non-empty bin."""
+        lo, hi = _bounds(weights, lo, hi)
+        counts, sums = weights.bins(k, lo, hi)
         used = np.flatnonzero(counts)
-        return cls(k, weights.lo, weights.hi, used, counts[used], sums[used], tuple(range(used.size)))
+        return cls(k, lo, hi, used, counts[used], sums[used], tuple(range(used.size)), scheme, k)
+
+    @classmethod
+    def kmeans(cls, weights: SortedWeights, clusters: int, lo: float | None = None, hi: float | None = None,
+               scheme: Scheme = Scheme("kmeans"), fine: int = KMEANS_BINS) -> "Codebook":
+        """k-means centres in O(N + iterations x fine): Lloyd's iterations on the histogram of
+        ``fine`` uniform bins over [lo, hi] (each bin's weights move together; the centres
+        are the weighted means of contiguous runs of bins)."""
+        lo, hi = _bounds(weights, lo, hi)
+        counts, sums = weights.bins(fine, lo, hi)
+        used = np.flatnonzero(counts)
+        c, sm = counts[used], sums[used]
+        return cls(fine, lo, hi, used, c, sm, lloyd_groups(c, sm, clusters), scheme, clusters)
 
     @property
     def size(self) -> int:
@@ -256,11 +305,11 @@ class Codebook:
     @property
     def key(self) -> tuple:
         """Hashable identity of the configuration (equal keys give equal shared models)."""
-        return (self.k, self.groups)
+        return (self.scheme.key, self.k, self.groups)
 
     @property
     def merged(self) -> bool:
-        return len(self.groups) != len(self.bins)
+        return self.merges > 0
 
     @cached_property
     def group_of_bin(self) -> np.ndarray:
@@ -295,7 +344,13 @@ class Codebook:
         if not 0 <= j < self.size - 1:
             raise IndexError(f"cannot merge group {j} with its right neighbour: {self.size} groups")
         groups = self.groups[: j + 1] + self.groups[j + 2:]
-        return Codebook(self.k, self.lo, self.hi, self.bins, self.counts, self.sums, groups)
+        return Codebook(self.k, self.lo, self.hi, self.bins, self.counts, self.sums, groups, self.scheme,
+                        self.target, self.merges + 1)
+
+    def regroup(self, groups, merges: int = 0) -> "Codebook":
+        """The same bins with other groups (starts into ``bins``, beginning with 0)."""
+        return Codebook(self.k, self.lo, self.hi, self.bins, self.counts, self.sums, tuple(int(g) for g in groups),
+                        self.scheme, self.target, merges)
 
     def entropy(self) -> float:
         """Order-0 entropy of the codebook indices over all shared weights, in bits per weight."""

@@ -10,6 +10,10 @@ Tensors in the file (few and flat, so the header stays small):
 - ``offsets``: int64, for each shared tensor in turn its chunk byte offsets (0, ...,
   stream bytes): ceil(numel / chunk_size) + 1 values each;
 - ``data``: uint8, the payloads of the shared tensors back to back;
+- ``scales``: bfloat16, for the shared tensors that have them (schemes with a per-tensor or
+  per-channel scope, :mod:`wsc.scheme`), in order, their scales back to back (absent when
+  no tensor has any): one per tensor or one per slice along dimension 0; such a tensor's
+  entry records how many (``"scales"``) and its weights are ``fl32(codebook[i] * scale)``;
 - ``stored.<dtype>``: 1-D, the tensors stored unchanged, flattened and concatenated by
   dtype in state-dict order.
 
@@ -70,6 +74,7 @@ class SharedTensor:
     source: np.ndarray | Callable[[], np.ndarray]
     shape: tuple[int, ...]
     dtype: torch.dtype
+    scale: torch.Tensor | None = None  # bfloat16, 1 or shape[0] values
 
     @property
     def indices(self) -> np.ndarray:
@@ -104,6 +109,24 @@ def _crc(*arrays) -> int:
             a = a.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         c = zlib.crc32(np.ascontiguousarray(a).view(np.uint8).tobytes(), c)
     return c
+
+
+def rescale(values: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Flat float32 shared values times their scale (one per tensor, or per slice along
+    dimension 0): the product the search evaluates and a reader computes, bit for bit."""
+    v = values.reshape(scale.numel(), -1)
+    return (v * scale.float().reshape(-1, 1)).reshape(-1)
+
+
+def _check_scale(s: SharedTensor) -> torch.Tensor:
+    sc = s.scale
+    if not isinstance(sc, torch.Tensor) or sc.dtype != torch.bfloat16 or sc.dim() != 1:
+        raise ValueError(f"{s.name}: scale must be a 1-D bfloat16 tensor")
+    if sc.numel() not in (1, s.shape[0] if len(s.shape) >= 2 else 1):
+        raise ValueError(f"{s.name}: {sc.numel()} scales for shape {list(s.shape)} (1, or one per slice of dim 0)")
+    if not bool((torch.isfinite(sc) & (sc > 0)).all()):
+        raise ValueError(f"{s.name}: scales must be finite and positive")
+    return sc.detach().cpu().contiguous()
 
 
 # ---------------------------------------------------------------- writing
@@ -206,11 +229,16 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
     m = cb.size
     order = list(p.order) or [s.name for s in p.shared] + list(p.stored)
     entries: dict[str, dict] = {}
-    lengths, tables = [], []
+    lengths, tables, scales = [], [], []
     huffman_chunk = None
     for s, c in zip(p.shared, coded):
+        sc = None if s.scale is None else _check_scale(s)
+        parts = (c.code, c.offsets, c.data) if sc is None else (c.code, c.offsets, c.data, sc)
         e = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
-             "numel": c.n, "bits": c.bits, "crc32": _crc(c.code, c.offsets, c.data)}
+             "numel": c.n, "bits": c.bits, "crc32": _crc(*parts)}
+        if sc is not None:
+            e["scales"] = int(sc.numel())
+            scales.append(sc)
         if coder == "auto":
             e["coder"] = c.coder
         if c.coder == "rans":
@@ -234,6 +262,8 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
         tensors["lengths"] = (torch.uint8, (len(lengths), _alphabet(m)), lengths)
     if tables:
         tensors["tables"] = (torch.uint8, (sum(t.size for t in tables),), tables)
+    if scales:
+        tensors["scales"] = (torch.bfloat16, (sum(int(t.numel()) for t in scales),), scales)
     for dt, ts in by_dtype.items():
         tensors[f"stored.{_dtype_name(dt)}"] = (dt, (sum(t.numel() for t in ts),), ts)
     for alias, target in p.aliases.items():
@@ -374,6 +404,7 @@ class _Stream:
     code: np.ndarray  # Huffman code lengths, or the packed rANS table
     offsets: np.ndarray
     data: np.ndarray
+    scale: torch.Tensor | None = None  # bfloat16 scales, for a scoped scheme
 
     @property
     def lengths(self) -> np.ndarray:  # the name in version 1
@@ -449,6 +480,7 @@ class Archive:
         expected = {"codebook", "offsets", "data"} | {f"stored.{e['dtype']}" for e in self.stored}
         expected |= {"lengths"} if any(s.coder == "huffman" for s in self.streams) else set()
         expected |= {"tables"} if any(s.coder == "rans" for s in self.streams) else set()
+        expected |= {"scales"} if any(s.scale is not None for s in self.streams) else set()
         extra = set(self.tensors) - expected
         _check(not extra, f"unexpected tensors in the file: {sorted(extra)[:10]}")
 
@@ -489,7 +521,9 @@ class Archive:
         tables = _tensor(self.tensors, "tables", torch.uint8).numpy() if n_huffman < len(kinds) else None
         offsets = _tensor(self.tensors, "offsets", torch.int64).numpy()
         data = _tensor(self.tensors, "data", torch.uint8).numpy()
-        streams, o, d, h, t = [], 0, 0, 0, 0
+        scaled = any("scales" in e for e in self.shared)
+        scales = _tensor(self.tensors, "scales", torch.bfloat16) if scaled else None
+        streams, o, d, h, t, c = [], 0, 0, 0, 0, 0
         for e, (coder, cs) in zip(self.shared, kinds):
             name = _name(e)
             dtype = e.get("dtype")
@@ -524,10 +558,19 @@ class Archive:
                        f"{name}: table_bytes {_show(size, 40)} missing or past the {tables.size - t} bytes "
                        "left in 'tables'")
                 code, t = tables[t:t + size], t + size
-            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end]))
+            scale = None
+            if "scales" in e:
+                count = e["scales"]
+                _check(_is_int(count) and count in {1, shape[0] if len(shape) >= 2 else 1},
+                       f"{name}: {_show(count, 40)} scales for shape {list(shape)} (1, or one per slice of dim 0)")
+                _check(count <= scales.numel() - c, f"{name}: {count} scales, {scales.numel() - c} are left")
+                scale, c = scales[c:c + count], c + count
+                _check(bool((torch.isfinite(scale) & (scale > 0)).all()), f"{name}: a scale is not finite and positive")
+            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end], scale))
             o, d = o + n_off, d + end
         _check(o == offsets.size, f"{offsets.size - o} chunk offsets left over")
         _check(d == data.size, f"{data.size - d} payload bytes left over")
+        _check(scales is None or c == scales.numel(), f"{0 if scales is None else scales.numel() - c} scales left over")
         _check(tables is None or t == tables.size, f"{0 if tables is None else tables.size - t} table bytes left over")
         return streams
 
@@ -552,7 +595,8 @@ class Archive:
     def stream_ok(self, j: int) -> bool:
         """True when the CRC-32 of shared tensor j's stream matches the metadata."""
         s = self.streams[j]
-        return _crc(s.code, s.offsets, s.data) == s.entry.get("crc32")
+        parts = (s.code, s.offsets, s.data) if s.scale is None else (s.code, s.offsets, s.data, s.scale)
+        return _crc(*parts) == s.entry.get("crc32")
 
     def stored_ok(self, j: int) -> bool:
         return _crc(self._stored_views[j]) == self.stored[j].get("crc32")
@@ -607,7 +651,7 @@ class Archive:
         e = s.entry
         dtype = _FLOATS[e["dtype"]]
         stream = self.coded_stream(j)
-        gather_dtype = dtype if dtype in _NATIVE else torch.float32
+        gather_dtype = dtype if dtype in _NATIVE and s.scale is None else torch.float32
         try:
             if s.coder == "huffman":
                 out, bits = huffman.decode_gather(stream, self.codebook, dtype=gather_dtype, return_bits=True)
@@ -616,6 +660,8 @@ class Archive:
         except ValueError as exc:
             raise FormatError(f"{_name(e)}: undecodable stream ({exc})") from None
         self._check_bits(j, bits)
+        if s.scale is not None:
+            out = rescale(out, s.scale)
         return out.to(dtype).reshape(_shape(e))
 
     def stored_tensor(self, j: int) -> torch.Tensor:
@@ -681,7 +727,9 @@ def inspect(source) -> dict:
         e = s.entry
         shared.append({"name": e["name"], "shape": e["shape"], "dtype": e["dtype"], "numel": e["numel"],
                        "coder": s.coder, "chunk_size": s.chunk_size,
-                       "bytes": int(s.data.size + s.offsets.size * 8 + s.code.size),
+                       "bytes": int(s.data.size + s.offsets.size * 8 + s.code.size
+                                    + (0 if s.scale is None else 2 * s.scale.numel())),
+                       "scales": 0 if s.scale is None else int(s.scale.numel()),
                        "bits_per_weight": e["bits"] / e["numel"],
                        "original_bytes": e["numel"] * _FLOATS[e["dtype"]].itemsize, "checksum_ok": a.stream_ok(j)})
     for j, e in enumerate(a.stored):

@@ -2,8 +2,8 @@
 
 ``wsc.compress(..., cache=PATH)`` writes, atomically (temp file + rename), after every
 generation, every merged solution and when it stops for any reason (Ctrl-C included), a
-JSON file holding each configuration scored so far (k and the merge groups) with its
-search and held-out scores. ``resume=True`` loads it first: a configuration found there is
+JSON file holding each configuration scored so far (scheme, k and the merge groups) with
+its search score and drop bound and its held-out score. ``resume=True`` loads it first: a configuration found there is
 not evaluated again. The search is deterministic for a seed and the cached scores are the
 very floats the evaluator returned, so a resumed run proposes the same configurations and
 ends with the same result as one that was never interrupted.
@@ -27,7 +27,7 @@ from wsc import _safetensors
 from wsc.container import write_bytes
 
 FORMAT = "wsc-evaluations"
-VERSION = 1
+VERSION = 2
 
 
 def _crc(t) -> int:
@@ -37,27 +37,35 @@ def _crc(t) -> int:
     return zlib.crc32(t.reshape(-1).view(torch.uint8).numpy())
 
 
-def fingerprint(bench, evaluator, params_label: str) -> str:
+def fingerprint(bench, evaluator, params_label: str, confidence: float | None = None) -> str:
     """SHA-256 (hex) of what the scores depend on: every tensor's bytes (CRC-32), names, shapes
-    and dtypes, which are shared, the NaN policy and the evaluator's description."""
+    and dtypes, which are shared, the NaN policy, the evaluator's description and the
+    confidence level of the drop bounds."""
     tensors = [[n, list(t.shape), str(t.dtype), _crc(t), n in bench.originals]
                for n, t in {**bench.originals, **bench.stored}.items()]
     what = {"tensors": tensors, "aliases": sorted(bench.selection.aliases.items()), "params": params_label,
-            "nan": bench.nan, "evaluator": evaluator.describe()}
+            "nan": bench.nan, "evaluator": evaluator.describe(), "confidence": confidence}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _key(entry, where: str) -> tuple:
-    ok = (isinstance(entry, list) and len(entry) == 3 and _safetensors.is_int(entry[0])
-          and isinstance(entry[1], list) and all(_safetensors.is_int(g) for g in entry[1])
-          and isinstance(entry[2], (int, float)) and not isinstance(entry[2], bool))
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _key(entry, where: str, scores: int) -> tuple:
+    """(key, score) of an entry [[placement, scope, clip], k, [groups], *scores]."""
+    ok = (isinstance(entry, list) and len(entry) == 3 + scores and isinstance(entry[0], list) and len(entry[0]) == 3
+          and isinstance(entry[0][0], str) and isinstance(entry[0][1], str) and _safetensors.is_int(entry[0][2])
+          and _safetensors.is_int(entry[1]) and isinstance(entry[2], list)
+          and all(_safetensors.is_int(g) for g in entry[2]) and all(_number(v) for v in entry[3:]))
     if not ok:
         raise ValueError(f"{where}: a malformed entry {str(entry)[:80]}; remove the file to start afresh")
-    return (entry[0], tuple(entry[1])), float(entry[2])
+    values = tuple(float(v) for v in entry[3:])
+    return (tuple(entry[0]), entry[1], tuple(entry[2])), (values if scores > 1 else values[0])
 
 
 def load(path, fp: str) -> dict:
-    """{"search": {key: score}, "heldout": {key: score}, "baseline": [search, heldout]} of a cache
+    """{"search": {key: (score, bound)}, "heldout": {key: score}, "baseline": [search, heldout]} of a cache
     file made for fingerprint ``fp``; ValueError if it is not one, or made for something else."""
     where = os.fspath(path)
     with open(where, "rb") as f:
@@ -73,18 +81,19 @@ def load(path, fp: str) -> dict:
     if not (isinstance(base, list) and len(base) == 2 and all(isinstance(v, (int, float)) for v in base)):
         raise ValueError(f"{where}: the evaluation cache has no baseline scores")
     out = {"baseline": [float(v) for v in base]}
-    for side in ("search", "heldout"):
+    for side, scores in (("search", 2), ("heldout", 1)):
         entries = data.get(side)
         if not isinstance(entries, list):
             raise ValueError(f"{where}: the evaluation cache has no {side!r} list")
-        out[side] = dict(_key(e, where) for e in entries)
+        out[side] = dict(_key(e, where, scores) for e in entries)
     return out
 
 
 def save(path, fp: str, baseline, search: dict, heldout: dict, settings: dict) -> None:
     """Write the cache atomically (temp file + rename)."""
     def entries(scores):
-        return [[k[0], list(k[1]), s] for k, s in sorted(scores.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+        return [[list(k[0]), k[1], list(k[2]), *(s if isinstance(s, tuple) else (s,))]
+                for k, s in sorted(scores.items(), key=lambda kv: kv[0])]
 
     data = {"format": FORMAT, "version": VERSION, "fingerprint": fp, "settings": settings,
             "baseline": list(baseline), "search": entries(search), "heldout": entries(heldout)}

@@ -7,17 +7,36 @@ mode under ``torch.inference_mode``. Scores are in [0, 1], higher is better.
 
 A plain callable ``model -> float`` is accepted wherever an evaluator is; it then
 serves as both the search and the held-out score (see :func:`as_evaluator`).
+
+:meth:`Evaluator.outcome` returns a score with the per-example predictions behind it, and
+:meth:`Evaluator.drop_bound` turns a baseline and a candidate outcome on the same examples
+into an upper confidence bound of the drop (:mod:`wsc.confidence`): paired, so it is far
+tighter than either score's own error. An evaluator without per-example outcomes (a plain
+callable) gives the point estimate.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
+from wsc.confidence import accuracy_drop_bound, bootstrap_drop_bound, weighted_macro_f1
+
 DEFAULT_SEARCH_FRACTION = 0.2
 DEFAULT_BATCH = 500
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """A score with what a paired bound needs: top-1 predictions and the labels they are
+    scored against (None when the evaluator has no per-example outcomes)."""
+
+    value: float
+    pred: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
 
 class Evaluator:
@@ -34,6 +53,15 @@ class Evaluator:
 
     def heldout(self, model: torch.nn.Module) -> float:
         raise NotImplementedError
+
+    def outcome(self, model: torch.nn.Module, split: str = "search") -> Outcome:
+        """The score on ``split`` ("search" or "heldout") and its per-example outcomes."""
+        return Outcome(self.search(model) if split == "search" else self.heldout(model))
+
+    def drop_bound(self, base: Outcome, cand: Outcome, confidence: float) -> float:
+        """Upper ``confidence`` bound of ``base.value - cand.value`` (same examples); without
+        per-example outcomes, the point estimate."""
+        return base.value - cand.value
 
     def describe(self) -> dict:
         return {"metric": self.name, "same_splits": self.same_splits}
@@ -274,6 +302,21 @@ class _Labelled(Evaluator):
     def score(self, model, split: str = "heldout") -> float:
         return self._metric(*_predict_batches(model, self._splits[split].batches()))
 
+    def outcome(self, model, split: str = "search") -> Outcome:
+        pred, labels = _predict_batches(model, self._splits[split].batches())
+        return Outcome(self._metric(pred, labels), pred.numpy(), labels.numpy())
+
+    def drop_bound(self, base: Outcome, cand: Outcome, confidence: float) -> float:
+        """Paired bound (:mod:`wsc.confidence`): McNemar-style for accuracy, bootstrap otherwise."""
+        if base.pred is None or cand.pred is None:
+            return base.value - cand.value
+        if self.paired_accuracy:
+            return accuracy_drop_bound(base.pred == base.labels, cand.pred == cand.labels, confidence)
+        return bootstrap_drop_bound(self._weighted, cand.labels, base.pred, cand.pred, confidence)
+
+    paired_accuracy = True
+    _weighted = None
+
     def search(self, model) -> float:
         return self.score(model, "search")
 
@@ -299,6 +342,8 @@ class MacroF1(_Labelled):
     """Macro-averaged F1 score; same arguments as :class:`Accuracy`."""
 
     name = "macro-f1"
+    paired_accuracy = False
+    _weighted = staticmethod(weighted_macro_f1)
 
     def _metric(self, pred, labels):
         return macro_f1(pred, labels)
@@ -328,11 +373,14 @@ class Fidelity(Evaluator):
     def prepare(self, model) -> None:
         self._ref = {k: predict(model, v, self.batch_size) for k, v in self._x.items()}
 
-    def _score(self, model, split: str) -> float:
+    def _predict(self, model, split: str) -> torch.Tensor:
         if not self._ref:
             raise RuntimeError("Fidelity needs the uncompressed model first: call prepare(model) "
                                "or pass reference=model")
-        return accuracy(predict(model, self._x[split], self.batch_size), self._ref[split])
+        return predict(model, self._x[split], self.batch_size)
+
+    def _score(self, model, split: str) -> float:
+        return accuracy(self._predict(model, split), self._ref[split])
 
     def search(self, model) -> float:
         return self._score(model, "search")
@@ -340,10 +388,17 @@ class Fidelity(Evaluator):
     def heldout(self, model) -> float:
         return self._score(model, "heldout")
 
+    def outcome(self, model, split: str = "search") -> Outcome:
+        pred = self._predict(model, split)
+        return Outcome(accuracy(pred, self._ref[split]), pred.numpy(), self._ref[split].numpy())
+
+    def drop_bound(self, base: Outcome, cand: Outcome, confidence: float) -> float:
+        return accuracy_drop_bound(base.pred == base.labels, cand.pred == cand.labels, confidence)
+
     def describe(self) -> dict:
         return {"metric": self.name, "same_splits": False,
                 "search_examples": len(self._x["search"]), "heldout_examples": len(self._x["heldout"])}
 
 
-__all__ = ["Evaluator", "FunctionEvaluator", "Accuracy", "MacroF1", "Fidelity", "as_evaluator",
+__all__ = ["Evaluator", "Outcome", "FunctionEvaluator", "Accuracy", "MacroF1", "Fidelity", "as_evaluator",
            "balanced_split", "gather_data", "predict", "accuracy", "macro_f1"]

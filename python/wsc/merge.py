@@ -7,6 +7,13 @@ the two if its search score is at least ``max(current, start) - tolerance``, whe
 ``tolerance = 0`` a merge is kept only when it loses nothing (the paper's rule), and with
 ``tolerance > 0`` the score never ends more than ``tolerance`` below where it started.
 Passes repeat until one accepts nothing.
+
+With ``bounded=True`` (variance-aware selection, :mod:`wsc.confidence`) a score is a pair
+(value, upper confidence bound of the drop from the uncompressed model) and the rule is
+the one that selects solutions: the better option is the one with the lower bound, taken if
+that bound is at most ``max(tolerance, bound at the start)`` — a codebook within the
+tolerance merges while it stays within it, and one that starts beyond it never gets
+(statistically) worse than where it started.
 """
 
 from __future__ import annotations
@@ -16,14 +23,28 @@ from typing import Callable
 from wsc.codebook import Codebook
 
 
-def merge(cb: Codebook, score: Callable[[list[Codebook]], list[float]], *, tolerance: float = 0.0,
-          on_pass: Callable[[dict], None] | None = None) -> tuple[Codebook, float]:
+def merge(cb: Codebook, score: Callable[[list[Codebook]], list], *, tolerance: float = 0.0,
+          bounded: bool = False, on_pass: Callable[[dict], None] | None = None) -> tuple[Codebook, object]:
     """Iteratively merge neighbouring values of ``cb``; returns the final codebook and its score.
 
-    ``score(codebooks)`` returns the search score of each codebook (cached by the caller).
+    ``score(codebooks)`` returns the search score of each codebook (cached by the caller):
+    a float, or with ``bounded`` a (value, drop bound) pair.
     """
     current = score([cb])[0]
     start = current
+    if bounded:
+        def merit(s):
+            return -s[1]
+
+        def accept(s):
+            return s[1] <= max(tolerance, start[1])
+    else:
+        def merit(s):
+            return s
+
+        def accept(s):
+            return s >= max(current, start) - tolerance
+
     passes = 0
     while cb.size > 1:
         passes += 1
@@ -36,8 +57,8 @@ def merge(cb: Codebook, score: Callable[[list[Codebook]], list[float]], *, toler
             if j < cb.size - 1:
                 options.append((cb.merge(j), "right"))
             scores = score([c for c, _ in options])
-            best = max(range(len(options)), key=lambda i: (scores[i], -i))  # ties: left first
-            if scores[best] >= max(current, start) - tolerance:
+            best = max(range(len(options)), key=lambda i: (merit(scores[i]), -i))  # ties: left first
+            if accept(scores[best]):
                 cb, current = options[best][0], scores[best]
                 accepted += 1
                 if options[best][1] == "right":

@@ -35,10 +35,15 @@ def _weight_property(name: str) -> property:
         if hit is not None and hit[0] == key:
             return hit[1]
         shape = self._wsc_packed.get(name)
+        scale = self._buffers.get(f"{name}_scale")
+        dtype = self._wsc_dtypes[name] if scale is None else torch.float32
         if shape is None:
-            w = torch.ops.wsc.gather(idx, cb, self._wsc_dtypes[name])
+            w = torch.ops.wsc.gather(idx, cb, dtype)
         else:
-            w = torch.ops.wsc.gather_u4(idx, cb, shape, self._wsc_dtypes[name])
+            w = torch.ops.wsc.gather_u4(idx, cb, shape, dtype)
+        if scale is not None:  # the product a .wsc reader computes, then the parameter's dtype
+            w = (w.reshape(scale.numel(), -1) * scale.float().reshape(-1, 1)).to(self._wsc_dtypes[name])
+            w = w.reshape(shape if shape is not None else idx.shape)
         if self._wsc_mode == "cached":
             self._wsc_cache[name] = (key, w)
         return w
@@ -69,15 +74,19 @@ def _split(model: nn.Module, qualified: str) -> tuple[nn.Module, str]:
 
 def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebook: torch.Tensor,
                    mode: str = "compact", pack: bool = True,
-                   packed_shapes: Mapping[str, list[int]] | None = None) -> nn.Module:
+                   packed_shapes: Mapping[str, list[int]] | None = None,
+                   scales: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
     """Replace each parameter named in ``indices`` by indices + ``codebook``; returns ``model``.
 
     ``indices`` maps qualified parameter names to uint8/uint16 tensors of the parameter's
     shape; ``codebook`` is a float32 1-D tensor shared by all of them (stored once). With
     ``pack`` and at most 16 values, CPU indices are stored 4 bits each. Names in
     ``packed_shapes`` come already packed (``wsc.ops.pack_u4``) for a parameter of that shape.
+    ``scales``: for names whose weights are ``codebook[i] * scale`` (a normalised scope), the
+    scales (one, or one per slice along dimension 0), kept as ``<name>_scale`` buffers.
     """
     packed_shapes = packed_shapes or {}
+    scales = scales or {}
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_tensor(codebook, "codebook", (torch.float32,), device=None)
@@ -100,13 +109,17 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
                                  f"shape {tuple(param.shape)} and a codebook of <= 16 values")
         elif idx.shape != param.shape:
             raise ValueError(f"indices[{qualified!r}] has shape {tuple(idx.shape)}, the parameter {tuple(param.shape)}")
-        by_module.setdefault(module, {})[leaf] = (idx, shape)
+        scale = scales.get(qualified)
+        if scale is not None and (scale.dim() != 1 or scale.numel() not in (1, param.shape[0] if param.dim() >= 2 else 1)):
+            raise ValueError(f"scales[{qualified!r}]: {tuple(scale.shape)} for a parameter of shape "
+                             f"{tuple(param.shape)} (1, or one per slice of dimension 0)")
+        by_module.setdefault(module, {})[leaf] = (idx, shape, scale)
     shared_packs: dict[int, torch.Tensor] = {}  # tied weights keep one packed buffer
     for module, leaves in by_module.items():
         base = getattr(type(module), "_wsc_base", type(module))
         dtypes = dict(getattr(module, "_wsc_dtypes", {}))
         packed = dict(getattr(module, "_wsc_packed", {}))
-        for leaf, (idx, shape) in leaves.items():
+        for leaf, (idx, shape, scale) in leaves.items():
             dtypes[leaf] = module._parameters[leaf].dtype
             del module._parameters[leaf]
             if shape is not None:
@@ -119,6 +132,8 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
                 idx = shared_packs[key]
             module.register_buffer(f"{leaf}_indices", idx)
             module.register_buffer(f"{leaf}_codebook", codebook.to(idx.device))
+            if scale is not None:
+                module.register_buffer(f"{leaf}_scale", scale.to(idx.device))
         module.__dict__["_wsc_dtypes"] = dtypes
         module.__dict__["_wsc_packed"] = packed
         module.__dict__["_wsc_mode"] = mode
@@ -128,7 +143,7 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
 
 
 def _compact_source(source):
-    """(codebook, {name: () -> flat indices}, {name: (shape, dtype)}, stored state, aliases) of a
+    """(codebook, {name: () -> flat indices}, {name: (shape, dtype, scale)}, stored state, aliases) of a
     .wsc file (path or bytes) or of a CompressionResult's chosen solution; indices are decoded
     only when asked for, one tensor at a time."""
     from wsc import container
@@ -137,13 +152,14 @@ def _compact_source(source):
     if isinstance(source, CompressionResult):
         p = source.payload(source.choose())
         shared = {t.name: (lambda t=t: t.indices) for t in p.shared}
-        meta = {t.name: (tuple(t.shape), t.dtype) for t in p.shared}
+        meta = {t.name: (tuple(t.shape), t.dtype, t.scale) for t in p.shared}
         return torch.from_numpy(np.asarray(p.codebook, dtype=np.float32)), shared, meta, dict(p.stored), dict(p.aliases)
     if not isinstance(source, (str, bytes, os.PathLike)):
         raise TypeError(f"source must be a .wsc path, its bytes or a CompressionResult; got {type(source).__name__}")
     a = container.read(source)
     shared = {s.entry["name"]: (lambda j=j: a.indices(j)) for j, s in enumerate(a.streams)}
-    meta = {s.entry["name"]: (tuple(s.entry["shape"]), container._FLOATS[s.entry["dtype"]]) for s in a.streams}
+    meta = {s.entry["name"]: (tuple(s.entry["shape"]), container._FLOATS[s.entry["dtype"]],
+                              None if s.scale is None else s.scale.clone()) for s in a.streams}
     stored = {e["name"]: a.stored_tensor(j) for j, e in enumerate(a.stored)}
     # clone: the codebook may be a view into the file's bytes, which must not stay resident
     return a.codebook.clone(), shared, meta, stored, dict(a.aliases)
@@ -172,10 +188,13 @@ def share_(model: nn.Module, source, mode: str = "compact", pack: bool = True) -
 
     indices: dict[str, torch.Tensor] = {}
     packed_shapes: dict[str, list[int]] = {}
+    scales: dict[str, torch.Tensor] = {}
     per_target: dict[str, torch.Tensor] = {}  # tied names share one buffer
     for name in sorted(set(shared) | {a for a, t in aliases.items() if t in shared}):
         target = aliases.get(name, name)
-        shape, dtype = meta[target]
+        shape, dtype, scale = meta[target]
+        if scale is not None:
+            scales[name] = scale
         if name not in params:
             raise ValueError(f"{name}: shared in the file but not a parameter of the model")
         p = params[name]
@@ -194,7 +213,7 @@ def share_(model: nn.Module, source, mode: str = "compact", pack: bool = True) -
         if t.shape != own[n].shape or t.dtype != own[n].dtype:
             raise ValueError(f"{n}: {tuple(t.shape)} {t.dtype} in the file, {tuple(own[n].shape)} {own[n].dtype} in the model")
     model.load_state_dict(plain, strict=False, assign=any(t.is_meta for t in own.values()))
-    return share_tensors_(model, indices, codebook, mode, pack, packed_shapes)
+    return share_tensors_(model, indices, codebook, mode, pack, packed_shapes, scales)
 
 
 def load_shared(model: nn.Module, path, mode: str = "compact", pack: bool = True) -> nn.Module:
@@ -214,6 +233,7 @@ def unshare_(model: nn.Module) -> nn.Module:
         module.__class__ = module._wsc_base
         for leaf, w in weights.items():
             del module._buffers[f"{leaf}_indices"], module._buffers[f"{leaf}_codebook"]
+            module._buffers.pop(f"{leaf}_scale", None)
             module.register_parameter(leaf, nn.Parameter(w.clone(), requires_grad=True))
         for attr in ("_wsc_dtypes", "_wsc_packed", "_wsc_mode", "_wsc_cache"):
             del module.__dict__[attr]

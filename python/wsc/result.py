@@ -38,13 +38,19 @@ class Solution:
     paper_style_ratio: float
     codebook: Codebook = field(repr=False, compare=False)
     coder: str = "huffman"
+    search_bound: float = math.nan
 
     @property
     def search_error(self) -> float:
         return 1.0 - self.search_score
 
+    @property
+    def scheme(self):
+        return self.codebook.scheme
+
     def to_dict(self) -> dict:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "codebook"}
+        d["scheme"] = self.scheme.describe()
         if self.merged:  # first bin of every group: enough to rebuild the merged codebook
             d["group_first_bins"] = [int(self.codebook.bins[g]) for g in self.codebook.groups]
         return d
@@ -74,15 +80,28 @@ class CompressionResult:
         """The final front (after merging when merging ran)."""
         return self.front_after or self.front_before
 
+    @property
+    def confidence(self) -> float | None:
+        return self.settings.get("confidence")
+
+    def within(self, s: Solution, tolerance: float | None = None) -> bool:
+        """Whether ``s`` keeps the bar on the search split: its drop bound (with a confidence
+        level), else its search score, within ``tolerance`` of the uncompressed model's."""
+        tol = self.tolerance if tolerance is None else tolerance
+        if self.confidence is not None:
+            return s.search_bound <= tol
+        return s.search_score >= self.baseline_search - tol
+
     def choose(self, tolerance: float | None = None) -> Solution:
-        """The smallest file whose search score is >= baseline search score - tolerance.
+        """The smallest file that keeps the bar on the search split (:meth:`within`).
 
         Only the search split decides; if no solution qualifies, the best-scoring one.
         """
-        tol = self.tolerance if tolerance is None else tolerance
-        ok = [s for s in self.front if s.search_score >= self.baseline_search - tol]
+        ok = [s for s in self.front if self.within(s, tolerance)]
         if ok:
             return min(ok, key=lambda s: (s.file_bytes, -s.search_score, s.values))
+        if self.confidence is not None:
+            return min(self.front, key=lambda s: (s.search_bound, s.file_bytes))
         return max(self.front, key=lambda s: (s.search_score, -s.file_bytes))
 
     def payload(self, solution: Solution) -> container.Payload:
@@ -111,9 +130,10 @@ class CompressionResult:
             "wall_time_s": self.wall_time,
             "front_before_merge": [s.to_dict() for s in self.front_before],
             "front_after_merge": [s.to_dict() for s in self.front_after],
-            "chosen": {**chosen.to_dict(), "tolerance": self.tolerance,
-                       "within_tolerance": chosen.search_score >= self.baseline_search - self.tolerance,
-                       "heldout_drop": self.baseline_heldout - chosen.heldout_score},
+            "chosen": {**chosen.to_dict(), "tolerance": self.tolerance, "confidence": self.confidence,
+                       "within_tolerance": self.within(chosen),
+                       "heldout_drop": self.baseline_heldout - chosen.heldout_score,
+                       "heldout_kept_bar": self.baseline_heldout - chosen.heldout_score <= self.tolerance},
             "history": self.history,
         }
 
@@ -131,6 +151,8 @@ def solution_info(s: Solution, settings: dict) -> dict:
     """The method's parameters recorded in the file (no scores: the file depends on the configuration only)."""
     info = {"k": s.k, "lo": s.codebook.lo, "hi": s.codebook.hi, "values": s.values, "merged": s.merged,
             "params": settings.get("params")}
+    if s.scheme.key != ("uniform", "global", 0):
+        info["scheme"] = s.scheme.describe()
     if settings.get("nan", "error") != "error":  # NaN/Inf were replaced by 0 or left unshared
         info["nan"] = settings["nan"]
     return info

@@ -1,10 +1,12 @@
-"""NSGA-II over the number of bins k, with an evaluation cache.
+"""NSGA-II over the number of bins k (and the scheme's integer choices), with an evaluation cache.
 
-Decision variable: the integer k in [k_min, k_max]. Objectives (both minimised): the
-error on the search split (1 - score) and the size (number of shared values, or the
-coded size in bits). pymoo's NSGA-II with the paper's defaults: integer random
-sampling, SBX crossover and polynomial mutation with rounding to integers, duplicates
-eliminated. Every configuration is scored at most once (:class:`ScoreCache`), and the
+Decision variables: integers, each in its own inclusive range: the number of values k in
+[k_min, k_max] (the paper's only variable) and, when the caller searches them, the
+clipping level and the scheme (:mod:`wsc.scheme`). Objectives (both minimised): the error
+on the search split (1 - score; or the upper confidence bound of the drop) and the size
+(number of shared values, or the coded size in bits). pymoo's NSGA-II with the paper's
+defaults: integer random sampling, SBX crossover and polynomial mutation with rounding to
+integers, duplicates eliminated. Every configuration is scored at most once (:class:`ScoreCache`), and the
 front returned is the non-dominated set of *all* configurations evaluated during the
 run (never worse than the final population's front).
 """
@@ -28,7 +30,8 @@ from pymoo.optimize import minimize
 
 
 class ScoreCache:
-    """Scores keyed by configuration: each key is computed once, even across threads."""
+    """Scores (whatever ``fn`` returns) keyed by configuration: each key is computed once,
+    even across threads."""
 
     def __init__(self, fn: Callable[[Hashable, object], float], workers: int = 1,
                  known: dict[Hashable, float] | None = None):
@@ -46,7 +49,7 @@ class ScoreCache:
     def __contains__(self, key) -> bool:
         return key in self._scores
 
-    def get(self, key: Hashable, item) -> float:
+    def get(self, key: Hashable, item):
         with self._lock:
             if key in self._scores:
                 return self._scores[key]
@@ -60,7 +63,7 @@ class ScoreCache:
                 return self._scores[key]
             return self.get(key, item)  # the owner failed: try again here (and raise here)
         try:
-            value = float(self._fn(key, item))
+            value = self._fn(key, item)
             with self._lock:
                 self._scores[key] = value
         finally:
@@ -69,13 +72,13 @@ class ScoreCache:
             event.set()
         return value
 
-    def many(self, pairs: Sequence[tuple[Hashable, object]]) -> list[float]:
+    def many(self, pairs: Sequence[tuple[Hashable, object]]) -> list:
         """Scores of (key, item) pairs, the missing ones in parallel when workers > 1."""
         if self._pool is None or len(pairs) < 2:
             return [self.get(k, it) for k, it in pairs]
         return list(self._pool.map(lambda p: self.get(*p), pairs))
 
-    def snapshot(self) -> dict[Hashable, float]:
+    def snapshot(self) -> dict:
         """A copy of every score so far (safe while other threads score)."""
         with self._lock:
             return dict(self._scores)
@@ -105,29 +108,33 @@ def non_dominated(points: Sequence[tuple[float, float]]) -> list[int]:
 class SearchOutcome:
     """All configurations evaluated, the non-dominated ones, and per-generation history."""
 
-    evaluated: dict[int, tuple[float, float]]  # k -> (error, size)
-    front: list[int]  # the k of the non-dominated configurations, by increasing size
+    evaluated: dict[tuple[int, ...], tuple[float, float]]  # configuration -> (error, size)
+    front: list[tuple[int, ...]]  # the non-dominated configurations, by increasing size
     history: list[dict]
 
 
-class _KProblem(Problem):
-    def __init__(self, k_min: int, k_max: int, objectives: Callable[[list[int]], list[tuple[float, float]]]):
-        super().__init__(n_var=1, n_obj=2, xl=k_min, xu=k_max, vtype=int)
+Config = tuple[int, ...]
+
+
+class _IntProblem(Problem):
+    def __init__(self, space: Sequence[tuple[int, int]], objectives: Callable[[list[Config]], list]):
+        super().__init__(n_var=len(space), n_obj=2, xl=np.array([a for a, _ in space]),
+                         xu=np.array([b for _, b in space]), vtype=int)
         self._objectives = objectives
 
     def _evaluate(self, x, out, *args, **kwargs):
-        ks = [int(round(v)) for v in np.asarray(x, dtype=float)[:, 0]]
-        out["F"] = np.asarray(self._objectives(ks), dtype=float)
+        configs = [tuple(int(round(v)) for v in row) for row in np.asarray(x, dtype=float)]
+        out["F"] = np.asarray(self._objectives(configs), dtype=float)
 
 
 def _recording(objectives, evaluated: dict):
-    """Ask ``objectives`` only for the k not seen before (pymoo proposes old k again in later
-    generations: it eliminates duplicates within a population only)."""
-    def f(ks: list[int]) -> list[tuple[float, float]]:
-        new = list(dict.fromkeys(k for k in ks if k not in evaluated))
-        for k, v in zip(new, objectives(new) if new else []):
-            evaluated[k] = tuple(map(float, v))
-        return [evaluated[k] for k in ks]
+    """Ask ``objectives`` only for configurations not seen before (pymoo proposes old ones
+    again in later generations: it eliminates duplicates within a population only)."""
+    def f(configs: list[Config]) -> list[tuple[float, float]]:
+        new = list(dict.fromkeys(c for c in configs if c not in evaluated))
+        for c, v in zip(new, objectives(new) if new else []):
+            evaluated[c] = tuple(map(float, v))
+        return [evaluated[c] for c in configs]
     return f
 
 
@@ -140,14 +147,29 @@ class _Progress(Callback):
         self._report(int(algorithm.n_gen))
 
 
-def run(objectives: Callable[[list[int]], list[tuple[float, float]]], *, k_range: tuple[int, int],
+def run(objectives: Callable[[list[Config]], list[tuple[float, float]]], *, space: Sequence[tuple[int, int]],
         pop_size: int, generations: int, seed: int,
         on_generation: Callable[[dict], None] | None = None) -> SearchOutcome:
-    """NSGA-II over k; ``objectives(ks)`` returns (error, size) for each k (the caller caches)."""
-    k_min, k_max = k_range
+    """NSGA-II over integer configurations, variable i in the inclusive range ``space[i]``;
+    ``objectives(configs)`` returns (error, size) for each configuration (the caller caches)."""
+    space = [(int(a), int(b)) for a, b in space]
+    free = [i for i, (a, b) in enumerate(space) if a < b]  # variables fixed to one value are not searched
+    fixed = tuple(a for a, _ in space)
     history: list[dict] = []
-    evaluated: dict[int, tuple[float, float]] = {}
-    objectives = _recording(objectives, evaluated)
+    evaluated: dict[Config, tuple[float, float]] = {}
+    recorded = _recording(objectives, evaluated)
+
+    def full(partial: list[Config]) -> list[Config]:
+        out = []
+        for p in partial:
+            c = list(fixed)
+            for i, v in zip(free, p):
+                c[i] = v
+            out.append(tuple(c))
+        return out
+
+    def objectives(partial: list[Config]) -> list[tuple[float, float]]:
+        return recorded(full(partial))
 
     def report(gen: int) -> None:
         pts = list(evaluated.values())
@@ -158,8 +180,8 @@ def run(objectives: Callable[[list[int]], list[tuple[float, float]]], *, k_range
         if on_generation is not None:
             on_generation(entry)
 
-    if k_min == k_max:  # nothing to search
-        objectives([k_min])
+    if not free:  # nothing to search
+        recorded([fixed])
         report(1)
     else:
         algorithm = NSGA2(
@@ -169,10 +191,10 @@ def run(objectives: Callable[[list[int]], list[tuple[float, float]]], *, k_range
             mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
             eliminate_duplicates=True,
         )
-        minimize(_KProblem(k_min, k_max, objectives), algorithm, ("n_gen", generations), seed=seed,
+        minimize(_IntProblem([space[i] for i in free], objectives), algorithm, ("n_gen", generations), seed=seed,
                  callback=_Progress(report), verbose=False, save_history=False)
-    ks = sorted(evaluated)
-    front = [ks[i] for i in non_dominated([evaluated[k] for k in ks])]
+    configs = sorted(evaluated)
+    front = [configs[i] for i in non_dominated([evaluated[c] for c in configs])]
     return SearchOutcome(evaluated, front, history)
 
 

@@ -13,6 +13,12 @@ float32), and of tensors whose NaN/Inf are replaced (``nan="zero"``).
 
 Applying a codebook writes ``wsc.ops.share`` of the original weights into the working
 copy's tensors in place (one O(N) pass).
+
+Schemes with a per-tensor or per-channel scope (:mod:`wsc.scheme`) bin normalised weights:
+each tensor divided by its scale (the standard deviation of the tensor or of each slice
+along dimension 0, rounded to bfloat16, which is how the file stores it). Those float32
+copies (and their sorted form) are made the first time such a scheme is asked for; a
+shared weight is then ``fl32(value * scale)``, computed the same way when a file is read.
 """
 
 from __future__ import annotations
@@ -29,12 +35,13 @@ import torch
 from wsc import ops
 from wsc._arrays import index_dtype
 from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
+from wsc.scheme import PAPER, Scheme, clip_range
 
 # Up to this many shared weights the codebooks come from sorted copies (12 bytes per weight,
 # O(k log N) per codebook); above it from streaming passes (no copy, O(N) per codebook), so
 # a model of 1e9 weights compresses in about 1.5x its float32 size.
 SORT_LIMIT = 1 << 25
-from wsc.container import Payload, SharedTensor
+from wsc.container import Payload, SharedTensor, rescale
 from wsc.params import ParamSpec, Selection, select
 
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
@@ -103,9 +110,10 @@ class Workbench:
         self.stored = {n: state[n].detach() for n in selection.unshared}
         self._versions = {n: t._version for n, t in {**self.originals, **self.stored}.items()}
         self._work = {n: self._readable(n, t) for n, t in self.originals.items()}
-        n = sum(int(t.numel()) for t in self._work.values())
-        self.weights = SortedTensors(self._work) if n <= SORT_LIMIT else WeightStream(self._work)
+        self.weights = _source(self._work)
         self.lo, self.hi = self.weights.lo, self.weights.hi
+        self._scoped: dict[str, tuple[dict, dict, object]] = {}  # scope -> (scales, normalised, source)
+        self._scope_lock = threading.Lock()
         base = copy.deepcopy(model)  # the working copy: the only full copy made of the caller's model
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         self._base = base
@@ -141,13 +149,34 @@ class Workbench:
         ts = list(self.originals.values()) + list(self.stored.values())
         return sum(t.numel() * t.element_size() for t in ts)
 
-    def codebook(self, k: int) -> Codebook:
-        return Codebook.uniform(self.weights, k)
+    # ------------------------------------------------------------ scopes
+    def scoped(self, scope: str) -> tuple[dict, dict, object]:
+        """(scales, normalised flat weights, their bins source) of a scope; the global scope
+        has no scales and bins the weights themselves."""
+        if scope == "global":
+            return {}, self._work, self.weights
+        with self._scope_lock:
+            if scope not in self._scoped:
+                scales = {n: _scale(self.originals[n], t, scope) for n, t in self._work.items()}
+                norm = {n: _divide(t, scales[n]) for n, t in self._work.items()}
+                self._scoped[scope] = (scales, norm, _source(norm))
+            return self._scoped[scope]
+
+    def codebook(self, k: int, scheme: Scheme = PAPER) -> Codebook:
+        """The codebook of ``k`` values (uniform bins or k-means clusters) under ``scheme``."""
+        _, _, src = self.scoped(scheme.scope)
+        lo, hi = clip_range(src.lo, src.hi, scheme.fraction)
+        make = Codebook.uniform if scheme.placement == "uniform" else Codebook.kmeans
+        return make(src, k, lo, hi, scheme)
 
     def tensor_counts(self, cb: Codebook) -> list[np.ndarray]:
         """Per shared tensor, how many of its weights fall in each codebook group."""
-        per, _, _ = self.weights.tensor_bins(cb.k)
+        per, _, _ = self.scoped(cb.scheme.scope)[2].tensor_bins(cb.k, cb.lo, cb.hi)
         return [np.add.reduceat(c[cb.bins], list(cb.groups)) for c in per]
+
+    def scale_bytes(self, scheme: Scheme) -> int:
+        """Bytes the scales of a scheme add to the file (bfloat16, one per tensor or per channel)."""
+        return sum(2 * int(s.numel()) for s in self.scoped(scheme.scope)[0].values())
 
     def coded_bits(self, cb: Codebook, coder: str = "huffman") -> int:
         """Estimated coded size in bits: payloads, code tables and the codebook.
@@ -156,7 +185,7 @@ class Workbench:
         tensor), ``"rans"`` (order-0 entropy of each tensor, its 32 bytes of flushed states,
         about two bytes of frequency table per value) or ``"auto"`` (the smaller per tensor).
         """
-        total = 32 * cb.size
+        total = 32 * cb.size + 8 * self.scale_bytes(cb.scheme)
         for c in self.tensor_counts(cb):
             huffman = huffman_bits(c) + 8 * cb.size
             rans = int(np.ceil(entropy_bits(c) * c.sum())) + 256 + 16 * int(np.count_nonzero(c))
@@ -175,15 +204,18 @@ class Workbench:
     def apply(self, target: dict[str, torch.Tensor], cb: Codebook | None) -> None:
         """Write the shared weights of ``cb`` (or the originals when None) into a copy's tensors."""
         table = None if cb is None else torch.from_numpy(cb.table())
+        scales, source, _ = self.scoped(PAPER.scope if cb is None else cb.scheme.scope)
         with torch.no_grad():
-            for name, work in self._work.items():
+            for name, work in source.items():
                 t = target[name]
                 if table is None:
                     t.copy_(self.originals[name])
+                elif name in scales:
+                    t.copy_(rescale(ops.share(work, cb.lo, cb.hi, table), scales[name]).reshape(t.shape))
                 elif t.device.type == "cpu" and t.dtype in _NATIVE and t.is_contiguous():
-                    ops.share(work, self.lo, self.hi, table, out=t.view(-1))  # in place, no temporary
+                    ops.share(work, cb.lo, cb.hi, table, out=t.view(-1))  # in place, no temporary
                 else:
-                    t.copy_(ops.share(work, self.lo, self.hi, table).reshape(t.shape))
+                    t.copy_(ops.share(work, cb.lo, cb.hi, table).reshape(t.shape))
 
     @contextlib.contextmanager
     def model(self, cb: Codebook | None):
@@ -204,13 +236,13 @@ class Workbench:
         binned in blocks (no temporary larger than a block)."""
         itype = np.uint8 if cb.size <= 256 else np.uint16
         lut = cb.index_map.astype(itype)
-        work = self._work[name]
+        work = self.scoped(cb.scheme.scope)[1][name]
         out = np.empty(work.numel(), dtype=itype)
         block = self.weights.block
         buf = torch.empty(min(block, work.numel()), dtype=index_dtype(cb.k))
         for s in range(0, work.numel(), block):
             part = work[s:s + block]
-            b = ops.bin_uniform(part, cb.k, self.lo, self.hi, out=buf[:part.numel()])
+            b = ops.bin_uniform(part, cb.k, cb.lo, cb.hi, out=buf[:part.numel()])
             np.take(lut, b.indices.numpy(), out=out[s:s + part.numel()])
         return out
 
@@ -221,10 +253,32 @@ class Workbench:
     def payload(self, cb: Codebook, info: dict | None = None) -> Payload:
         """What the file of ``cb`` holds; each tensor's indices are made when the writer codes it."""
         self.check_unchanged()
+        scales = self.scoped(cb.scheme.scope)[0]
         shared = [SharedTensor(n, functools.partial(self.tensor_indices, n, cb), tuple(self.originals[n].shape),
-                               self.originals[n].dtype) for n in self._work]
+                               self.originals[n].dtype, scales.get(n)) for n in self._work]
         return Payload(cb.values, shared, dict(self.stored), dict(self.selection.aliases),
                        list(self.selection.order), info or {})
+
+
+def _source(tensors: dict[str, torch.Tensor]):
+    """Where the bins of any k come from: sorted copies up to SORT_LIMIT weights, else streaming."""
+    n = sum(int(t.numel()) for t in tensors.values())
+    return SortedTensors(tensors) if n <= SORT_LIMIT else WeightStream(tensors)
+
+
+def _scale(original: torch.Tensor, flat: torch.Tensor, scope: str) -> torch.Tensor:
+    """bfloat16 scales of a tensor: its standard deviation ("tensor"), or that of each slice
+    along dimension 0 ("channel", tensors of two or more dimensions); 1 where it is 0."""
+    rows = original.shape[0] if scope == "channel" and original.dim() >= 2 else 1
+    std = flat.float().reshape(rows, -1).std(dim=1, unbiased=False)
+    s = std.to(torch.bfloat16)
+    return torch.where((s > 0) & torch.isfinite(s), s, torch.ones_like(s))
+
+
+def _divide(flat: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """float32 weights / scale (per slice along dimension 0 when there are several scales)."""
+    x = flat.float().reshape(scale.numel(), -1)
+    return (x / scale.float().reshape(-1, 1)).reshape(-1).contiguous()
 
 
 def _label(params: ParamSpec) -> str:

@@ -1,0 +1,174 @@
+"""Schemes beyond the paper: clipping, per-tensor/per-channel scales, k-means on a histogram.
+
+Every scheme must write a file whose weights equal, bit for bit, the ones the search scored,
+and load into shared-weight modules with the same outputs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from wsc import container, nn as wnn
+from wsc.codebook import Codebook, SortedWeights, bin_rule
+from wsc.errors import FormatError
+from wsc.scheme import CLIP_MAX, Scheme, check_codebook, clip_range, lloyd_groups
+from wsc.workbench import Workbench
+
+from conftest import weights_like
+
+SCHEMES = [Scheme(), Scheme("uniform", "global", 6), Scheme("uniform", "tensor", 3), Scheme("uniform", "channel"),
+           Scheme("kmeans", "global"), Scheme("kmeans", "channel", 4), Scheme("kmeans", "tensor", CLIP_MAX)]
+
+
+class Net(torch.nn.Module):
+    """Layers on very different scales, as depthwise convolutions beside dense layers are."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.dw = torch.nn.Conv2d(4, 4, 3, groups=4)
+        self.fc = torch.nn.Linear(4 * 4 * 4, 5)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g) * 0.3)
+            self.dw.weight.copy_(torch.randn(self.dw.weight.shape, generator=g) * 3.0)
+            self.fc.weight.copy_(torch.randn(self.fc.weight.shape, generator=g) * 0.02)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.dw(torch.relu(self.conv(x)))).flatten(1))
+
+
+def _mse(x, cb):
+    return float(((cb.table()[bin_rule(x, cb.lo, cb.hi, cb.k)] - x) ** 2).mean())
+
+
+def test_scheme_checks_its_fields():
+    with pytest.raises(ValueError, match="placement"):
+        Scheme("median")
+    with pytest.raises(ValueError, match="scope"):
+        Scheme("uniform", "layer")
+    with pytest.raises(ValueError, match="clip"):
+        Scheme(clip=CLIP_MAX + 1)
+    with pytest.raises(ValueError, match="codebook must be one of"):
+        check_codebook("normalised", "tensor")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        check_codebook("normalized", "row")
+    assert check_codebook("normalized", "tensor") == [("uniform", "tensor")]
+    assert len(check_codebook("auto", "channel")) == 6
+
+
+def test_clip_range_shrinks_about_zero_or_the_middle():
+    assert clip_range(-2.0, 4.0, 1.0) == (-2.0, 4.0)
+    assert clip_range(-2.0, 4.0, 0.5) == (-1.0, 2.0)
+    assert clip_range(2.0, 6.0, 0.5) == (3.0, 5.0)
+    assert Scheme(clip=8).fraction == 0.25
+
+
+def test_clipping_clamps_into_the_end_bins():
+    x = weights_like(20000, seed=4)
+    w = SortedWeights(x)
+    lo, hi = clip_range(w.lo, w.hi, Scheme(clip=8).fraction)
+    cb = Codebook.uniform(w, 16, lo, hi)
+    assert cb.counts.sum() == x.size  # nothing lost: the tails join the end bins
+    assert cb.counts[0] == np.count_nonzero(x < np.float32(lo) + (hi - lo) / 16)
+    np.testing.assert_allclose(cb.sums.sum(), x.astype(np.float64).sum(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 5, 16, 40])
+def test_kmeans_on_the_histogram_matches_lloyd_on_the_values(k):
+    """Its centres are a Lloyd fixed point (each bin goes to its nearest centre) and its error
+    is that of k-means on the values themselves (scikit-learn, several restarts)."""
+    from sklearn.cluster import KMeans
+
+    x = weights_like(30000, seed=k)
+    cb = Codebook.kmeans(SortedWeights(x), k)
+    assert cb.size <= k and cb.target == k and not cb.merged
+    centres = cb.values.astype(np.float64)
+    means = cb.sums / cb.counts
+    nearest = np.abs(means[:, None] - centres[None, :]).argmin(axis=1)
+    assert np.array_equal(nearest, cb.group_of_bin)
+    km = KMeans(k, n_init=4, random_state=0).fit(x[:, None].astype(np.float64))
+    assert _mse(x, cb) <= 1.02 * km.inertia_ / x.size
+
+
+def test_lloyd_groups_edge_cases():
+    c = np.array([5, 1, 1, 5]), np.array([0.0, 1.0, 2.0, 15.0])
+    assert lloyd_groups(*c, 4) == (0, 1, 2, 3)
+    assert lloyd_groups(*c, 10) == (0, 1, 2, 3)
+    g = lloyd_groups(*c, 2)
+    assert g[0] == 0 and len(g) == 2
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: "-".join(map(str, s.key)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_every_scheme_writes_the_weights_it_scored(scheme, dtype):
+    model = Net().to(dtype)
+    bench = Workbench(model)
+    cb = bench.codebook(9, scheme)
+    with bench.model(cb) as m:
+        scored = {n: t.clone() for n, t in m.state_dict().items()}
+    data = container.to_bytes(bench.payload(cb))
+    loaded = container.load_state_dict(data)
+    for n, t in scored.items():
+        assert torch.equal(loaded[n], t), n
+    assert container.verify(data) == []
+    shared = wnn.share_(copy.deepcopy(model), data)
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1)).to(dtype)
+    with bench.model(cb) as m:
+        assert torch.equal(shared(x), m(x))
+
+
+def test_scales_are_counted_and_inspected():
+    bench = Workbench(Net())
+    glob, chan = bench.codebook(8), bench.codebook(8, Scheme("uniform", "channel"))
+    assert bench.scale_bytes(glob.scheme) == 0
+    assert bench.scale_bytes(chan.scheme) == 2 * (4 + 4 + 5)  # one bfloat16 per output channel
+    data = container.to_bytes(bench.payload(chan))
+    info = container.inspect(data)
+    assert [s["scales"] for s in info["shared"]] == [4, 4, 5]
+
+
+def test_normalised_scope_rescues_layers_on_other_scales():
+    """One global codebook spends its values on the widest layer; per-channel scales do not."""
+    model = Net()
+    bench = Workbench(model)
+    errs = {}
+    for scope in ("global", "channel"):
+        cb = bench.codebook(8, Scheme("uniform", scope))
+        with bench.model(cb) as m:
+            a, b = m.fc.weight.detach(), model.fc.weight.detach()
+            errs[scope] = float(((a - b) ** 2).mean() / (b ** 2).mean())
+    assert errs["channel"] < 0.05 < errs["global"]
+
+
+def _scaled_file():
+    bench = Workbench(Net())
+    return container.to_bytes(bench.payload(bench.codebook(8, Scheme("uniform", "channel"))))
+
+
+def _patched(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) >= 1
+    return data.replace(old, new, 1)
+
+
+def test_bad_scales_are_format_errors():
+    data = _scaled_file()
+    import json
+    import struct
+
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    meta = json.loads(header["__metadata__"]["wsc"])
+    start = 8 + n + header["scales"]["data_offsets"][0]
+    negative = bytearray(data)
+    negative[start + 1] |= 0x80  # the sign bit of the first bfloat16 scale
+    with pytest.raises(FormatError, match="scale is not finite and positive"):
+        container.read(bytes(negative))
+    entry = meta["tensors"][0]
+    assert entry["scales"] == 4
+    wrong = _patched(data, b'\\"scales\\":4', b'\\"scales\\":3')
+    with pytest.raises(FormatError):
+        container.read(wrong)
