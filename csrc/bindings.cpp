@@ -16,6 +16,7 @@
 #include "wsc/parallel.h"
 #include "wsc/range.h"
 #include "wsc/rans.h"
+#include "wsc/simd.h"
 
 namespace py = pybind11;
 
@@ -57,6 +58,19 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &wsc::get_num_threads, "Threads the kernels use.");
   m.def("set_num_threads", &wsc::set_num_threads, py::arg("n"),
         "Set the kernel thread count; n < 1 restores the default (all cores).");
+
+  // Private: tests force each SIMD level to compare it with the scalar code, benchmarks
+  // measure them. Levels are ints (0 scalar, 1 AVX2, 2 AVX-512).
+  m.def("_simd_supported", []() { return int(wsc::simd_supported()); },
+        "Widest SIMD level of this CPU and build: 0 scalar, 1 AVX2, 2 AVX-512.");
+  m.def("_simd_level", []() { return int(wsc::simd_level()); }, "SIMD level the kernels use.");
+  m.def(
+      "_set_simd_level",
+      [](int cap) {
+        wsc::check(cap >= 0, "_set_simd_level: level must be >= 0");
+        return int(wsc::set_simd_level(wsc::SimdLevel(cap > 2 ? 2 : cap)));
+      },
+      py::arg("cap"), "Cap the SIMD level (clamped to the supported one); returns the level in use.");
 
   m.def(
       "range",

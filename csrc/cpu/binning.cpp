@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "bin_accumulate.h"
 #include "bin_rule.h"
 #include "wsc/parallel.h"
 #include "wsc/range.h"
@@ -12,9 +13,7 @@
 namespace wsc {
 namespace {
 
-// (sum, count) of one bin, updated with a single 128-bit add per element. Counts held as
-// doubles are exact up to 2^53 elements.
-typedef double SumCount __attribute__((vector_size(16)));
+using detail::SumCount;
 
 // Blocks depend on n and k alone (never on the thread count) and are reduced in order, so
 // the float64 sums are identical for any number of threads.
@@ -24,27 +23,15 @@ int64_t block_count(int64_t n, int64_t k) {
 }
 
 // Interleaved sub-histograms break the load-add-store chain when most weights fall into one
-// bin (typical of weights); only worth their memory for small k.
+// bin (typical of weights); only worth their memory for small k. Each is padded by 8 bins
+// so that k = 256 (4 KiB of bins) does not put them 4 KiB apart, where the loads of one
+// falsely depend on the stores to the previous one (4K aliasing).
 int sub_histograms(int64_t k) { return k <= 512 ? 8 : (k <= 4096 ? 2 : 1); }
-
-template <int S>
-void accumulate(const float* x, const uint32_t* bins, int64_t m, int64_t k, SumCount* hist) {
-  int64_t j = 0;
-  for (; j + S <= m; j += S) {
-    for (int u = 0; u < S; ++u) {
-      SumCount add = {double(x[j + u]), 1.0};
-      hist[bins[j + u] + uint32_t(u * k)] += add;
-    }
-  }
-  for (; j < m; ++j) {
-    SumCount add = {double(x[j]), 1.0};
-    hist[bins[j]] += add;
-  }
-}
+constexpr int64_t kSubPad = 8;
 
 template <class T, class I>
-int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, int64_t k, I* idx,
-                  SumCount* hist, int subs) {
+int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, I* idx,
+                  SumCount* hist, int subs, int64_t stride) {
   uint32_t bins[detail::kBlock];
   float values[detail::kBlock];
   int64_t bad = 0;
@@ -59,9 +46,7 @@ int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, int64_t k,
     }
     bad += rule.apply_f32(xf, len, bins);
     for (int64_t j = 0; j < len; ++j) idx[s + j] = I(bins[j]);
-    if (subs == 8) accumulate<8>(xf, bins, len, k, hist);
-    else if (subs == 2) accumulate<2>(xf, bins, len, k, hist);
-    else accumulate<1>(xf, bins, len, k, hist);
+    detail::accumulate(xf, bins, len, subs, stride, hist);
   }
   return bad;
 }
@@ -76,18 +61,20 @@ int64_t bin_typed(const T* x, int64_t n, float lo, float hi, int64_t k, I* idx, 
   const detail::BinRule rule(lo, hi, k);
   const int subs = sub_histograms(k);
   const int64_t nb = block_count(n, k);
-  const size_t stride = size_t(k) * size_t(subs);
-  std::vector<SumCount> hist(stride * size_t(nb), SumCount{0.0, 0.0});
+  const int64_t stride = subs > 1 ? k + kSubPad : k;
+  const size_t per_block = size_t(stride) * size_t(subs);
+  std::vector<SumCount> hist(per_block * size_t(nb), SumCount{0.0, 0.0});
   std::vector<int64_t> bad(size_t(nb), 0);
   parallel_for(nb, [&](int64_t b) {
     int64_t s = n * b / nb, e = n * (b + 1) / nb;
-    bad[size_t(b)] = bin_block(x + s, e - s, rule, k, idx + s, hist.data() + stride * b, subs);
+    bad[size_t(b)] = bin_block(x + s, e - s, rule, idx + s, hist.data() + per_block * b,
+                               subs, stride);
   });
-  for (size_t h = 0; h < hist.size(); ++h) {
-    const size_t i = h % size_t(k);
-    sums[i] += hist[h][0];
-    counts[i] += int64_t(hist[h][1]);
-  }
+  for (size_t h = 0; h < hist.size(); h += size_t(stride))
+    for (int64_t i = 0; i < k; ++i) {
+      sums[i] += hist[h + size_t(i)][0];
+      counts[i] += int64_t(hist[h + size_t(i)][1]);
+    }
   int64_t total_bad = 0;
   for (int64_t v : bad) total_bad += v;
   return total_bad;

@@ -5,46 +5,64 @@
 #include <string>
 #include <vector>
 
+#include "lookup.h"
 #include "wsc/half.h"
 #include "wsc/parallel.h"
 
 namespace wsc {
 namespace {
 
-// Index i of an array of uint8/uint16 indices.
+// Indices as uint8/uint16 arrays: blocks are read in place.
 template <class I>
 struct Plain {
+  using Index = I;
   const I* p;
-  uint32_t operator[](int64_t i) const { return p[i]; }
+  const I* block(int64_t s, int64_t, I*) const { return p + s; }
 };
 
-// Index i of 4-bit indices packed two per byte, element 2j in the low nibble of byte j.
+// 4-bit indices packed two per byte, element 2j in the low nibble of byte j: a block is
+// unpacked into one byte per index, so it takes the uint8 lookups.
 struct Nibbles {
+  using Index = uint8_t;
   const uint8_t* p;
-  uint32_t operator[](int64_t i) const { return (p[i >> 1] >> ((i & 1) * 4)) & 15u; }
+  const uint8_t* block(int64_t s, int64_t m, uint8_t* buf) const {
+    int64_t i = 0;
+    if (s & 1) buf[i++] = p[s >> 1] >> 4;
+    const uint8_t* byte = p + ((s + i) >> 1);
+    for (; i + 2 <= m; i += 2, ++byte) {
+      buf[i] = *byte & 15u;
+      buf[i + 1] = *byte >> 4;
+    }
+    if (i < m) buf[i] = *byte & 15u;
+    return buf;
+  }
 };
 
-// Blocks of indices are first checked (a vectorised max), then gathered without a bound
+// Blocks of indices are first checked (a vectorised max), then looked up without a bound
 // test per element; a block with an index >= k is counted and never gathered.
 constexpr int64_t kGatherBlock = 4096;
 
-template <class I, class O>
-void gather_typed(I idx, int64_t n, const O* table, int64_t k, O* out) {
+template <class Src, class O>
+void gather_typed(Src src, int64_t n, const O* table, int64_t k, O* out) {
+  using I = typename Src::Index;
+  const detail::Lookup<O> lookup(table, k);
   const int64_t nb = num_blocks(n, 1 << 16);
   std::vector<int64_t> bad(size_t(std::max<int64_t>(nb, 1)), 0);
   const uint32_t top = uint32_t(k - 1);
   parallel_for(nb, [&](int64_t b) {
     int64_t s = n * b / nb, e = n * (b + 1) / nb;
     int64_t nbad = 0;
+    I buf[kGatherBlock];
     for (int64_t p = s; p < e; p += kGatherBlock) {
-      const int64_t q = std::min(e, p + kGatherBlock);
+      const int64_t m = std::min(e - p, kGatherBlock);
+      const I* idx = src.block(p, m, buf);
       uint32_t most = 0;
-      for (int64_t i = p; i < q; ++i) most = std::max(most, idx[i]);
+      for (int64_t i = 0; i < m; ++i) most = std::max(most, uint32_t(idx[i]));
       if (most > top) {
-        for (int64_t i = p; i < q; ++i) nbad += idx[i] > top;
+        for (int64_t i = 0; i < m; ++i) nbad += idx[i] > top;
         continue;
       }
-      for (int64_t i = p; i < q; ++i) out[i] = table[idx[i]];
+      lookup(idx, m, out + p);
     }
     bad[size_t(b)] = nbad;
   });

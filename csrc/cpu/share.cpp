@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "bin_rule.h"
+#include "lookup.h"
 #include "wsc/gather.h"
 #include "wsc/parallel.h"
 #include "wsc/range.h"
@@ -15,6 +16,7 @@ int64_t share_typed(const T* x, int64_t n, float lo, float hi, const float* code
                     O* out) {
   const std::vector<O> table = codebook_as<O>(codebook, k);
   const detail::BinRule rule(lo, hi, k);
+  const detail::Lookup<O> lookup(table.data(), k);
   const int64_t nb = num_blocks(n, 1 << 16);
   std::vector<int64_t> bad(size_t(std::max<int64_t>(nb, 1)), 0);
   parallel_for(nb, [&](int64_t b) {
@@ -24,7 +26,7 @@ int64_t share_typed(const T* x, int64_t n, float lo, float hi, const float* code
     for (int64_t p = s; p < e; p += detail::kBlock) {
       int64_t len = std::min(detail::kBlock, e - p);
       nbad += rule.apply(x + p, len, buf);
-      for (int64_t j = 0; j < len; ++j) out[p + j] = table[buf[j]];
+      lookup(buf, len, out + p);
     }
     bad[size_t(b)] = nbad;
   });

@@ -1,0 +1,121 @@
+// Per-bin sums and counts. The per-element adds are scalar (a 128-bit {x, 1} add into the
+// element's bin) at every level; SIMD finds the groups of 16 in one bin and sums them with
+// the same pairwise tree as the scalar sum16.
+#include "bin_accumulate.h"
+
+#include "bin_rule.h"
+#include "simd_arch.h"
+#include "wsc/simd.h"
+
+namespace wsc {
+namespace detail {
+namespace {
+
+// ((x0 + x8) + (x4 + x12)) + ((x2 + x10) + (x6 + x14)) + ...: v[u] += v[u + w] for w = 8..1.
+double sum16(const float* x) {
+  double v[16];
+  for (int u = 0; u < 16; ++u) v[u] = double(x[u]);
+  for (int w = 8; w >= 1; w /= 2)
+    for (int u = 0; u < w; ++u) v[u] += v[u + w];
+  return v[0];
+}
+
+bool one_bin16(const uint32_t* bins) {
+  uint32_t diff = 0;
+  for (int u = 0; u < 16; ++u) diff |= bins[u] ^ bins[0];
+  return diff == 0;
+}
+
+template <int S>
+inline void add_elements(const float* x, const uint32_t* bins, int64_t m, int64_t stride,
+                         SumCount* hist) {
+  for (int64_t u = 0; u < m; ++u) {
+    SumCount add = {double(x[u]), 1.0};
+    hist[bins[u] + uint32_t(u % S * stride)] += add;
+  }
+}
+
+constexpr int64_t kMaxGroups = kBlock / 16;
+
+// Groups of 16 in one bin: one[g] = 1 and sum[g] = their pairwise sum (else one[g] = 0).
+void groups_scalar(const float* x, const uint32_t* bins, int64_t groups, uint8_t* one,
+                   double* sum) {
+  for (int64_t g = 0; g < groups; ++g) {
+    one[g] = one_bin16(bins + 16 * g);
+    if (one[g]) sum[g] = sum16(x + 16 * g);
+  }
+}
+
+template <int S>
+void accumulate_with(const float* x, const uint32_t* bins, int64_t m, const uint8_t* one,
+                     const double* sum, int64_t stride, SumCount* hist) {
+  int64_t j = 0;
+  for (; j + 16 <= m; j += 16) {
+    if (one[j / 16]) {
+      SumCount add = {sum[j / 16], 16.0};
+      hist[bins[j] + uint32_t((j / 16) % S * stride)] += add;
+    } else {
+      add_elements<S>(x + j, bins + j, 16, stride, hist);
+    }
+  }
+  add_elements<1>(x + j, bins + j, m - j, stride, hist);
+}
+
+#if WSC_X86_SIMD
+
+WSC_AVX512 void groups_avx512(const float* x, const uint32_t* bins, int64_t groups,
+                              uint8_t* one, double* sum) {
+  for (int64_t g = 0; g < groups; ++g, x += 16, bins += 16) {
+    const __m512i b = _mm512_loadu_si512(bins);
+    one[g] = _mm512_cmpneq_epi32_mask(b, _mm512_set1_epi32(int(bins[0]))) == 0;
+    if (!one[g]) continue;
+    const __m512 v = _mm512_loadu_ps(x);
+    const __m512d s8 = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                                     _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+    const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    sum[g] = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
+}
+
+WSC_AVX2 void groups_avx2(const float* x, const uint32_t* bins, int64_t groups, uint8_t* one,
+                          double* sum) {
+  for (int64_t g = 0; g < groups; ++g, x += 16, bins += 16) {
+    const __m256i* bv = reinterpret_cast<const __m256i*>(bins);
+    const __m256i first = _mm256_set1_epi32(int(bins[0]));
+    const __m256i diff = _mm256_or_si256(_mm256_xor_si256(_mm256_loadu_si256(bv), first),
+                                         _mm256_xor_si256(_mm256_loadu_si256(bv + 1), first));
+    one[g] = _mm256_testz_si256(diff, diff);
+    if (!one[g]) continue;
+    const __m256d a0 = _mm256_cvtps_pd(_mm_loadu_ps(x)), a1 = _mm256_cvtps_pd(_mm_loadu_ps(x + 4));
+    const __m256d a2 = _mm256_cvtps_pd(_mm_loadu_ps(x + 8));
+    const __m256d a3 = _mm256_cvtps_pd(_mm_loadu_ps(x + 12));
+    const __m256d s4 = _mm256_add_pd(_mm256_add_pd(a0, a2), _mm256_add_pd(a1, a3));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    sum[g] = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
+}
+
+#endif
+
+}  // namespace
+
+void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, int64_t stride,
+                SumCount* hist) {
+  uint8_t one[kMaxGroups];
+  double sum[kMaxGroups];
+  const int64_t groups = m / 16;
+  switch (simd_level()) {
+#if WSC_X86_SIMD
+    case SimdLevel::Avx512: groups_avx512(x, bins, groups, one, sum); break;
+    case SimdLevel::Avx2: groups_avx2(x, bins, groups, one, sum); break;
+#endif
+    default: groups_scalar(x, bins, groups, one, sum);
+  }
+  if (subs == 8) accumulate_with<8>(x, bins, m, one, sum, stride, hist);
+  else if (subs == 2) accumulate_with<2>(x, bins, m, one, sum, stride, hist);
+  else accumulate_with<1>(x, bins, m, one, sum, stride, hist);
+}
+
+}  // namespace detail
+}  // namespace wsc

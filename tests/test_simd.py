@@ -1,0 +1,119 @@
+"""Every SIMD level of the CPU kernels (AVX2, AVX-512, where this CPU has them) against the
+portable scalar code, forced with the private wsc._C._set_simd_level: binning indices, counts
+and sums, gather (uint8, uint16, 4-bit packed) and share outputs must be equal bit for bit,
+across sizes around the vector widths, k around the register-table sizes, dtypes and threads.
+The scalar level itself is checked against wsc.reference by test_ops.py (and here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import wsc
+from wsc import _C
+from wsc import reference as ref
+from conftest import weights_like
+
+SCALAR, AVX2, AVX512 = 0, 1, 2
+LEVELS = [pytest.param(level, id=name, marks=pytest.mark.skipif(
+    _C._simd_supported() < level, reason=f"this CPU or build has no {name}")) for level, name in
+    [(AVX2, "avx2"), (AVX512, "avx512")]]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+SIZES = [0, 1, 7, 15, 16, 17, 63, 1001, 4099, 70_001]
+KS = [2, 3, 15, 16, 17, 32, 33, 64, 65, 255, 256, 257, 65536]
+
+
+def at_level(level: int, fn, *args, **kwargs):
+    """fn(*args) with the kernels capped at ``level``; restores the widest level after."""
+    assert _C._set_simd_level(level) == level
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _C._set_simd_level(AVX512)
+
+
+def test_level_can_be_forced_and_restored():
+    best = _C._simd_supported()
+    assert _C._simd_level() == best
+    assert at_level(SCALAR, _C._simd_level) == SCALAR
+    assert _C._simd_level() == best
+    assert _C._set_simd_level(99) == best
+
+
+def weights_with_edges(n: int, k: int, seed: int) -> np.ndarray:
+    """Weight-like values, a run of one repeated value (whole 16-groups in one bin) and, for
+    n > 64, values on the bin edges of [-0.3, 0.25] (the exact-division fallback)."""
+    x = weights_like(n, seed=seed)
+    if n > 64:
+        x[17:49] = x[17]
+        width = (0.25 - (-0.3)) / k
+        edges = np.float32(-0.3 + width * np.arange(min(k, n // 4)))
+        x[-len(edges):] = edges
+    return x
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("n", SIZES)
+def test_bin_uniform_levels_equal_scalar(level, dtype, k, n, threads):
+    t = torch.from_numpy(weights_with_edges(n, k, seed=n + k)).to(dtype)
+    lo, hi = (-0.3, 0.25)
+    want = at_level(SCALAR, wsc.ops.bin_uniform, t, k, lo, hi)
+    got = at_level(level, wsc.ops.bin_uniform, t, k, lo, hi)
+    assert torch.equal(got.indices, want.indices)
+    assert torch.equal(got.counts, want.counts)
+    assert torch.equal(got.sums, want.sums)  # the same additions in the same order
+    idx, counts, sums = ref.bin_uniform(t.float().numpy(), k, lo, hi)
+    np.testing.assert_array_equal(want.indices.numpy().astype(np.int64), idx.astype(np.int64))
+    np.testing.assert_array_equal(want.counts.numpy(), counts)
+    np.testing.assert_allclose(want.sums.numpy(), sums, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_bin_uniform_levels_equal_scalar_on_nan(level):
+    x = weights_like(5000, seed=1)
+    x[4321] = np.nan
+    for lv in (SCALAR, level):
+        with pytest.raises(ValueError, match=r"1 NaN/Inf value\(s\); the first is at flat index 4321"):
+            at_level(lv, wsc.ops.bin_uniform, x, 16, -0.3, 0.25)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("out_dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("n", SIZES)
+def test_gather_levels_equal_scalar(level, out_dtype, k, n, threads):
+    rng = np.random.default_rng(n + k)
+    codebook = torch.from_numpy(rng.normal(size=k).astype(np.float32))
+    idx = torch.from_numpy(rng.integers(0, k, size=n).astype(np.uint8 if k <= 256 else np.uint16))
+    want = at_level(SCALAR, wsc.ops.gather, idx, codebook, dtype=out_dtype)
+    got = at_level(level, wsc.ops.gather, idx, codebook, dtype=out_dtype)
+    assert torch.equal(got, want)
+    assert torch.equal(want, torch.from_numpy(ref.gather(idx.numpy(), codebook.numpy())).to(out_dtype))
+    if k <= 16:
+        packed = wsc.ops.pack_u4(idx)
+        u4 = [at_level(lv, torch.ops.wsc.gather_u4, packed, codebook, [n], out_dtype) for lv in (SCALAR, level)]
+        assert torch.equal(u4[0], want) and torch.equal(u4[1], want)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_gather_levels_reject_bad_index(level):
+    idx = np.zeros(1000, dtype=np.uint8)
+    idx[999] = 16
+    with pytest.raises(ValueError, match=r"gather: 1 index value\(s\) >= codebook size 16"):
+        at_level(level, wsc.ops.gather, idx, np.zeros(16, dtype=np.float32))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("n", [0, 1, 17, 4099, 70_001])
+def test_share_levels_equal_scalar(level, dtype, k, n):
+    t = torch.from_numpy(weights_with_edges(n, k, seed=3 * k + n)).to(dtype)
+    codebook = torch.from_numpy(np.random.default_rng(k).normal(size=k).astype(np.float32))
+    want = at_level(SCALAR, wsc.ops.share, t, -0.3, 0.25, codebook)
+    got = at_level(level, wsc.ops.share, t, -0.3, 0.25, codebook)
+    assert torch.equal(got, want)
+    assert torch.equal(want, torch.from_numpy(ref.share(t.float().numpy(), -0.3, 0.25, codebook.numpy())).to(dtype))
