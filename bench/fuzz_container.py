@@ -45,6 +45,7 @@ import sys
 import time
 import traceback
 import zlib
+from pathlib import Path
 
 import numpy as np
 import safetensors.torch
@@ -99,7 +100,24 @@ def _seed_files() -> list[bytes]:
     files.append(container.to_bytes(bench.payload(cb), coder="rans"))
     files.append(container.to_bytes(big.payload(big.codebook(64)), chunk_size=50, coder="rans"))
     files.append(_mixed_file())
+    files.append(_level_table_file())
+    # a version 2 file: its rANS tables in table encoding 1
+    files.append((Path(__file__).resolve().parents[1] / "tests" / "data" / "rans_v2.wsc").read_bytes())
     return files
+
+
+def _level_table_file() -> bytes:
+    """A rANS file whose tables pack in level mode: one value at 95%, a tail over 300 values."""
+    rng = np.random.default_rng(5)
+    p = np.exp(-np.abs(np.arange(300) - 100) / 20.0)
+    p[100] = 0
+    p = 0.05 * p / p.sum()
+    p[100] = 0.95
+    shared = [container.SharedTensor(f"t{i}", rng.choice(300, size=n, p=p).astype(np.uint16), (n,), torch.float32)
+              for i, n in enumerate((60_000, 9_000))]
+    raw = container.to_bytes(container.Payload(np.linspace(-1, 1, 300).astype(np.float32), shared, {}), coder="rans")
+    assert all(s.code[0] & 0x04 for s in container.read(raw).streams)  # the mode bit: levels
+    return raw
 
 
 def _mixed_file() -> bytes:

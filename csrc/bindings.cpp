@@ -229,12 +229,28 @@ PYBIND11_MODULE(_C, m) {
       "Frequencies (uint32[k]) summing to 2^scale_bits for counts (int64[k]).");
 
   m.def(
+      "rans_quantize_grid",
+      [](std::uintptr_t counts, int64_t k, int scale_bits, int grid, std::uintptr_t freqs) {
+        py::gil_scoped_release release;
+        return wsc::rans_quantize_grid(ptr<const int64_t>(counts), k, scale_bits, grid,
+                                       ptr<uint32_t>(freqs));
+      },
+      py::arg("counts"), py::arg("k"), py::arg("scale_bits"), py::arg("grid"), py::arg("freqs"),
+      "Frequencies on a level grid for counts (int64[k]); False where the grid cannot hold them.");
+
+  m.def(
       "rans_choose_scale",
       [](std::uintptr_t counts, int64_t k) {
-        py::gil_scoped_release release;
-        return wsc::rans_choose_scale(ptr<const int64_t>(counts), k);
+        int grid = -1;
+        int scale_bits;
+        {
+          py::gil_scoped_release release;
+          scale_bits = wsc::rans_choose_scale(ptr<const int64_t>(counts), k, &grid);
+        }
+        return py::make_tuple(scale_bits, grid);
       },
-      py::arg("counts"), py::arg("k"), "Scale bits the rANS coder picks for counts (int64[k]).");
+      py::arg("counts"), py::arg("k"),
+      "(scale bits, grid) the rANS coder picks for counts (int64[k]); grid -1: exact.");
 
   m.def(
       "rans_check_freqs",
@@ -264,11 +280,12 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "rans_unpack_freqs",
-      [](std::uintptr_t data, int64_t size, int64_t k, std::uintptr_t freqs) {
+      [](std::uintptr_t data, int64_t size, int64_t k, int encoding, std::uintptr_t freqs) {
         py::gil_scoped_release release;
-        return wsc::rans_unpack_freqs(ptr<const uint8_t>(data), size, k, ptr<uint32_t>(freqs));
+        return wsc::rans_unpack_freqs(ptr<const uint8_t>(data), size, k, encoding,
+                                      ptr<uint32_t>(freqs));
       },
-      py::arg("data"), py::arg("size"), py::arg("k"), py::arg("freqs"),
+      py::arg("data"), py::arg("size"), py::arg("k"), py::arg("encoding"), py::arg("freqs"),
       "Unpacks a table of k frequencies into freqs (uint32[k]); returns scale_bits.");
 
   m.def("rans_encode_bound", &wsc::rans_encode_bound, py::arg("n"), py::arg("chunk_size"),

@@ -175,7 +175,7 @@ def test_not_a_wsc_file(tmp_path):
 
 @pytest.mark.parametrize("coder", ["huffman", "rans"])
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(version=3), "unsupported .wsc format version 3"),
+    (lambda m: m.update(version=4), "unsupported .wsc format version 4"),
     (lambda m: m.update(coder="zstd"), "unknown coder 'zstd'"),
     (lambda m: m.update(format="other"), "format field"),
     (lambda m: m.pop("tensors"), "'tensors' is missing"),
@@ -318,6 +318,30 @@ def test_version_1_files_still_read():
     assert state["head.weight"] is state["emb.weight"]
     a = container.read(path)
     assert all(np.array_equal(a.indices(j), a.indices(j)) for j in range(len(a.streams)))
+
+
+def test_version_2_rans_files_still_read():
+    """A file written before table encoding 2 (format version 2, rANS tables in encoding 1)
+    restores what it held; rewritten, it becomes version 3 and decodes to the same tensors."""
+    data = os.path.join(os.path.dirname(__file__), "data")
+    path = os.path.join(data, "rans_v2.wsc")
+    info = wsc.inspect(path)
+    assert info["version"] == 2 and info["coder"] == "rans" and info["coders"] == {"rans": 5} and info["checksums_ok"]
+    state = wsc.load_state_dict(path)
+    expect = safetensors.torch.load_file(os.path.join(data, "rans_v2_expected.safetensors"))
+    assert list(state) == list(Mixed().state_dict())
+    for name, t in expect.items():
+        assert state[name].dtype == t.dtype and torch.equal(state[name], t), name
+    assert state["head.weight"] is state["emb.weight"]
+    a = container.read(path)
+    streams = [a.coded_stream(j) for j in range(len(a.streams))]
+    p = container.Payload(a.codebook.numpy(), [container.SharedTensor(f"t{j}", a.indices(j), (a.indices(j).size,),
+                                                                     torch.float32) for j in range(len(a.streams))], {})
+    b = container.read(container.to_bytes(p, coder="rans"))
+    assert b.version == container.VERSION == 3
+    for j, s in enumerate(streams):
+        np.testing.assert_array_equal(b.indices(j), a.indices(j))
+        assert s.n_symbols == a.indices(j).size
 
 
 def _payload(*sizes: int, seed: int = 0) -> container.Payload:

@@ -41,6 +41,11 @@ def test_the_seed_files_are_valid(seeds):
     for raw in seeds:
         assert container.verify(raw) == []
         assert fuzz.check_case("file", raw) == "ok"
+    # rANS tables in both modes of table encoding 2, and in encoding 1 (a version 2 file)
+    files = [container.read(raw) for raw in seeds]
+    tables = [s.code for a in files if a.version == 3 for s in a.streams if s.coder == "rans"]
+    assert any(t[0] & 0x04 for t in tables) and any(not t[0] & 0x04 for t in tables)
+    assert any(a.version == 2 and any(s.coder == "rans" for s in a.streams) for a in files)
 
 
 def test_seeded_fuzz_subset():

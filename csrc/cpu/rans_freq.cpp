@@ -1,5 +1,5 @@
 // The rANS model: quantising counts to frequencies with a power-of-two total, choosing the
-// precision, checking a table, and the packed form of a table (see wsc/rans.h).
+// precision and the grid, checking a table (see wsc/rans.h).
 #include <algorithm>
 #include <functional>
 #include <queue>
@@ -99,83 +99,71 @@ void quantize(const int64_t* counts, int64_t k, int scale_bits, uint32_t* freqs,
   }
 }
 
-// Bits of the gamma code of v >= 1.
-inline int64_t gamma_bits(uint64_t v) { return 2 * (63 - __builtin_clzll(v)) + 1; }
+constexpr uint64_t kLog2eFx = 6196328019;  // log2(e) in 32.32 fixed point
 
-// The table as (value, zero run) codes: a non-zero frequency has run 0; a zero frequency
-// stands for the run of zeros that starts there (>= 1).
-std::vector<std::pair<uint32_t, uint32_t>> table_codes(const uint32_t* freqs, int64_t k) {
-  std::vector<std::pair<uint32_t, uint32_t>> codes;
-  for (int64_t s = 0; s < k;) {
-    if (freqs[s] != 0) {
-      codes.emplace_back(freqs[s++], 0);
-      continue;
-    }
-    int64_t run = 1;
-    while (s + run < k && freqs[s + run] == 0) ++run;
-    codes.emplace_back(0, uint32_t(run));
-    s += run;
+// Grid q: the symbol of largest count (the first) at what the others leave of M; every other
+// used symbol, in order, at the level l (of the one below its share c * M / n, at least 1, the
+// one above, and the previous used symbol's) of least cost c * log2(1 / f) + lambda * f +
+// (bits of the order-0 exp-Golomb code of the step from the previous level), lambda =
+// n * log2(e) / M (what a unit of frequency taken from the largest one costs), f = the grid
+// value of l, all in 32.32 fixed point (ties: that order). False unless the largest one keeps
+// >= 1 and stays the first of largest frequency.
+bool quantize_grid(const int64_t* counts, int64_t k, int scale_bits, int q, uint32_t* freqs,
+                   Log2Cache& lg) {
+  using i128 = __int128;
+  const uint64_t M = uint64_t(1) << scale_bits;
+  uint64_t n = 0;
+  int64_t top = 0;
+  for (int64_t s = 0; s < k; ++s) {
+    n += uint64_t(counts[s]);
+    if (counts[s] > counts[top]) top = s;
   }
-  return codes;
+  if (n == 0) return false;
+  const u128 lambda = u128(n) * kLog2eFx / M;
+  uint64_t sum = 0, prev = 0;
+  for (int64_t s = 0; s < k; ++s) {
+    freqs[s] = 0;
+    if (s == top || counts[s] == 0) continue;
+    const uint64_t c = uint64_t(counts[s]);
+    const uint64_t below = std::max<uint64_t>(1, detail::rans_grid_floor(uint64_t(u128(c) * M / n), q));
+    const uint64_t cand[3] = {below, below + 1, prev};
+    uint64_t level = 0;
+    i128 best = 0;
+    for (const uint64_t l : cand) {
+      const uint64_t f = detail::rans_grid_value(l, q);
+      if (l == 0 || f >= M) continue;
+      const uint64_t z = l >= prev ? (l - prev) << 1 : ((prev - l) << 1) - 1;
+      const i128 cost = i128(lambda * f) - i128(u128(c) * lg(f)) +
+                        (i128(detail::gamma_bits(z + 1)) << 32);
+      if (level == 0 || cost < best) {
+        level = l;
+        best = cost;
+      }
+    }
+    if (level == 0) return false;
+    sum += detail::rans_grid_value(level, q);
+    if (sum >= M) return false;
+    freqs[s] = uint32_t(detail::rans_grid_value(level, q));
+    prev = level;
+  }
+  freqs[top] = uint32_t(M - sum);
+  for (int64_t s = 0; s < k; ++s)
+    if (s != top && (freqs[s] > freqs[top] || (s < top && freqs[s] == freqs[top]))) return false;
+  return true;
 }
 
-// Bits of the packed table with exp-Golomb order r (header included, padding excluded).
-int64_t table_bits(const std::vector<std::pair<uint32_t, uint32_t>>& codes, int r) {
-  int64_t bits = 9;
-  for (const auto& [f, run] : codes)
-    bits += gamma_bits((uint64_t(f) >> r) + 1) + r + (run ? gamma_bits(run) : 0);
+// The payload of counts coded with freqs, in units of 2^-32 bits.
+u128 payload_fx(const int64_t* counts, int64_t k, int scale_bits, const uint32_t* freqs,
+                Log2Cache& lg) {
+  u128 bits = 0;
+  for (int64_t i = 0; i < k; ++i)
+    if (counts[i] > 0)
+      bits += u128(uint64_t(counts[i])) * ((uint64_t(scale_bits) << 32) - lg(freqs[i]));
   return bits;
 }
 
-// The exp-Golomb order that packs smallest (the smallest order on ties), and its bit count.
-std::pair<int, int64_t> best_order(const uint32_t* freqs, int64_t k, int scale_bits) {
-  const auto codes = table_codes(freqs, k);
-  std::pair<int, int64_t> best{0, table_bits(codes, 0)};
-  for (int r = 1; r <= std::min(15, scale_bits); ++r) {
-    const int64_t b = table_bits(codes, r);
-    if (b < best.second) best = {r, b};
-  }
-  return best;
-}
-
-struct BitWriter {
-  uint8_t* out;
-  int64_t size, pos = 0;  // pos in bits
-  void put(uint64_t v, int bits) {
-    for (int i = bits - 1; i >= 0; --i, ++pos) {
-      check(pos < size * 8, "rans_pack_freqs: the table does not fit its size");
-      if ((v >> i) & 1) out[pos >> 3] |= uint8_t(0x80 >> (pos & 7));
-    }
-  }
-  void gamma(uint64_t v) {
-    const int len = 64 - __builtin_clzll(v);
-    put(0, len - 1);
-    put(v, len);
-  }
-};
-
-struct BitReader {
-  const uint8_t* data;
-  int64_t size, pos = 0;
-  uint64_t get(int bits) {
-    uint64_t v = 0;
-    for (int i = 0; i < bits; ++i, ++pos) {
-      check(pos < size * 8, "rans_unpack_freqs: the table runs past its " +
-                                std::to_string(size) + " bytes (truncated or corrupt)");
-      v = v << 1 | ((data[pos >> 3] >> (7 - (pos & 7))) & 1);
-    }
-    return v;
-  }
-  // A gamma code of at most max_len significant bits.
-  uint64_t gamma(int max_len, const char* what) {
-    int zeros = 0;
-    while (get(1) == 0) {
-      check(++zeros < max_len, std::string("rans_unpack_freqs: ") + what +
-                                   " code too long (corrupt table)");
-    }
-    return (uint64_t(1) << zeros) | get(zeros);
-  }
-};
+// A table of `bits` bits as stored (whole bytes), in units of 2^-32 bits.
+u128 table_fx(int64_t bits) { return u128(uint64_t((bits + 7) / 8 * 8)) << 32; }
 
 }  // namespace
 
@@ -200,96 +188,69 @@ void rans_quantize_freqs(const int64_t* counts, int64_t k, int scale_bits, uint3
   quantize(counts, k, scale_bits, freqs, lg);
 }
 
-int rans_choose_scale(const int64_t* counts, int64_t k) {
+bool rans_quantize_grid(const int64_t* counts, int64_t k, int scale_bits, int grid,
+                        uint32_t* freqs) {
+  check_k(k, "rans_quantize_grid");
+  check_scale(scale_bits, "rans_quantize_grid");
+  check(grid >= 0 && grid < kRansGrids, "rans_quantize_grid: grid must be in [0, 31], got " +
+                                            std::to_string(grid));
+  for (int64_t s = 0; s < k; ++s)
+    check(counts[s] >= 0, "rans_quantize_grid: counts must be >= 0, got counts[" +
+                              std::to_string(s) + "] = " + std::to_string(counts[s]));
+  Log2Cache lg((uint64_t(1) << std::min(scale_bits, 16)) + 1);
+  return quantize_grid(counts, k, scale_bits, grid, freqs, lg);
+}
+
+int rans_choose_scale(const int64_t* counts, int64_t k, int* grid) {
   check_k(k, "rans_choose_scale");
-  uint64_t used = 0;
+  uint64_t used = 0, n = 0;
+  int64_t top = 0;
   for (int64_t s = 0; s < k; ++s) {
     check(counts[s] >= 0, "rans_choose_scale: counts must be >= 0");
     used += counts[s] > 0;
+    n += uint64_t(counts[s]);
+    if (counts[s] > counts[top]) top = s;
   }
+  // Level grids only where one symbol holds at least half: it absorbs the grid's rounding.
+  const bool grids = used >= 3 && 2 * uint64_t(counts[top]) >= n;
   const int lo = std::max(kRansMinScale, ceil_log2(std::max<uint64_t>(used, 1)));
   const int hi = kRansMaxScale;
   Log2Cache lg((uint64_t(1) << 16) + 1);
   std::vector<uint32_t> f(static_cast<size_t>(k));
   std::vector<u128> total(size_t(hi) + 1, 0);
+  std::vector<int> best_grid(size_t(hi) + 1, -1);
   u128 best = ~u128(0), best16 = ~u128(0);
   for (int s = lo; s <= hi; ++s) {
     quantize(counts, k, s, f.data(), lg);
-    u128 bits = 0;  // payload and table, in units of 2^-32 bits
-    for (int64_t i = 0; i < k; ++i)
-      if (counts[i] > 0)
-        bits += u128(uint64_t(counts[i])) * ((uint64_t(s) << 32) - lg(f[size_t(i)]));
-    const int64_t table = (best_order(f.data(), k, s).second + 7) / 8 * 8;
-    bits += u128(uint64_t(table)) << 32;
-    total[size_t(s)] = bits;
-    best = std::min(best, bits);
-    if (s <= 16) best16 = std::min(best16, bits);
+    total[size_t(s)] = payload_fx(counts, k, s, f.data(), lg) +
+                       table_fx(detail::rans_exact_table_bits(f.data(), k, s));
+    // Grids whose steps near the rare symbols' counts are about the counts' noise (level l
+    // ~ sqrt(c * M / n * 2^(q - 4))): a window of six from q = log2(n) - s + 1.
+    const int q0 = grids ? std::clamp(63 - __builtin_clzll(n) - s + 1, 0, kRansGrids - 6) : 0;
+    for (int q = q0; grids && q < q0 + 6; ++q) {
+      if (!quantize_grid(counts, k, s, q, f.data(), lg)) continue;
+      const u128 bits = payload_fx(counts, k, s, f.data(), lg) +
+                        table_fx(detail::rans_grid_table_bits(f.data(), k, q));
+      if (bits < total[size_t(s)]) {
+        total[size_t(s)] = bits;
+        best_grid[size_t(s)] = q;
+      }
+    }
+    best = std::min(best, total[size_t(s)]);
+    if (s <= 16) best16 = std::min(best16, total[size_t(s)]);
   }
   // Above 16 bits only for a gain of more than 0.1% (the slot table grows past L2 there).
   const int limit = lo > 16 || best16 * 1000 > best * 1001 ? hi : 16;
   if (limit == 16) best = best16;
+  int chosen = limit;
   for (int s = lo; s < limit; ++s)
-    if (total[size_t(s)] * 10000 <= best * 10001) return s;
-  return limit;
-}
-
-int64_t rans_packed_size(const uint32_t* freqs, int64_t k, int scale_bits) {
-  rans_check_freqs(freqs, k, scale_bits);
-  return (best_order(freqs, k, scale_bits).second + 7) / 8;
-}
-
-void rans_pack_freqs(const uint32_t* freqs, int64_t k, int scale_bits, uint8_t* out,
-                     int64_t size) {
-  rans_check_freqs(freqs, k, scale_bits);
-  const auto [r, bits] = best_order(freqs, k, scale_bits);
-  check(size == (bits + 7) / 8, "rans_pack_freqs: the packed table takes " +
-                                    std::to_string((bits + 7) / 8) + " bytes, not " +
-                                    std::to_string(size));
-  std::fill(out, out + size, uint8_t(0));
-  BitWriter w{out, size};
-  w.put(uint64_t(scale_bits), 5);
-  w.put(uint64_t(r), 4);
-  for (const auto& [f, run] : table_codes(freqs, k)) {
-    w.gamma((uint64_t(f) >> r) + 1);
-    w.put(f & ((uint64_t(1) << r) - 1), r);
-    if (run) w.gamma(run);
-  }
-}
-
-int rans_unpack_freqs(const uint8_t* data, int64_t size, int64_t k, uint32_t* freqs) {
-  check_k(k, "rans_unpack_freqs");
-  check(size >= 0, "rans_unpack_freqs: size must be >= 0");
-  BitReader rd{data, size};
-  const int scale_bits = int(rd.get(5));
-  check(scale_bits >= kRansMinScale && scale_bits <= kRansMaxScale,
-        "rans_unpack_freqs: scale_bits " + std::to_string(scale_bits) +
-            " in the table header is outside [1, 20] (corrupt table)");
-  const int r = int(rd.get(4));
-  const uint64_t M = uint64_t(1) << scale_bits;
-  uint64_t sum = 0;
-  for (int64_t s = 0; s < k;) {
-    const uint64_t f = ((rd.gamma(24, "frequency") - 1) << r) | rd.get(r);
-    check(f <= M, "rans_unpack_freqs: frequency " + std::to_string(f) + " of symbol " +
-                      std::to_string(s) + " exceeds 2^scale_bits = " + std::to_string(M));
-    if (f != 0) {
-      freqs[s++] = uint32_t(f);
-      sum += f;
-      continue;
+    if (total[size_t(s)] * 10000 <= best * 10001) {
+      chosen = s;
+      break;
     }
-    const uint64_t run = rd.gamma(18, "zero-run");
-    check(run <= uint64_t(k - s), "rans_unpack_freqs: a run of " + std::to_string(run) +
-                                      " zero frequencies at symbol " + std::to_string(s) +
-                                      " runs past k = " + std::to_string(k));
-    std::fill(freqs + s, freqs + s + int64_t(run), 0u);
-    s += int64_t(run);
-  }
-  check((rd.pos + 7) / 8 == size, "rans_unpack_freqs: " + std::to_string(size - (rd.pos + 7) / 8) +
-                                      " byte(s) left after the table (corrupt table)");
-  const int pad = int((8 - rd.pos % 8) % 8);
-  check(pad == 0 || rd.get(pad) == 0, "rans_unpack_freqs: non-zero padding bits (corrupt table)");
-  check(sum == M, "rans_unpack_freqs: the frequencies sum to " + std::to_string(sum) +
-                      ", not 2^scale_bits = " + std::to_string(M) + " (corrupt table)");
-  return scale_bits;
+  *grid = best_grid[size_t(chosen)];
+  return chosen;
 }
+
 
 }  // namespace wsc

@@ -9,6 +9,8 @@
 namespace wsc {
 namespace detail {
 
+constexpr int kGridShift0 = 4;
+
 // log2(v) in 32.32 fixed point for 1 <= v < 2^62, by repeated squaring on integers only (so
 // every machine, and wsc.reference.rans_log2fx, gets the same bits).
 inline uint64_t rans_log2fx(uint64_t v) {
@@ -32,6 +34,25 @@ inline std::vector<uint32_t> rans_cumulative(const uint32_t* freqs, int64_t k) {
   for (int64_t s = 0; s < k; ++s) cum[size_t(s) + 1] = cum[size_t(s)] + freqs[s];
   return cum;
 }
+
+// Level grid q (0 <= q < kRansGrids): the frequency of level l is l + l^2 / 2^(q - 4) (the
+// square shifted right, or left for q < 4); level 0 is an unused symbol.
+inline uint64_t rans_grid_value(uint64_t level, int q) {
+  const uint64_t sq = level * level;
+  return level + (q >= kGridShift0 ? sq >> (q - kGridShift0) : sq << (kGridShift0 - q));
+}
+// The largest level whose grid value is at most v (v < 2^40).
+uint64_t rans_grid_floor(uint64_t v, int q);
+
+// Bits of the gamma code of v >= 1.
+inline int64_t gamma_bits(uint64_t v) { return 2 * (63 - __builtin_clzll(v)) + 1; }
+
+// Bits of the packed table (header included, padding excluded) of a checked table.
+int64_t rans_table_bits(const uint32_t* freqs, int64_t k, int scale_bits);
+// Bits of the packed table in exact mode.
+int64_t rans_exact_table_bits(const uint32_t* freqs, int64_t k, int scale_bits);
+// Bits of the packed table in level mode on grid q, or -1 when it is not on that grid.
+int64_t rans_grid_table_bits(const uint32_t* freqs, int64_t k, int q);
 
 }  // namespace detail
 }  // namespace wsc

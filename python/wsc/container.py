@@ -5,8 +5,9 @@ Tensors in the file (few and flat, so the header stays small):
 - ``codebook``: float32[m], the shared values;
 - ``lengths``: uint8[H, max(m, 2)], the Huffman code lengths of each of the H shared tensors
   coded with Huffman, in order (absent when no tensor is);
-- ``tables``: uint8, the packed rANS frequency tables (``wsc.rans.pack_freqs``) of the shared
-  tensors coded with rANS, back to back (absent when no tensor is);
+- ``tables``: uint8, the packed rANS frequency tables (``wsc.rans.pack_freqs``, table
+  encoding 2; encoding 1 in version 2 files) of the shared tensors coded with rANS, back to
+  back (absent when no tensor is);
 - ``offsets``: int64, for each shared tensor in turn its chunk byte offsets (0, ...,
   stream bytes): ceil(numel / chunk_size) + 1 values each;
 - ``data``: uint8, the payloads of the shared tensors back to back;
@@ -18,7 +19,7 @@ Tensors in the file (few and flat, so the header stays small):
   dtype in state-dict order.
 
 The safetensors metadata holds one JSON string under the key ``"wsc"`` and its CRC-32
-under ``"wsc.crc32"``. The JSON: format, version (2), the coder (``"huffman"``, ``"rans"``,
+under ``"wsc.crc32"``. The JSON: format, version (3), the coder (``"huffman"``, ``"rans"``,
 or ``"auto"`` when the streams use both), codebook size and CRC-32, the chunk size of the
 Huffman streams (when there are any), and the list of state-dict names in order, each with
 shape, dtype, whether it is shared, and a CRC-32, or, for a name tied to another tensor,
@@ -26,7 +27,9 @@ shape, dtype, whether it is shared, and a CRC-32, or, for a name tied to another
 payload bits (Huffman: the code bits, padding excluded; rANS: the payload bytes times 8),
 its coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
 chunk size and the size of its packed table; its CRC-32 covers its code lengths or table,
-offsets and payload. Version 1 files (Huffman only, written before rANS) are still read.
+offsets and payload (and its scales). Version 2 files (rANS tables in encoding 1, no scales)
+and version 1 files
+(Huffman only, written before rANS) are still read.
 The reader checks all of it and raises :class:`wsc.FormatError` on any inconsistency.
 """
 
@@ -49,8 +52,9 @@ from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
-VERSION = 2
-READABLE = (1, 2)
+VERSION = 3
+READABLE = (1, 2, 3)
+TABLE_ENCODING = {2: 1, 3: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
 CODERS = ("huffman", "rans")  # the coder of one stream
 CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
 DEFAULT_CODER = "auto"
@@ -522,6 +526,7 @@ class Archive:
         offsets = _tensor(self.tensors, "offsets", torch.int64).numpy()
         data = _tensor(self.tensors, "data", torch.uint8).numpy()
         scaled = any("scales" in e for e in self.shared)
+        _check(not scaled or self.version >= 3, f"scales in a version {self.version} file (they came in version 3)")
         scales = _tensor(self.tensors, "scales", torch.bfloat16) if scaled else None
         streams, o, d, h, t, c = [], 0, 0, 0, 0, 0
         for e, (coder, cs) in zip(self.shared, kinds):
@@ -613,7 +618,8 @@ class Archive:
             return huffman.HuffmanStream(data=s.data, lengths=s.code, chunk_offsets=s.offsets, n_symbols=n,
                                          chunk_size=s.chunk_size)
         try:
-            freqs, scale = rans.unpack_freqs(s.code, _alphabet(self.codebook.numel()))
+            freqs, scale = rans.unpack_freqs(s.code, _alphabet(self.codebook.numel()),
+                                             TABLE_ENCODING[self.version])
         except ValueError as exc:
             raise FormatError(f"{name}: bad rANS frequency table ({exc})") from None
         return rans.RansStream(data=s.data, freqs=freqs, chunk_offsets=s.offsets, n_symbols=n,

@@ -1,9 +1,9 @@
 """Chunked static-model rANS coding of index streams (uint8/uint16 codebook indices).
 
 ``encode`` quantises the symbol counts to frequencies with a power-of-two total (every used
-symbol at least 1, the coded size as small as the rounding allows), choosing the precision
-``scale_bits`` so that the quantised model costs no more than 0.01% over the best precision
-in range; it cuts the stream into chunks that decode independently, each with eight
+symbol at least 1), choosing the precision ``scale_bits`` and the model (exact, or the rare
+symbols beside a dominant one on a coarse grid that packs in a few bits each) so that the
+payload plus the packed table cost no more than 0.01% over the best precision in range; it cuts the stream into chunks that decode independently, each with eight
 interleaved 32-bit states, and records their byte offsets, so ``decode`` runs chunks in
 parallel. Unlike Huffman, a symbol costs a fraction of a bit when it is frequent: the
 payload comes within a fraction of a percent of the order-0 entropy.
@@ -29,6 +29,8 @@ MIN_SCALE_BITS = 1
 MAX_SCALE_BITS = int(_C.rans_max_scale)
 STATES = int(_C.rans_states)
 STATE_LOW = int(_C.rans_low)
+GRIDS = 32  # level grids of the packed table
+TABLE_ENCODING = 2  # of pack_freqs; .wsc version 2 files hold encoding 1
 MIN_AUTO_CHUNK = 1 << 16
 MAX_AUTO_CHUNK = 1 << 22
 MAX_CHUNK = 1 << 22  # symbols per chunk: bounds what a reader allocates per 32 bytes of payload
@@ -72,42 +74,61 @@ def _counts_array(counts) -> np.ndarray:
     return counts_of(counts, 0, U8, 0, "counts")
 
 
-def _scale_bits(scale_bits, counts: np.ndarray) -> int:
-    """The precision to use: ``scale_bits`` checked against the used symbols, or the automatic choice."""
+def _model(scale_bits, grid, counts: np.ndarray) -> tuple[int, int]:
+    """(scale_bits, grid) to use: ``scale_bits`` checked against the used symbols (with
+    ``grid``, None for the exact model), or the automatic choice when it is None."""
     if scale_bits is None:
-        return int(_C.rans_choose_scale(counts.ctypes.data, counts.size))
+        if grid is not None:
+            raise ValueError("grid needs scale_bits")
+        return tuple(int(v) for v in _C.rans_choose_scale(counts.ctypes.data, counts.size))
     scale_bits = int_in(scale_bits, "scale_bits", MIN_SCALE_BITS, MAX_SCALE_BITS)
     used = max(int(np.count_nonzero(counts)), 1)
     if used > 1 << scale_bits:
         raise ValueError(f"scale_bits {scale_bits} is too small for {used} used symbols "
                          f"(needs >= {math.ceil(math.log2(used))})")
-    return scale_bits
+    return scale_bits, -1 if grid is None else int_in(grid, "grid", 0, GRIDS - 1)
 
 
-def choose_scale(counts) -> int:
-    """The precision ``encode`` picks for ``counts``: the smallest in [max(1, ceil(log2(used))),
-    16] whose coded size, quantised payload plus packed table, is within 0.01% of the best in
-    that range; up to 20 when that codes more than 0.1% smaller (rare symbols beside very
-    frequent ones, or more than 2^16 used symbols)."""
+def _quantize(counts: np.ndarray, scale_bits: int, grid: int) -> np.ndarray:
+    freqs = np.empty(counts.size, dtype=np.uint32)
+    if grid < 0:
+        _C.rans_quantize_freqs(counts.ctypes.data, counts.size, scale_bits, freqs.ctypes.data)
+    elif not _C.rans_quantize_grid(counts.ctypes.data, counts.size, scale_bits, grid, freqs.ctypes.data):
+        raise ValueError(f"grid {grid} cannot hold counts at scale_bits {scale_bits}: the symbol of "
+                         "largest count would not keep the largest frequency")
+    return freqs
+
+
+def choose_model(counts) -> tuple[int, int]:
+    """(scale_bits, grid) that ``encode`` picks for ``counts``; grid -1 is the exact model.
+
+    Per precision, the exact model or, when one symbol holds at least half of the counts, a
+    level grid (the rare symbols on a coarse square-root scale, so that the packed table costs
+    a few bits per symbol), whichever codes smaller (payload plus packed table); then the
+    smallest precision in [max(1, ceil(log2(used))), 16] within 0.01% of the best in that
+    range, up to 20 when that codes more than 0.1% smaller (rare symbols beside very frequent
+    ones, or more than 2^16 used symbols)."""
     counts = _counts_array(counts)
-    return int(_C.rans_choose_scale(counts.ctypes.data, counts.size))
+    return _model(None, None, counts)
 
 
-def quantize_freqs(counts, scale_bits: int | None = None) -> tuple[np.ndarray, int]:
+def quantize_freqs(counts, scale_bits: int | None = None, grid: int | None = None) -> tuple[np.ndarray, int]:
     """(frequencies uint32[k] summing to 2**scale_bits, scale_bits) for ``counts``.
 
-    Every symbol with a count gets at least 1; the rounding is corrected one unit at a time
-    where it costs least. ``scale_bits``: 1..20, or None for :func:`choose_scale`.
+    Every symbol with a count gets at least 1. ``scale_bits``: 1..20, or None for the model
+    :func:`choose_model` picks. ``grid``: None (the exact model: the rounding corrected one
+    unit at a time where it costs least) or a level grid 0..31 (every used symbol but the one
+    of largest count on the grid, at the level that costs least in payload and table, that
+    one takes the rest; ValueError where it cannot).
     """
     counts = _counts_array(counts)
-    scale_bits = _scale_bits(scale_bits, counts)
-    freqs = np.empty(counts.size, dtype=np.uint32)
-    _C.rans_quantize_freqs(counts.ctypes.data, counts.size, scale_bits, freqs.ctypes.data)
-    return freqs, scale_bits
+    scale_bits, grid = _model(scale_bits, grid, counts)
+    return _quantize(counts, scale_bits, grid), scale_bits
 
 
 def pack_freqs(freqs, scale_bits: int) -> np.ndarray:
-    """The frequency table as a .wsc file stores it (uint8): exp-Golomb codes, zero runs."""
+    """The frequency table as a .wsc file stores it (uint8, table encoding 2): exp-Golomb
+    codes of the frequencies or of the steps between grid levels, zero runs; the smallest."""
     freqs = checked_array(freqs, "freqs", np.uint32)
     check_bins(freqs.size, "len(freqs)")
     scale_bits = int_in(scale_bits, "scale_bits", MIN_SCALE_BITS, MAX_SCALE_BITS)
@@ -117,12 +138,14 @@ def pack_freqs(freqs, scale_bits: int) -> np.ndarray:
     return out
 
 
-def unpack_freqs(data, k: int) -> tuple[np.ndarray, int]:
-    """(freqs uint32[k], scale_bits) of a packed table; ValueError on any inconsistency."""
+def unpack_freqs(data, k: int, encoding: int = TABLE_ENCODING) -> tuple[np.ndarray, int]:
+    """(freqs uint32[k], scale_bits) of a packed table in ``encoding`` 2 (``pack_freqs``) or 1
+    (what .wsc version 2 files hold); ValueError on any inconsistency."""
     data = checked_array(data, "data", np.uint8)
     k = check_bins(k)
+    encoding = int_in(encoding, "encoding", 1, TABLE_ENCODING)
     freqs = np.empty(k, dtype=np.uint32)
-    scale_bits = _C.rans_unpack_freqs(data.ctypes.data, data.size, k, freqs.ctypes.data)
+    scale_bits = _C.rans_unpack_freqs(data.ctypes.data, data.size, k, encoding, freqs.ctypes.data)
     return freqs, int(scale_bits)
 
 
@@ -140,14 +163,37 @@ def auto_chunk_size(counts, freqs, scale_bits: int) -> int:
     return int(min(MAX_AUTO_CHUNK, max(MIN_AUTO_CHUNK, size)))
 
 
+def estimate_bits(counts) -> int:
+    """About the bits ``encode`` codes a histogram in, cheaply (no quantisation): the order-0
+    entropy, 32 bytes of states per chunk (:func:`auto_chunk_size` with the entropy for the
+    payload) and the model, 16 + sum over used symbols of 2 + 0.35 * log2(1 + 256 * c / n)
+    bits plus 1 + 2 * log2(1 + mean gap) per run of unused symbols (fitted to the packed table
+    and the payload's excess over the entropy: within a factor of about 1.5 from k = 3 to
+    4096, 10k to 1M symbols, uniform to one symbol at 99%)."""
+    counts = np.asarray(counts, dtype=np.float64).ravel()
+    used = counts > 0
+    n, u = float(counts.sum()), counts[used]
+    if u.size == 0:
+        return 0
+    p = u / n
+    h = float(-(u * np.log2(p)).sum())
+    want = 8 * 4 * STATES / (FLUSH_SHARE * max(h / n, 1e-9))
+    chunk = min(MAX_AUTO_CHUNK, max(MIN_AUTO_CHUNK, 1 << max(0, math.ceil(math.log2(want)))))
+    states = 8 * 4 * STATES * math.ceil(n / chunk)
+    runs = int(np.count_nonzero(np.diff(used.astype(np.int8)) == 1)) + int(not used[0])
+    gap = (counts.size - u.size) / max(runs, 1)
+    model = 16 + float((2 + 0.35 * np.log2(1 + 256 * p)).sum()) + runs * (1 + 2 * math.log2(1 + gap))
+    return int(math.ceil(h + states + model))
+
+
 # ---------------------------------------------------------------- coding
 def encode(indices, counts_or_k, *, scale_bits: int | None = None, chunk_size: int | None = None) -> RansStream:
     """rANS-code the flattened ``indices`` (uint8/uint16, numpy or CPU torch, contiguous).
 
     ``counts_or_k``: an int k (counts are taken from the indices, which must be < k) or the
     counts of the k symbols (integer array; every symbol present in ``indices`` needs a count
-    > 0). ``scale_bits``: precision of the frequencies, 1..20 (the total is 2**scale_bits);
-    None picks it (:func:`choose_scale`). ``chunk_size``: symbols per independently decodable
+    > 0). ``scale_bits``: precision of the frequencies, 1..20 (the total is 2**scale_bits),
+    exact model; None picks the precision and the model (:func:`choose_model`). ``chunk_size``: symbols per independently decodable
     chunk, at most 2**22; None picks it (:func:`auto_chunk_size`: large enough that the 32
     bytes of states each chunk starts with stay below 0.1% of the payload).
     """
@@ -156,9 +202,8 @@ def encode(indices, counts_or_k, *, scale_bits: int | None = None, chunk_size: i
     k = counts.size
     if n > 0 and not counts.any():
         raise ValueError("counts_or_k has no non-zero count, but indices is not empty")
-    scale_bits = _scale_bits(scale_bits, counts)
-    freqs = np.empty(k, dtype=np.uint32)
-    _C.rans_quantize_freqs(counts.ctypes.data, k, scale_bits, freqs.ctypes.data)
+    scale_bits, grid = _model(scale_bits, None, counts)
+    freqs = _quantize(counts, scale_bits, grid)
     if chunk_size is None:
         chunk_size = auto_chunk_size(counts, freqs, scale_bits)
     chunk_size = int_in(chunk_size, "chunk_size", 1, MAX_CHUNK)
@@ -239,5 +284,5 @@ def decode_gather(stream: RansStream, codebook, out=None, dtype: torch.dtype = t
     return result
 
 
-__all__ = ["RansStream", "encode", "decode", "decode_gather", "quantize_freqs", "choose_scale", "pack_freqs",
-           "unpack_freqs", "auto_chunk_size", "MIN_SCALE_BITS", "MAX_SCALE_BITS", "STATES", "STATE_LOW", "MAX_CHUNK"]
+__all__ = ["RansStream", "encode", "decode", "decode_gather", "quantize_freqs", "choose_model", "pack_freqs",
+           "unpack_freqs", "auto_chunk_size", "estimate_bits", "MIN_SCALE_BITS", "MAX_SCALE_BITS", "GRIDS", "TABLE_ENCODING", "STATES", "STATE_LOW", "MAX_CHUNK"]

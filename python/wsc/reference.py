@@ -286,41 +286,168 @@ def _gamma(v: int) -> str:
     return "0" * (len(b) - 1) + b
 
 
-def _rans_table_bits(freqs, r: int) -> str:
-    """The bit string of the packed table with exp-Golomb order r (after the 9 header bits)."""
-    out, k, s = [], len(freqs), 0
+RANS_GRIDS = 32
+
+
+def rans_grid_value(level: int, q: int) -> int:
+    """Frequency of a level on grid q: l + l^2 / 2^(q - 4) (shifted right, or left for q < 4)."""
+    sq = level * level
+    return level + (sq >> (q - 4) if q >= 4 else sq << (4 - q))
+
+
+def rans_grid_floor(v: int, q: int) -> int:
+    """The largest level whose grid value is at most v."""
+    lo, hi = 0, v + 1  # rans_grid_value(lo) <= v < rans_grid_value(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if rans_grid_value(mid, q) <= v else (lo, mid)
+    return lo
+
+
+RANS_LOG2E_FX = 6196328019  # log2(e) in 32.32 fixed point
+
+
+def rans_quantize_grid(counts, scale_bits: int, q: int):
+    """Frequencies on grid q: the symbol of largest count (the first) at the rest of M; every
+    other used symbol, in order, at the level (of: the one below c * M / n, at least 1; the
+    one above; the previous used symbol's) of least c * log2(1 / f) + lambda * f + order-0
+    exp-Golomb bits of the step from the previous level, lambda = n * log2(e) / M, in 32.32
+    fixed point, ties to the earlier candidate; None unless the rest is >= 1 and the largest
+    frequency, first among equals."""
+    counts = [int(c) for c in np.asarray(counts, dtype=np.int64).ravel()]
+    m, n = 1 << scale_bits, sum(counts)
+    if n == 0:
+        return None
+    top = counts.index(max(counts))
+    lam = n * RANS_LOG2E_FX // m
+    f, prev = [0] * len(counts), 0
+    for s, c in enumerate(counts):
+        if s == top or c == 0:
+            continue
+        below = max(1, rans_grid_floor(c * m // n, q))
+        best = None
+        for level in (below, below + 1, prev):
+            v = rans_grid_value(level, q)
+            if level == 0 or v >= m:
+                continue
+            z = 2 * (level - prev) if level >= prev else 2 * (prev - level) - 1
+            cost = lam * v - c * rans_log2fx(v) + (_gamma_len(z + 1) << 32)
+            if best is None or cost < best[0]:
+                best = (cost, level)
+        if best is None:
+            return None
+        prev = best[1]
+        f[s] = rans_grid_value(prev, q)
+    rest = m - sum(f)
+    if rest < 1 or any(v > rest or (v == rest and s < top) for s, v in enumerate(f) if s != top):
+        return None
+    f[top] = rest
+    return np.array(f, dtype=np.uint32)
+
+
+def _exact_codes(freqs) -> list[tuple[int, int]]:
+    """(value, zero run) codes of the exact mode: the frequencies, a run after a zero."""
+    codes, k, s = [], len(freqs), 0
     while s < k:
-        f = int(freqs[s])
-        out.append(_gamma((f >> r) + 1) + (format(f & ((1 << r) - 1), f"0{r}b") if r else ""))
-        if f:
+        if freqs[s]:
+            codes.append((freqs[s], 0))
             s += 1
             continue
         run = 1
         while s + run < k and freqs[s + run] == 0:
             run += 1
-        out.append(_gamma(run))
+        codes.append((0, run))
         s += run
+    return codes
+
+
+def _level_codes(freqs, q: int):
+    """(value, zero run) codes of the level mode on grid q (zigzagged level steps), or None."""
+    k = len(freqs)
+    top = freqs.index(max(freqs))
+    levels = [0] * k
+    for s, f in enumerate(freqs):
+        if s != top and f:
+            level = rans_grid_floor(f, q)
+            if rans_grid_value(level, q) != f:
+                return None
+            levels[s] = level
+    before = max(levels[:top], default=0)
+    after = max(levels[top + 1:], default=0)
+    levels[top] = max(1, after, before + 1)
+    codes, prev, s = [], 0, 0
+    while s < k:
+        d = levels[s] - prev
+        z = 2 * d if d >= 0 else -2 * d - 1
+        if levels[s]:
+            codes.append((z, 0))
+            prev = levels[s]
+            s += 1
+            continue
+        run = 1
+        while s + run < k and levels[s + run] == 0:
+            run += 1
+        codes.append((z, run))
+        s += run
+    return codes
+
+
+def _code_bits(codes, r: int) -> str:
+    out = []
+    for v, run in codes:
+        out.append(_gamma((v >> r) + 1) + (format(v & ((1 << r) - 1), f"0{r}b") if r else ""))
+        if run:
+            out.append(_gamma(run))
     return "".join(out)
 
 
+def _gamma_len(v: int) -> int:
+    return 2 * v.bit_length() - 1
+
+
+def _best_order(codes, max_r: int) -> tuple[int, int]:
+    """(order, bits) of the cheapest exp-Golomb order (the smallest on ties)."""
+    runs = sum(_gamma_len(run) for _, run in codes if run)
+    best = None
+    for r in _range(max_r + 1):
+        bits = runs + sum(_gamma_len((v >> r) + 1) + r for v, _ in codes)
+        if best is None or bits < best[1]:
+            best = (r, bits)
+    return best
+
+
+def _rans_table(freqs, scale_bits: int) -> str:
+    """The packed table's bit string (encoding 2), without padding: the smallest of the exact
+    mode (r in [0, min(15, scale_bits)]) and the level mode on every grid that holds the table
+    (r in [0, 15]); ties: exact, the smallest grid, the smallest r."""
+    codes = _exact_codes(freqs)
+    r, bits = _best_order(codes, min(15, scale_bits))
+    best = (6 + 4 + bits, -1, r, codes)
+    for q in _range(RANS_GRIDS):
+        codes = _level_codes(freqs, q)
+        if codes is None:
+            continue
+        r, bits = _best_order(codes, 15)
+        if 6 + 9 + bits < best[0]:
+            best = (6 + 9 + bits, q, r, codes)
+    _, q, r, codes = best
+    head = format(scale_bits, "05b") + ("1" + format(q, "05b") if q >= 0 else "0") + format(r, "04b")
+    return head + _code_bits(codes, r)
+
+
 def rans_pack_freqs(freqs, scale_bits: int) -> bytes:
-    """The packed table: 5 bits scale_bits, 4 bits r, exp-Golomb(r) codes with zero runs,
-    zero padding; r in [0, min(15, scale_bits)] giving the fewest bits (the smallest on ties)."""
+    """The packed table (encoding 2, zero padding to whole bytes)."""
     freqs = [int(f) for f in np.asarray(freqs).ravel()]
     if sum(freqs) != 1 << scale_bits:
         raise ValueError("frequencies do not sum to 2**scale_bits")
-    best = None
-    for r in _range(min(15, scale_bits) + 1):
-        bits = _rans_table_bits(freqs, r)
-        if best is None or len(bits) < len(best[1]):
-            best = (r, bits)
-    bits = format(scale_bits, "05b") + format(best[0], "04b") + best[1]
+    bits = _rans_table(freqs, scale_bits)
     bits += "0" * (-len(bits) % 8)
     return bytes(int(bits[i:i + 8], 2) for i in _range(0, len(bits), 8))
 
 
-def rans_unpack_freqs(data, k: int) -> tuple[np.ndarray, int]:
-    """(freqs uint32[k], scale_bits) of a packed table; ValueError on any inconsistency."""
+def rans_unpack_freqs(data, k: int, encoding: int = 2) -> tuple[np.ndarray, int]:
+    """(freqs uint32[k], scale_bits) of a packed table in encoding 1 or 2; ValueError on any
+    inconsistency."""
     bits = "".join(format(b, "08b") for b in bytes(np.asarray(data, dtype=np.uint8)))
     pos = 0
 
@@ -340,50 +467,98 @@ def rans_unpack_freqs(data, k: int) -> tuple[np.ndarray, int]:
                 raise ValueError("code too long")
         return (1 << zeros) | get(zeros)
 
+    def run(s: int) -> int:
+        n = gamma(18)
+        if n > k - s:
+            raise ValueError("zero run past k")
+        return n
+
     scale = get(5)
     if not 1 <= scale <= RANS_MAX_SCALE:
         raise ValueError("bad scale_bits")
+    m = 1 << scale
+    q = get(5) if encoding == 2 and get(1) else -1
     r = get(4)
-    freqs, s = np.zeros(k, dtype=np.uint32), 0
-    while s < k:
-        f = ((gamma(24) - 1) << r) | get(r)
-        if f > 1 << scale:
-            raise ValueError("frequency exceeds 2**scale_bits")
-        if f:
-            freqs[s] = f
-            s += 1
-            continue
-        run = gamma(18)
-        if run > k - s:
-            raise ValueError("zero run past k")
-        s += run
+    freqs, s = np.zeros(k, dtype=np.int64), 0
+    if q < 0:
+        while s < k:
+            f = ((gamma(24) - 1) << r) | get(r)
+            if f > m:
+                raise ValueError("frequency exceeds 2**scale_bits")
+            if f:
+                freqs[s] = f
+                s += 1
+            else:
+                s += run(s)
+    else:
+        prev, top = 0, -1
+        while s < k:
+            z = ((gamma(24) - 1) << r) | get(r)
+            level = prev + (-((z + 1) >> 1) if z & 1 else z >> 1)
+            if not 0 <= level <= m:
+                raise ValueError("level outside [0, 2**scale_bits]")
+            if level:
+                if top < 0 or level > freqs[top]:
+                    top = s
+                freqs[s] = prev = level
+                s += 1
+            else:
+                s += run(s)
+        if top < 0:
+            raise ValueError("no used symbol")
+        for i in np.flatnonzero(freqs):
+            if i != top:
+                freqs[i] = rans_grid_value(int(freqs[i]), q)
+        rest = m - int(freqs.sum()) + int(freqs[top])
+        if rest < 1:
+            raise ValueError("the levels leave the implicit symbol nothing")
+        freqs[top] = rest
     if -(-pos // 8) != len(bits) // 8 or "1" in bits[pos:]:
         raise ValueError("bytes left or non-zero padding")
-    if int(freqs.astype(np.int64).sum()) != 1 << scale:
+    if int(freqs.sum()) != m:
         raise ValueError("frequencies do not sum to 2**scale_bits")
-    return freqs, scale
+    return freqs.astype(np.uint32), scale
 
 
-def rans_choose_scale(counts) -> int:
-    """The kernel's choice of scale_bits: the smallest in [max(1, ceil(log2(used))), cap] whose
-    quantised payload plus packed table (32.32 fixed-point bits) is within 0.01% of the best;
+def _rans_cost(counts, freqs, scale_bits: int, q: int = -1) -> int:
+    """Payload plus packed table (whole bytes; in exact mode, or in level mode on grid q when
+    q >= 0) in 32.32 fixed-point bits."""
+    freqs = [int(f) for f in freqs]
+    bits = sum(int(c) * ((scale_bits << 32) - rans_log2fx(v)) for c, v in zip(counts, freqs) if c > 0)
+    if q < 0:
+        table = 10 + _best_order(_exact_codes(freqs), min(15, scale_bits))[1]
+    else:
+        table = 15 + _best_order(_level_codes(freqs, q), 15)[1]
+    return bits + (-(-table // 8) * 8 << 32)
+
+
+def rans_choose_scale(counts) -> tuple[int, int]:
+    """The kernel's choice of (scale_bits, grid): per precision the exact model (its table in
+    exact mode) or, where one symbol holds at least half and 3 or more are used, a model on one
+    of the six grids from q = log2(n) - scale_bits + 1 (in [0, 26]) if it codes smaller (ties:
+    exact, the smallest grid); then the smallest precision in [max(1, ceil(log2(used))), cap]
+    whose cost (payload plus packed table, 32.32 fixed-point bits) is within 0.01% of the best;
     cap 16, or 20 when a precision above 16 codes more than 0.1% smaller."""
     counts = np.asarray(counts, dtype=np.int64).ravel()
     used = max(int(np.count_nonzero(counts)), 1)
+    grids = used >= 3 and 2 * int(counts.max()) >= int(counts.sum())
     lo = max(1, (used - 1).bit_length())
-    total = {}
+    total, grid = {}, {}
     for s in _range(lo, RANS_MAX_SCALE + 1):
-        f = rans_quantize_freqs(counts, s)
-        bits = sum(int(c) * ((s << 32) - rans_log2fx(int(v))) for c, v in zip(counts, f) if c > 0)
-        total[s] = bits + (len(rans_pack_freqs(f, s)) * 8 << 32)
+        total[s], grid[s] = _rans_cost(counts, rans_quantize_freqs(counts, s), s), -1
+        q0 = min(max(int(counts.sum()).bit_length() - 1 - s + 1, 0), RANS_GRIDS - 6)
+        for q in _range(q0, q0 + 6 if grids else q0):
+            f = rans_quantize_grid(counts, s, q)
+            if f is not None and (cost := _rans_cost(counts, f, s, q)) < total[s]:
+                total[s], grid[s] = cost, q
     best = min(total.values())
     best16 = min((v for s, v in total.items() if s <= 16), default=None)
     limit = RANS_MAX_SCALE if lo > 16 or best16 * 1000 > best * 1001 else 16
     best = min(v for s, v in total.items() if s <= limit)
     for s in _range(lo, limit):
         if total[s] * 10000 <= best * 10001:
-            return s
-    return limit
+            return s, grid[s]
+    return limit, grid[limit]
 
 
 def _rans_model(freqs, scale_bits: int):

@@ -34,7 +34,7 @@ import torch
 
 from wsc import ops
 from wsc._arrays import index_dtype
-from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
+from wsc.codebook import Codebook, SortedTensors, WeightStream, huffman_bits
 from wsc.scheme import PAPER, Scheme, clip_range
 
 # Up to this many shared weights the codebooks come from sorted copies (12 bytes per weight,
@@ -182,14 +182,16 @@ class Workbench:
         """Estimated coded size in bits: payloads, code tables and the codebook.
 
         ``coder``: ``"huffman"`` (Huffman payloads, one byte of code length per value and
-        tensor), ``"rans"`` (order-0 entropy of each tensor, its 32 bytes of flushed states,
-        about two bytes of frequency table per value) or ``"auto"`` (the smaller per tensor).
+        tensor), ``"rans"`` (:func:`wsc.rans.estimate_bits` of each tensor's histogram: its
+        order-0 entropy, flushed states and packed table) or ``"auto"`` (the smaller per tensor).
         """
+        from wsc import rans
+
         total = 32 * cb.size + 8 * self.scale_bytes(cb.scheme)
         for c in self.tensor_counts(cb):
             huffman = huffman_bits(c) + 8 * cb.size
-            rans = int(np.ceil(entropy_bits(c) * c.sum())) + 256 + 16 * int(np.count_nonzero(c))
-            total += {"huffman": huffman, "rans": rans, "auto": min(huffman, rans)}[coder]
+            coded = rans.estimate_bits(c) if coder != "huffman" else 0
+            total += {"huffman": huffman, "rans": coded, "auto": min(huffman, coded)}[coder]
         return int(total)
 
     # ------------------------------------------------------------ models
