@@ -125,7 +125,7 @@ def _mixed_file() -> bytes:
     rng = np.random.default_rng(3)
     p = np.exp(-np.abs(np.arange(16) - 7) / 0.35)
     shared = [container.SharedTensor(f"t{i}", rng.choice(16, size=n, p=p / p.sum()).astype(np.uint8), (n,),
-                                      torch.float32) for i, n in enumerate((20_000, 5, 7, 3))]
+                                      torch.float32) for i, n in enumerate((20_000, 5, 7, 3, 9, 4, 6, 8))]
     raw = container.to_bytes(container.Payload(np.linspace(-1, 1, 16).astype(np.float32), shared, {}), coder="auto")
     assert container.inspect(raw)["coder"] == "auto"
     return raw
@@ -307,6 +307,9 @@ def m_header(rng, raw: bytes, seeds) -> bytes:
 
 
 def m_meta(rng, raw: bytes, seeds) -> bytes:
+    if "wsc" not in _split(raw)[0].get("__metadata__", {}):  # compressed: edit its JSON inline
+        meta, tensors, _ = container._read_raw(raw)
+        raw = _resave(meta, tensors)
     header, body = _split(raw)
     meta = json.loads(header["__metadata__"]["wsc"])
     what = int(rng.integers(12))
@@ -538,9 +541,39 @@ def _m_rans_stream(rng, s: rans.RansStream) -> rans.RansStream:
     return rans.RansStream(np.ascontiguousarray(data), np.ascontiguousarray(freqs), offsets, n, cs, scale)
 
 
+_BOMB: list[bytes] = []
+
+
+def m_zmeta(rng, raw: bytes, seeds) -> bytes:
+    """The compressed metadata: a flipped byte, cut short, trailing bytes, inflating past the
+    reader's limit, JSON cut inside, or an inline "wsc" beside it."""
+    meta, tensors, _ = container._read_raw(raw)
+    text = json.dumps(meta).encode()
+    z, md = zlib.compress(text), {"wsc.meta": "zlib", "wsc.crc32": str(zlib.crc32(text))}
+    what = int(rng.integers(6))
+    if what == 0:
+        z = bytearray(z)
+        z[int(rng.integers(len(z)))] ^= 1 << int(rng.integers(8))
+    elif what == 1:
+        z = z[:int(rng.integers(len(z)))]
+    elif what == 2:
+        z = z + bytes(int(rng.integers(1, 9)))
+    elif what == 3:
+        if not _BOMB:
+            _BOMB.append(zlib.compress(b" " * (container.META_LIMIT + 1), 9))
+        z = _BOMB[0]
+    elif what == 4:
+        z = zlib.compress(text[:int(rng.integers(len(text)))])
+    else:
+        md["wsc"] = text.decode()
+    ts = {k: v.contiguous() for k, v in tensors.items()}
+    ts["meta"] = torch.frombuffer(bytearray(z), dtype=torch.uint8) if len(z) else torch.zeros(0, dtype=torch.uint8)
+    return safetensors.torch.save(ts, metadata=md)
+
+
 # ---------------------------------------------------------------- one case
 
-FILE_MUTATORS = (m_bytes, m_bytes, m_header, m_meta, m_meta, m_tensors, m_tensors)
+FILE_MUTATORS = (m_bytes, m_bytes, m_header, m_meta, m_meta, m_tensors, m_tensors, m_zmeta)
 
 
 class Failure(Exception):

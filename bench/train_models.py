@@ -1,6 +1,6 @@
 """Train the built-in models on Fashion-MNIST and write their weights to python/wsc/assets/.
 
-    python bench/train_models.py                    # all three, full 60k training set
+    python bench/train_models.py                    # all four, full 60k training set
     python bench/train_models.py --models lenet5-fmnist --epochs 2 --out /tmp/w
 
 Training is deterministic (fixed seed, deterministic algorithms, one thread), so a rerun on
@@ -26,6 +26,7 @@ RECIPES = {
     "lenet5-fmnist": (15, 2e-3, 128),
     "lenet300-fmnist": (20, 1e-3, 128),
     "dwcnn-fmnist": (8, 4e-3, 128),
+    "gru-fmnist": (6, 3e-3, 128),
 }
 
 

@@ -71,6 +71,8 @@ def test_decompress_writes_the_restored_state_dict(wsc_file, tmp_path, capsys):
     (["compress", "--metric", "auc"], "invalid choice"),
     (["compress", "--params", "biases"], "invalid choice"),
     (["compress", "--coder", "zstd"], "invalid choice"),
+    (["compress", "--codebook", "lloyd"], "invalid choice"),
+    (["compress", "--confidence", "1.5"], "confidence"),
     (["decompress", "f.wsc"], "-o/--output"),
     (["frobnicate"], "invalid choice"),
 ])
@@ -110,7 +112,7 @@ def test_compress_default_model_then_evaluate_reproduces_the_report(tmp_path, ca
     assert main(["compress", *QUICK, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "<- chosen" in captured.out and "honest" in captured.out
-    assert "search  generation   2/2" in captured.err and "merge" in captured.err
+    assert "search  generation   2/2" in captured.err and "measure" in captured.err
     report = json.loads((out / "report.json").read_text())
     assert sorted(os.listdir(out)) == ["evaluations.json", "model.wsc", "pareto.png", "report.json"]
     assert os.path.getsize(out / "model.wsc") == report["chosen"]["file_bytes"]
@@ -139,6 +141,23 @@ def test_compress_json_and_quiet(tmp_path, capsys):
     assert info["coder"] == "rans" and set(info["coders"]) == {"rans"}
     assert main(["inspect", str(tmp_path / "b" / "model.wsc")]) == 0
     assert "coder rans (" in capsys.readouterr().out
+
+
+@needs_fmnist
+def test_compress_method_options(tmp_path, capsys):
+    base = ["compress", "--model", "lenet300-fmnist", *QUICK, "--json"]
+    assert main([*base, "--paper", "--out", str(tmp_path / "p")]) == 0
+    s = json.loads(capsys.readouterr().out)["settings"]
+    assert (s["codebook"], s["clip"], s["size"], s["confidence"], s["merge"]) == ("uniform", False, "values", None, True)
+    assert main([*base, "--codebook", "normalized", "--scale", "tensor", "--no-clip", "--confidence", "0.9",
+                 "--out", str(tmp_path / "n")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    s = report["settings"]
+    assert (s["codebook"], s["scale"], s["clip"], s["confidence"], s["merge"]) == ("normalized", "tensor", False,
+                                                                                   0.9, "within")
+    assert {r["scheme"]["scope"] for r in report["front_before_merge"]} == {"tensor"}
+    assert {r["scheme"]["clip"] for r in report["front_before_merge"]} == {0}
+    assert wsc.inspect(tmp_path / "n" / "model.wsc")["shared"][0]["scales"] == 1
 
 
 @pytest.mark.parametrize("argv, message", [

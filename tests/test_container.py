@@ -102,11 +102,17 @@ def test_inspect_reports_sizes_and_checksums(mixed_file):
 
 def test_metadata_is_checksummed(mixed_file, tmp_path):
     _, _, path, _ = mixed_file
-    raw = path.read_bytes()
+    meta, tensors, _ = container._read_raw(path)
+    crc = str(zlib.crc32(json.dumps(meta).encode()))  # of the text before the rename
+    renamed = json.dumps(meta).replace("conv.weight", "conv.weighs")
+    ts = {k: v.clone() for k, v in tensors.items()}
     bad = tmp_path / "renamed.wsc"
-    bad.write_bytes(raw.replace(b"conv.weight", b"conv.weighs"))
-    with pytest.raises(FormatError, match="metadata is corrupt"):
-        wsc.load_state_dict(bad)
+    for md, extra in (({"wsc": renamed}, {}),  # inline, as before version 3
+                      ({"wsc.meta": "zlib"}, {"meta": torch.frombuffer(bytearray(zlib.compress(renamed.encode())),
+                                                                      dtype=torch.uint8)})):
+        bad.write_bytes(safetensors.torch.save({**ts, **extra}, metadata={**md, "wsc.crc32": crc}))
+        with pytest.raises(FormatError, match="metadata is corrupt"):
+            wsc.load_state_dict(bad)
 
 
 def test_writing_replaces_atomically(tmp_path, coded_file):
@@ -201,9 +207,9 @@ def test_inconsistent_metadata(tmp_path, edit, message, coder):
 
 def test_a_coder_that_contradicts_the_file_option(tmp_path):
     path = tmp_path / "mixed.wsc"
-    container.write_bytes(path, container.to_bytes(_payload(20_000, 5, 7, 3), coder="auto"))
+    container.write_bytes(path, container.to_bytes(_payload(20_000, 5, 7, 3, 9, 4, 6, 8), coder="auto"))
     meta, _, _ = container._read_raw(path)
-    assert meta["coder"] == "auto" and [e["coder"] for e in meta["tensors"]] == ["rans"] + ["huffman"] * 3
+    assert meta["coder"] == "auto" and [e["coder"] for e in meta["tensors"]] == ["rans"] + ["huffman"] * 7
     bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=lambda m: m.update(coder="rans"))
     with pytest.raises(FormatError, match="coder 'rans' in a file written with 'rans'|coder 'huffman' in a file "
                        "written with 'rans'"):
@@ -354,7 +360,7 @@ def _payload(*sizes: int, seed: int = 0) -> container.Payload:
 
 
 @pytest.mark.parametrize("sizes, coders", [((20_000,), {"rans": 1}), ((5, 7, 3), {"huffman": 3}),
-                                           ((20_000, 5, 7, 3), {"huffman": 3, "rans": 1})])
+                                           ((20_000, 5, 7, 3, 9, 4, 6, 8), {"huffman": 7, "rans": 1})])
 def test_auto_writes_the_smallest_file(sizes, coders):
     p = _payload(*sizes)
     files = {c: container.to_bytes(p, coder=c) for c in container.CODER_OPTIONS}

@@ -58,6 +58,10 @@ def test_scheme_checks_its_fields():
         check_codebook("normalized", "row")
     assert check_codebook("normalized", "tensor") == [("uniform", "tensor")]
     assert len(check_codebook("auto", "channel")) == 6
+    assert check_codebook(["uniform", "normalized", "uniform"], "channel") == [("uniform", "global"),
+                                                                                ("uniform", "channel")]
+    with pytest.raises(ValueError, match="at least one"):
+        check_codebook([], "tensor")
 
 
 def test_clip_range_shrinks_about_zero_or_the_middle():
@@ -149,26 +153,47 @@ def _scaled_file():
     return container.to_bytes(bench.payload(bench.codebook(8, Scheme("uniform", "channel"))))
 
 
-def _patched(data: bytes, old: bytes, new: bytes) -> bytes:
-    assert data.count(old) >= 1
-    return data.replace(old, new, 1)
+def _resaved(meta: dict, tensors: dict) -> bytes:
+    import json
+    import zlib
+
+    import safetensors.torch
+
+    text = json.dumps(meta)
+    return safetensors.torch.save({k: v.clone() for k, v in tensors.items()},
+                                  metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))})
 
 
 def test_bad_scales_are_format_errors():
-    data = _scaled_file()
-    import json
-    import struct
-
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    meta = json.loads(header["__metadata__"]["wsc"])
-    start = 8 + n + header["scales"]["data_offsets"][0]
-    negative = bytearray(data)
-    negative[start + 1] |= 0x80  # the sign bit of the first bfloat16 scale
+    meta, tensors, _ = container._read_raw(_scaled_file())
+    assert meta["tensors"][0]["scales"] == 4
+    negative = dict(tensors, scales=tensors["scales"].clone())
+    negative["scales"][0] = -negative["scales"][0]
     with pytest.raises(FormatError, match="scale is not finite and positive"):
-        container.read(bytes(negative))
-    entry = meta["tensors"][0]
-    assert entry["scales"] == 4
-    wrong = _patched(data, b'\\"scales\\":4', b'\\"scales\\":3')
-    with pytest.raises(FormatError):
-        container.read(wrong)
+        container.read(_resaved(meta, negative))
+    meta["tensors"][0]["scales"] = 3
+    with pytest.raises(FormatError, match="scales"):
+        container.read(_resaved(meta, tensors))
+    meta["tensors"][0]["scales"] = 4
+    meta["version"] = 2
+    with pytest.raises(FormatError, match="scales in a version 2 file"):
+        container.read(_resaved(meta, tensors))
+
+
+def test_metadata_is_compressed_and_checked():
+    data = _scaled_file()
+    header_len = int.from_bytes(data[:8], "little")
+    assert b'"wsc.meta":"zlib"' in data[8:8 + header_len] and b'"wsc":' not in data[8:8 + header_len]
+    meta, tensors, _ = container._read_raw(data)
+    import json
+    import zlib
+
+    import safetensors.torch
+
+    text = json.dumps(meta).encode()
+    for z, message in ((zlib.compress(text)[:-3], "truncated"), (zlib.compress(text) + b"x", "trailing"),
+                       (b"not zlib", "corrupt"), (zlib.compress(b" " * (container.META_LIMIT + 1)), "inflates past")):
+        ts = dict(tensors, meta=torch.frombuffer(bytearray(z), dtype=torch.uint8))
+        bad = safetensors.torch.save(ts, metadata={"wsc.meta": "zlib", "wsc.crc32": str(zlib.crc32(text))})
+        with pytest.raises(FormatError, match=message):
+            container.read(bad)

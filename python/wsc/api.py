@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
-import threading
 import time
 from typing import Callable
 
@@ -24,7 +24,7 @@ from wsc.workbench import Workbench
 SIZES = ("values", "bits")
 # The paper's method (MO-UB) as options of compress(): one global codebook of uniform bins
 # over the full range, the number of values as the size, selection by the point estimate.
-PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None}
+PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None, "merge": True}
 
 
 def _int(name: str, v, lo: int, hi: int | None = None) -> int:
@@ -100,7 +100,7 @@ def _params_label(params: ParamSpec) -> str:
 
 def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              k_range: tuple[int, int] = (2, 1024), pop_size: int = 100, generations: int = 100,
-             seed: int = 0, merge: bool = True, tolerance: float = 0.01, confidence: float | None = 0.95,
+             seed: int = 0, merge: bool | str = "within", tolerance: float = 0.01, confidence: float | None = 0.95,
              codebook: str = "auto", scale: str = "channel", clip: bool = True, workers: int = 1,
              progress=True, size: str = "bits", nan: str = "error", cache=None,
              resume: bool = False, coder: str = container.DEFAULT_CODER) -> CompressionResult:
@@ -118,8 +118,11 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     global codebook), ``"normalized"`` (over weights divided by a scale per tensor or per
     channel, ``scale``), ``"kmeans"`` (k-means centres, O(N)) or ``"auto"`` (the search
     chooses among all of them, both scales included); ``clip``: the search also chooses the
-    fraction of the range the bins cover (:mod:`wsc.scheme`). ``wsc.api.PAPER`` holds the
-    options of the paper's method. ``workers``: threads that score in parallel.
+    fraction of the range the bins cover (:mod:`wsc.scheme`). ``merge``: ``"within"`` (merge
+    the front solutions within the bar: the only ones :meth:`CompressionResult.choose` can
+    pick, at a fraction of the evaluations), True (every front solution, the paper's) or
+    False. ``wsc.PAPER`` holds the options of the paper's method. ``workers``: threads that
+    score in parallel.
     ``progress``: print progress to stderr (True), stay silent (False), or a callable
     receiving event dicts. ``nan``: shared tensors holding NaN or Inf raise ValueError
     naming them (``"error"``), have those values replaced by 0 before sharing (``"zero"``),
@@ -136,6 +139,8 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     t0 = time.perf_counter()
     k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size, coder)
     confidence = check_confidence(confidence)
+    if merge not in (True, False, "within"):
+        raise ValueError(f"merge must be True, False or 'within'; got {merge!r}")
     kinds = check_codebook(codebook, scale)
     if not isinstance(clip, bool):
         raise TypeError(f"clip must be a bool; got {type(clip).__name__}")
@@ -190,20 +195,18 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             evalcache.save(cache, fp, [base_search, base_heldout], search_cache.snapshot(),
                            heldout_cache.snapshot(), settings)
 
-    codebooks: dict[tuple, Codebook] = {}
     bits_cache: dict[tuple, int] = {}
-    lock = threading.Lock()
     space = [(k_min, k_max), (0, CLIP_MAX if clip else 0), (0, len(kinds) - 1)]
 
+    @functools.lru_cache(maxsize=64)  # recent ones only: a k-means codebook holds up to 65,536 bins
     def make(config: tuple[int, int, int]) -> Codebook:
-        with lock:
-            if config not in codebooks:
-                k, level, kind = config
-                codebooks[config] = bench.codebook(k, Scheme(*kinds[kind], clip=level))
-            return codebooks[config]
+        k, level, kind = config
+        return bench.codebook(k, Scheme(*kinds[kind], clip=level))
 
     def objective(s: tuple[float, float]) -> float:
         return 1.0 - s[0] if confidence is None else s[1]
+
+    bar = 1.0 - base_search + tolerance if confidence is None else tolerance  # objective() within the bar
 
     def size_of(cb: Codebook) -> float:
         if size == "values":
@@ -233,9 +236,9 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
                 got = search_cache.many([(c.key, c) for c in cbs])
                 return got if confidence is not None else [v for v, _ in got]
 
-            # with a confidence level only solutions within the bar are merged: the merge keeps
-            # a solution within it (a bar the others never reach) and costs most evaluations
-            todo = [(cb, s) for cb, s in before if confidence is None or s[1] <= tolerance]
+            # merge="within": only the solutions within the bar (the only ones choose() can pick;
+            # the merge costs most of the evaluations); True: every front solution (the paper's)
+            todo = [(cb, s) for cb, s in before if merge is True or objective(s) <= bar]
             for i, (cb, s) in enumerate(todo, 1):
                 merged, _ = merge_codebook(cb, score_many, tolerance=tolerance, bounded=confidence is not None)
                 ms = search_cache.get(merged.key, merged)

@@ -111,13 +111,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="the scale of --codebook normalized: per tensor or per output channel (default)")
     c.add_argument("--no-clip", action="store_true", help="bins always cover the full range (no clipping variable)")
     c.add_argument("--paper", action="store_true",
-                   help="the paper's method: --codebook uniform --no-clip --size values --confidence 0")
+                   help="the paper's method: --codebook uniform --no-clip --size values --confidence 0 "
+                        "--merge-all")
     c.add_argument("--params", choices=("weights", "all"), default="weights", help="tensors to share")
     c.add_argument("--size", choices=("values", "bits"), default="bits",
                    help="second objective: estimated coded bits of the file (default) or shared values")
     c.add_argument("--coder", choices=("huffman", "rans", "auto"), default="auto",
                    help="entropy coder of the indices: huffman, rans, or auto (the smaller file; default)")
     c.add_argument("--no-merge", action="store_true", help="skip the iterative merge")
+    c.add_argument("--merge-all", action="store_true",
+                   help="merge every front solution (the paper's), not only those within the bar")
     c.add_argument("--workers", type=_positive, default=1, help="parallel scoring threads (default 1)")
     c.add_argument("--nan", choices=("error", "zero", "skip"), default="error",
                    help="NaN/Inf in a shared tensor: stop naming it (default), replace them by 0 before "
@@ -205,16 +208,21 @@ def _evaluator(args, data_spec: str):
 
 def _table(result) -> str:
     chosen = result.choose()
-    rows = [("k", "values", "coder", "bits/w", "entropy", "bytes", "ratio", "paper", "search", "held-out", "")]
+    rows = [("k", "values", "codebook", "coder", "bits/w", "entropy", "bytes", "ratio", "paper", "search",
+             "drop bound", "held-out", "")]
     for s in result.front:
-        rows.append((str(s.k), str(s.values), s.coder, f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
+        sc = s.scheme
+        kind = f"{sc.placement}/{sc.scope}" + (f"/clip {sc.fraction:.2g}" if sc.clip else "")
+        rows.append((str(s.k), str(s.values), kind, s.coder, f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
                      str(s.file_bytes), f"{s.ratio:.2f}x", f"{s.paper_style_ratio:.2f}x",
-                     f"{100 * s.search_score:.2f}", f"{100 * s.heldout_score:.2f}", "<- chosen" if s is chosen else ""))
+                     f"{100 * s.search_score:.2f}", f"{100 * s.search_bound:.2f}", f"{100 * s.heldout_score:.2f}",
+                     "<- chosen" if s is chosen else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     head = (f"baseline: search {100 * result.baseline_search:.2f}, held-out {100 * result.baseline_heldout:.2f} "
             f"({result.evaluator.get('metric')}); {result.evaluations} evaluations, {result.wall_time:.1f} s\n"
-            "ratio: original bytes / .wsc file bytes (honest); paper: 32 / bits per shared weight (paper-style)")
+            "ratio: original bytes / .wsc file bytes (honest); paper: 32 / bits per shared weight (paper-style); "
+            "drop bound: upper confidence bound of the search-split drop (the point drop without --confidence)")
     return head + "\n" + "\n".join(lines)
 
 
@@ -230,12 +238,13 @@ def _compress(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     cache = os.path.join(args.out, CACHE)
     try:
-        method = (wsc.PAPER if args.paper else
+        method = (dict(wsc.PAPER) if args.paper else
                   {"codebook": args.codebook, "clip": not args.no_clip, "size": args.size,
                    "confidence": args.confidence or None})
+        method["merge"] = False if args.no_merge else (True if args.paper or args.merge_all else "within")
         result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
                               pop_size=args.pop_size, generations=args.generations, seed=args.seed,
-                              merge=not args.no_merge, tolerance=args.tolerance, workers=args.workers,
+                              tolerance=args.tolerance, workers=args.workers,
                               progress=progress, nan=args.nan, cache=cache, resume=args.resume,
                               coder=args.coder, scale=args.scale, **method)
     except KeyboardInterrupt:
@@ -257,9 +266,10 @@ def _compress(args) -> int:
     elif not args.quiet:
         print(_table(result))
         drop = 100 * (result.baseline_heldout - chosen.heldout_score)
+        kept = "kept" if drop <= 100 * result.tolerance else "missed"
         print(f"wrote {path}: {chosen.file_bytes} bytes, {chosen.ratio:.2f}x (honest), "
-              f"{chosen.paper_style_ratio:.2f}x (paper-style), held-out drop {drop:.2f} points; "
-              f"report.json and pareto.png in {args.out}")
+              f"{chosen.paper_style_ratio:.2f}x (paper-style), held-out drop {drop:.2f} points ({kept} the "
+              f"{100 * result.tolerance:g}-point bar); report.json and pareto.png in {args.out}")
     return 0
 
 

@@ -18,8 +18,9 @@ Tensors in the file (few and flat, so the header stays small):
 - ``stored.<dtype>``: 1-D, the tensors stored unchanged, flattened and concatenated by
   dtype in state-dict order.
 
-The safetensors metadata holds one JSON string under the key ``"wsc"`` and its CRC-32
-under ``"wsc.crc32"``. The JSON: format, version (3), the coder (``"huffman"``, ``"rans"``,
+The metadata is one JSON text, zlib-compressed in the uint8 tensor ``meta`` (the safetensors
+metadata says ``"wsc.meta": "zlib"`` and holds the text's CRC-32 under ``"wsc.crc32"``);
+files written before version 3 hold the text itself under ``"wsc"``, which is still read. The JSON: format, version (3), the coder (``"huffman"``, ``"rans"``,
 or ``"auto"`` when the streams use both), codebook size and CRC-32, the chunk size of the
 Huffman streams (when there are any), and the list of state-dict names in order, each with
 shape, dtype, whether it is shared, and a CRC-32, or, for a name tied to another tensor,
@@ -28,8 +29,7 @@ payload bits (Huffman: the code bits, padding excluded; rANS: the payload bytes 
 its coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
 chunk size and the size of its packed table; its CRC-32 covers its code lengths or table,
 offsets and payload (and its scales). Version 2 files (rANS tables in encoding 1, no scales)
-and version 1 files
-(Huffman only, written before rANS) are still read.
+and version 1 files (Huffman only, written before rANS) are still read.
 The reader checks all of it and raises :class:`wsc.FormatError` on any inconsistency.
 """
 
@@ -60,6 +60,7 @@ CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
 DEFAULT_CODER = "auto"
 DEFAULT_CHUNK = 16384  # Huffman; rANS picks its own (wsc.rans.auto_chunk_size)
 RANS_STATE_BYTES = 32  # each rANS chunk starts with its 8 states
+META_LIMIT = 100 * 2**20  # bytes of metadata JSON a reader inflates at most
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
@@ -283,7 +284,9 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
         meta["chunk_size"] = huffman_chunk
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     crc = str(zlib.crc32(text.encode()))
-    head, buffers = _safetensors.serialize(tensors, {"wsc": text, "wsc.crc32": crc})
+    packed = np.frombuffer(zlib.compress(text.encode(), 9), dtype=np.uint8)  # a third of the text, unescaped
+    tensors["meta"] = (torch.uint8, (packed.size,), [packed])
+    head, buffers = _safetensors.serialize(tensors, {"wsc.meta": "zlib", "wsc.crc32": crc})
     return Layout(head, buffers, meta)
 
 
@@ -361,12 +364,35 @@ def _read_bytes(source) -> tuple[bytearray, str]:
     return buf, where
 
 
+def _inflate(packed: torch.Tensor, where: str) -> str:
+    """The metadata JSON from the zlib stream of the ``meta`` tensor: at most META_LIMIT bytes,
+    the stream complete and nothing after it."""
+    _check(packed.dtype == torch.uint8 and packed.dim() == 1, f"{where}: tensor 'meta' must be 1-D uint8")
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(packed.numpy().tobytes(), META_LIMIT)
+    except zlib.error as exc:
+        raise FormatError(f"{where}: the compressed metadata is corrupt ({exc})") from None
+    _check(not d.unconsumed_tail, f"{where}: the metadata inflates past {META_LIMIT} bytes")
+    _check(d.eof and not d.unused_data, f"{where}: the compressed metadata is truncated or has trailing bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{where}: the metadata is not UTF-8 text") from None
+
+
 def _read_raw(source) -> tuple[dict, dict[str, torch.Tensor], int]:
     """(metadata, tensors, file size) of a .wsc file (path or bytes): the safetensors layer and
-    the metadata checksum checked, the .wsc structure not yet. Tensors view one buffer."""
+    the metadata checksum checked, the .wsc structure not yet. Tensors view one buffer. The
+    metadata JSON is either compressed in the ``meta`` tensor (what wsc writes) or inline
+    under ``"wsc"`` (files written before version 3)."""
     data, where = _read_bytes(source)
     header, tensors = _safetensors.parse(data, where)
     text, crc = header.get("wsc"), header.get("wsc.crc32")
+    if "wsc.meta" in header:
+        _check(text is None and header["wsc.meta"] == "zlib" and "meta" in tensors,
+               f"{where}: 'wsc.meta' must be \"zlib\", with a 'meta' tensor and no inline 'wsc' metadata")
+        text = _inflate(tensors.pop("meta"), where)
     _check(isinstance(text, str), f"{where}: not a .wsc file (no 'wsc' metadata in the safetensors header)")
     _check(crc == str(zlib.crc32(text.encode("utf-8", "surrogatepass"))),
            f"{where}: checksum mismatch: the metadata is corrupt")

@@ -6,8 +6,8 @@ import os
 
 
 def plot_fronts(result, path) -> None:
-    """Error against the number of shared values, before and after merging: all of it on the
-    left, and on the right a close-up around the uncompressed model's error."""
+    """Error against the file size, before and after merging: all of it on the left, and on
+    the right a close-up around the uncompressed model's error."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
@@ -22,19 +22,20 @@ def plot_fronts(result, path) -> None:
     chosen = result.choose()
     for ax in axes:
         for label, front, marker, color in series:
-            x = [s.values for s in front]
+            front = sorted(front, key=lambda s: s.file_bytes)
+            x = [s.file_bytes for s in front]
             ax.plot(x, [100 * s.search_error for s in front], marker=marker, color=color,
                     drawstyle="steps-post", label=f"{label}: search split")
             ax.plot(x, [100 * (1 - s.heldout_score) for s in front], marker=marker, color=color,
                     linestyle="none", markerfacecolor="none", label=f"{label}: held-out")
         ax.axhline(base, color="gray", linestyle="--", linewidth=1, label="uncompressed (search split)")
-        ax.scatter([chosen.values], [100 * chosen.search_error], s=180, facecolors="none", edgecolors="black",
+        ax.scatter([chosen.file_bytes], [100 * chosen.search_error], s=180, facecolors="none", edgecolors="black",
                    zorder=5, label=f"chosen: {chosen.values} values, {chosen.ratio:.1f}x honest")
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("shared values (codebook size)")
+        ax.set_xlabel("file size (bytes)")
         ax.grid(True, alpha=0.3)
     metric = result.evaluator.get("metric", "score")
     axes[0].set_ylabel(f"error (%) = 100 - {metric}")

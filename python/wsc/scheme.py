@@ -69,18 +69,21 @@ PAPER = Scheme()
 
 
 def check_codebook(codebook, scale) -> list[tuple[str, str]]:
-    """The (placement, scope) pairs the search may use for ``codebook=`` and ``scale=``."""
-    if codebook not in CODEBOOKS:
-        raise ValueError(f"codebook must be one of {CODEBOOKS}; got {codebook!r}")
+    """The (placement, scope) pairs the search may use for ``codebook=`` (a name of
+    ``CODEBOOKS`` or a list of them) and ``scale=``."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}; got {scale!r}")
-    if codebook == "uniform":
-        return [("uniform", "global")]
-    if codebook == "normalized":
-        return [("uniform", scale)]
-    if codebook == "kmeans":
-        return [("kmeans", "global")]
-    return [(p, s) for s in SCOPES for p in PLACEMENTS]
+    names = list(codebook) if isinstance(codebook, (list, tuple)) else [codebook]
+    kinds: list[tuple[str, str]] = []
+    for name in names:
+        if name not in CODEBOOKS:
+            raise ValueError(f"codebook must be one of {CODEBOOKS} or a list of them; got {codebook!r}")
+        kinds += {"uniform": [("uniform", "global")], "normalized": [("uniform", scale)],
+                  "kmeans": [("kmeans", "global")],
+                  "auto": [(p, s) for s in SCOPES for p in PLACEMENTS]}[name]
+    if not kinds:
+        raise ValueError("codebook must name at least one kind of codebook")
+    return list(dict.fromkeys(kinds))
 
 
 def clip_range(lo: float, hi: float, fraction: float) -> tuple[float, float]:

@@ -98,6 +98,23 @@ class DepthwiseCNN(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class RowGRU(nn.Module):
+    """A recurrent classifier: a GRU reads a 1x28x28 image row by row (28 steps of 28 pixels);
+    a linear layer classifies its last hidden state. Its weights (input and recurrent
+    projections of three gates, and the classifier) live on different scales."""
+
+    def __init__(self, num_classes: int = 10, rows: int = 28, hidden: int = 128):
+        super().__init__()
+        self.rows = rows
+        self.gru = nn.GRU(rows, hidden, batch_first=True)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x.reshape(x.shape[0], -1, self.rows)
+        _, h = self.gru(seq)
+        return self.classifier(h[-1])
+
+
 # ---------------------------------------------------------------- built-in trained models
 @dataclass(frozen=True)
 class Builtin:
@@ -114,6 +131,7 @@ BUILTINS: Mapping[str, Builtin] = {
         Builtin("lenet5-fmnist", LeNet5, "lenet5_fmnist.safetensors", "fashion-mnist"),
         Builtin("lenet300-fmnist", LeNet300100, "lenet300_fmnist.safetensors", "fashion-mnist"),
         Builtin("dwcnn-fmnist", DepthwiseCNN, "dwcnn_fmnist.safetensors", "fashion-mnist"),
+        Builtin("gru-fmnist", RowGRU, "gru_fmnist.safetensors", "fashion-mnist"),
     )
 }
 DEFAULT_MODEL = "lenet5-fmnist"
@@ -378,6 +396,6 @@ def accuracy(model: nn.Module, dataset, indices=None, batch_size: int = 1000) ->
 
 
 __all__ = [
-    "LeNet5", "LeNet300100", "DepthwiseCNN", "Builtin", "BUILTINS", "DEFAULT_MODEL", "default_model",
+    "LeNet5", "LeNet300100", "DepthwiseCNN", "RowGRU", "Builtin", "BUILTINS", "DEFAULT_MODEL", "default_model",
     "load_model", "load_weights", "train", "accuracy",
 ]
