@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for sol in report["front_after_merge"] or report["front_before_merge"]:
         cb = rebuild(bench, sol)
-        draft = SimpleNamespace(k=sol["k"], values=sol["values"], merged=sol["merged"], codebook=cb)
+        draft = SimpleNamespace(k=sol["k"], values=sol["values"], merged=sol["merged"], codebook=cb, scheme=cb.scheme)
         payload = bench.payload(cb, solution_info(draft, report["settings"]))
         row = {}
         for coder in container.CODER_OPTIONS:
