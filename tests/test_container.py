@@ -309,37 +309,34 @@ def test_a_single_shared_value(tmp_path):
         assert wsc.inspect(tmp_path / "one.wsc")["bits_per_weight"] == bpw
 
 
-def test_version_1_files_still_read():
-    """A file written by wsc 0.1.0 (format version 1, Huffman only) restores what it held."""
+def _old_fixture(stem: str, version: int, coders: dict) -> container.Archive:
+    """Check a file written by an earlier wsc (tests/data/<stem>.wsc) against the state dict
+    it held (<stem>_expected.safetensors); returns it parsed."""
     data = os.path.join(os.path.dirname(__file__), "data")
-    path = os.path.join(data, "mixed_v1.wsc")
+    path = os.path.join(data, f"{stem}.wsc")
     info = wsc.inspect(path)
-    assert info["version"] == 1 and info["coder"] == "huffman" and info["coders"] == {"huffman": 5}
-    assert info["checksums_ok"] and {s["chunk_size"] for s in info["shared"]} == {16384}
+    assert info["version"] == version and info["coders"] == coders and info["checksums_ok"]
     state = wsc.load_state_dict(path)
-    expect = safetensors.torch.load_file(os.path.join(data, "mixed_v1_expected.safetensors"))
+    expect = safetensors.torch.load_file(os.path.join(data, f"{stem}_expected.safetensors"))
     assert list(state) == list(Mixed().state_dict())
     for name, t in expect.items():
         assert state[name].dtype == t.dtype and torch.equal(state[name], t), name
     assert state["head.weight"] is state["emb.weight"]
-    a = container.read(path)
+    return container.read(path)
+
+
+def test_version_1_files_still_read():
+    """A file written by wsc 0.1.0 (format version 1, Huffman only) restores what it held."""
+    a = _old_fixture("mixed_v1", 1, {"huffman": 5})
+    assert a.meta["coder"] == "huffman" and {s.chunk_size for s in a.streams} == {16384}
     assert all(np.array_equal(a.indices(j), a.indices(j)) for j in range(len(a.streams)))
 
 
 def test_version_2_rans_files_still_read():
     """A file written before table encoding 2 (format version 2, rANS tables in encoding 1)
     restores what it held; rewritten, it becomes version 3 and decodes to the same tensors."""
-    data = os.path.join(os.path.dirname(__file__), "data")
-    path = os.path.join(data, "rans_v2.wsc")
-    info = wsc.inspect(path)
-    assert info["version"] == 2 and info["coder"] == "rans" and info["coders"] == {"rans": 5} and info["checksums_ok"]
-    state = wsc.load_state_dict(path)
-    expect = safetensors.torch.load_file(os.path.join(data, "rans_v2_expected.safetensors"))
-    assert list(state) == list(Mixed().state_dict())
-    for name, t in expect.items():
-        assert state[name].dtype == t.dtype and torch.equal(state[name], t), name
-    assert state["head.weight"] is state["emb.weight"]
-    a = container.read(path)
+    a = _old_fixture("rans_v2", 2, {"rans": 5})
+    assert a.meta["coder"] == "rans"
     streams = [a.coded_stream(j) for j in range(len(a.streams))]
     p = container.Payload(a.codebook.numpy(), [container.SharedTensor(f"t{j}", a.indices(j), (a.indices(j).size,),
                                                                      torch.float32) for j in range(len(a.streams))], {})
