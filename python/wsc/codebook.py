@@ -127,7 +127,36 @@ class SortedWeights:
         return np.diff(s), self.prefix[s[1:]] - self.prefix[s[:-1]]
 
 
-class WeightStream:
+class _RecentBins:
+    """The bins of the last few (k, lo, hi) asked for (a merge asks for the same bins many
+    times), computed by the subclass's ``_compute``; safe across threads."""
+
+    RECENT = 4
+
+    def _init_recent(self) -> None:
+        self._recent: OrderedDict[tuple, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def tensor_bins(self, k: int, lo: float | None = None,
+                    hi: float | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins over
+        [lo, hi] (default the weights' range)."""
+        key = (k, *_bounds(self, lo, hi))
+        with self._lock:
+            if key not in self._recent:
+                self._recent[key] = self._compute(*key)
+                if len(self._recent) > self.RECENT:
+                    self._recent.popitem(last=False)
+            self._recent.move_to_end(key)
+            return self._recent[key]
+
+    def bins(self, k: int, lo: float | None = None, hi: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
+        _, counts, sums = self.tensor_bins(k, lo, hi)
+        return counts, sums
+
+
+class WeightStream(_RecentBins):
     """Flat weight tensors as they are: the bins of any k by one streaming pass, no copy.
 
     ``tensors``: 1-D contiguous CPU float32/float16/bfloat16 tensors (never modified). Each
@@ -156,22 +185,10 @@ class WeightStream:
             his.append(hi)
         self.lo, self.hi = float(min(los)), float(max(his))
         self.n = sum(int(t.numel()) for t in self.tensors.values())
-        self._recent: OrderedDict[int, tuple] = OrderedDict()
-        self._lock = threading.Lock()
+        self._init_recent()
 
-    def tensor_bins(self, k: int, lo: float | None = None,
-                    hi: float | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins over
-        [lo, hi] (default the weights' range); the last few are kept (a merge asks for the
-        same bins many times)."""
-        key = (k, *_bounds(self, lo, hi))
-        with self._lock:
-            if key in self._recent:
-                self._recent.move_to_end(key)
-                return self._recent[key]
-            return self._pass(*key)
-
-    def _pass(self, k: int, lo: float, hi: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    def _compute(self, k: int, lo: float, hi: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """One streaming pass of the native binning kernel."""
         from wsc import ops
         from wsc._arrays import index_dtype
 
@@ -187,18 +204,10 @@ class WeightStream:
                 sums += b.sums.numpy()
             per.append(tc)
             counts += tc
-        self._recent[(k, lo, hi)] = (per, counts, sums)
-        if len(self._recent) > 4:
-            self._recent.popitem(last=False)
         return per, counts, sums
 
-    def bins(self, k: int, lo: float | None = None, hi: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
-        _, counts, sums = self.tensor_bins(k, lo, hi)
-        return counts, sums
 
-
-class SortedTensors:
+class SortedTensors(_RecentBins):
     """The paper's incremental codebook, per tensor: each shared tensor sorted once (float32
     values, float64 prefix sums: 12 bytes per weight), then the bins of any k in O(T k log N)
     by binary search and prefix differences. Same interface as :class:`WeightStream`;
@@ -222,33 +231,18 @@ class SortedTensors:
         for w in self.sorted:  # one range for all tensors: the global codebook's
             w.lo, w.hi = self.lo, self.hi
         self.n = sum(w.n for w in self.sorted)
-        self._recent: OrderedDict[tuple, tuple] = OrderedDict()  # the last few binnings (a merge repeats them)
-        self._lock = threading.Lock()
+        self._init_recent()
 
-    def tensor_bins(self, k: int, lo: float | None = None,
-                    hi: float | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """(per-tensor counts, counts int64[k], sums float64[k]) of the k uniform bins over
-        [lo, hi] (default the weights' range)."""
-        key = (k, *_bounds(self, lo, hi))
-        with self._lock:
-            if key not in self._recent:
-                thresholds = bin_thresholds(key[1], key[2], k)  # once for all tensors
-                per, counts, sums = [], np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.float64)
-                for w in self.sorted:
-                    c, sm = w.bins(k, thresholds=thresholds)
-                    per.append(c)
-                    counts += c
-                    sums += sm
-                self._recent[key] = (per, counts, sums)
-                if len(self._recent) > 4:
-                    self._recent.popitem(last=False)
-            self._recent.move_to_end(key)
-            return self._recent[key]
-
-    def bins(self, k: int, lo: float | None = None, hi: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(counts int64[k], sums float64[k]) of the k uniform bins over [lo, hi]."""
-        _, counts, sums = self.tensor_bins(k, lo, hi)
-        return counts, sums
+    def _compute(self, k: int, lo: float, hi: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Binary search in each sorted tensor, the thresholds found once for all."""
+        thresholds = bin_thresholds(lo, hi, k)
+        per, counts, sums = [], np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.float64)
+        for w in self.sorted:
+            c, sm = w.bins(k, thresholds=thresholds)
+            per.append(c)
+            counts += c
+            sums += sm
+        return per, counts, sums
 
 
 @dataclass(frozen=True, eq=False)

@@ -123,11 +123,17 @@ def rescale(values: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (v * scale.float().reshape(-1, 1)).reshape(-1)
 
 
+def scale_counts(shape) -> set[int]:
+    """How many scales a shared tensor of ``shape`` may have: one, or one per slice along
+    dimension 0 (tensors of two or more dimensions)."""
+    return {1, shape[0] if len(shape) >= 2 else 1}
+
+
 def _check_scale(s: SharedTensor) -> torch.Tensor:
     sc = s.scale
     if not isinstance(sc, torch.Tensor) or sc.dtype != torch.bfloat16 or sc.dim() != 1:
         raise ValueError(f"{s.name}: scale must be a 1-D bfloat16 tensor")
-    if sc.numel() not in (1, s.shape[0] if len(s.shape) >= 2 else 1):
+    if sc.numel() not in scale_counts(s.shape):
         raise ValueError(f"{s.name}: {sc.numel()} scales for shape {list(s.shape)} (1, or one per slice of dim 0)")
     if not bool((torch.isfinite(sc) & (sc > 0)).all()):
         raise ValueError(f"{s.name}: scales must be finite and positive")
@@ -592,7 +598,7 @@ class Archive:
             scale = None
             if "scales" in e:
                 count = e["scales"]
-                _check(_is_int(count) and count in {1, shape[0] if len(shape) >= 2 else 1},
+                _check(_is_int(count) and count in scale_counts(shape),
                        f"{name}: {_show(count, 40)} scales for shape {list(shape)} (1, or one per slice of dim 0)")
                 _check(count <= scales.numel() - c, f"{name}: {count} scales, {scales.numel() - c} are left")
                 scale, c = scales[c:c + count], c + count

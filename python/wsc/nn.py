@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from wsc._arrays import INDEX_CODES, check_tensor
+from wsc.container import rescale, scale_counts
 
 MODES = ("compact", "cached")
 _CLASSES: dict[tuple[type, frozenset], type] = {}
@@ -42,8 +43,7 @@ def _weight_property(name: str) -> property:
         else:
             w = torch.ops.wsc.gather_u4(idx, cb, shape, dtype)
         if scale is not None:  # the product a .wsc reader computes, then the parameter's dtype
-            w = (w.reshape(scale.numel(), -1) * scale.float().reshape(-1, 1)).to(self._wsc_dtypes[name])
-            w = w.reshape(shape if shape is not None else idx.shape)
+            w = rescale(w, scale).to(self._wsc_dtypes[name]).reshape(shape if shape is not None else idx.shape)
         if self._wsc_mode == "cached":
             self._wsc_cache[name] = (key, w)
         return w
@@ -110,7 +110,7 @@ def share_tensors_(model: nn.Module, indices: Mapping[str, torch.Tensor], codebo
         elif idx.shape != param.shape:
             raise ValueError(f"indices[{qualified!r}] has shape {tuple(idx.shape)}, the parameter {tuple(param.shape)}")
         scale = scales.get(qualified)
-        if scale is not None and (scale.dim() != 1 or scale.numel() not in (1, param.shape[0] if param.dim() >= 2 else 1)):
+        if scale is not None and (scale.dim() != 1 or scale.numel() not in scale_counts(param.shape)):
             raise ValueError(f"scales[{qualified!r}]: {tuple(scale.shape)} for a parameter of shape "
                              f"{tuple(param.shape)} (1, or one per slice of dimension 0)")
         by_module.setdefault(module, {})[leaf] = (idx, shape, scale)

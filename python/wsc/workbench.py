@@ -41,7 +41,7 @@ from wsc.scheme import PAPER, Scheme, clip_range
 # O(k log N) per codebook); above it from streaming passes (no copy, O(N) per codebook), so
 # a model of 1e9 weights compresses in about 1.5x its float32 size.
 SORT_LIMIT = 1 << 25
-from wsc.container import Payload, SharedTensor, rescale
+from wsc.container import Payload, SharedTensor, rescale, scale_counts
 from wsc.params import ParamSpec, Selection, select
 
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
@@ -271,7 +271,7 @@ def _source(tensors: dict[str, torch.Tensor]):
 def _scale(original: torch.Tensor, flat: torch.Tensor, scope: str) -> torch.Tensor:
     """bfloat16 scales of a tensor: its standard deviation ("tensor"), or that of each slice
     along dimension 0 ("channel", tensors of two or more dimensions); 1 where it is 0."""
-    rows = original.shape[0] if scope == "channel" and original.dim() >= 2 else 1
+    rows = max(scale_counts(original.shape)) if scope == "channel" else 1
     std = flat.float().reshape(rows, -1).std(dim=1, unbiased=False)
     s = std.to(torch.bfloat16)
     return torch.where((s > 0) & torch.isfinite(s), s, torch.ones_like(s))
