@@ -189,3 +189,21 @@ class ChunkedStream:
     def index_dtype(self) -> np.dtype:
         """dtype ``decode`` returns: uint8 for k <= 256, else uint16."""
         return np.dtype(np.uint8 if self.k <= 256 else np.uint16)
+
+    def checked_chunks(self, max_chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Contiguous (data, chunk_offsets), checked: one offset per chunk boundary of
+        ``n_symbols`` in chunks of ``chunk_size`` (at most ``max_chunk``), from 0 to the payload
+        size, never decreasing. ValueError naming the field otherwise."""
+        data = checked_array(self.data, "stream.data", np.uint8)
+        offsets = checked_array(self.chunk_offsets, "stream.chunk_offsets", np.int64)
+        n = int_in(self.n_symbols, "stream.n_symbols", 0, 2**62)
+        cs = int_in(self.chunk_size, "stream.chunk_size", 1, max_chunk)
+        if offsets.size != -(-n // cs) + 1:
+            raise ValueError(f"stream.chunk_offsets must have ceil(n_symbols / chunk_size) + 1 = "
+                             f"{-(-n // cs) + 1} entries; got {offsets.size}")
+        if offsets[0] != 0 or offsets[-1] != data.size:
+            raise ValueError(f"stream.chunk_offsets must run from 0 to len(stream.data) = {data.size}; "
+                             f"got {int(offsets[0])} .. {int(offsets[-1])}")
+        if (np.diff(offsets) < 0).any():
+            raise ValueError("stream.chunk_offsets must not decrease")
+        return data, offsets

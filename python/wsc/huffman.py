@@ -144,20 +144,9 @@ def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Contiguous (data, lengths, chunk_offsets) of a structurally valid stream."""
     if not isinstance(stream, HuffmanStream):
         raise TypeError(f"stream must be a HuffmanStream, got {type(stream).__name__}")
-    data = checked_array(stream.data, "stream.data", np.uint8)
     lengths = checked_array(stream.lengths, "stream.lengths", np.uint8)
-    offsets = checked_array(stream.chunk_offsets, "stream.chunk_offsets", np.int64)
     check_bins(lengths.size, "stream.k")
-    n = int_in(stream.n_symbols, "stream.n_symbols", 0, 2**62)
-    cs = int_in(stream.chunk_size, "stream.chunk_size", 1, 2**40)
-    if offsets.size != -(-n // cs) + 1:
-        raise ValueError(f"stream.chunk_offsets must have ceil(n_symbols / chunk_size) + 1 = "
-                         f"{-(-n // cs) + 1} entries; got {offsets.size}")
-    if offsets[0] != 0 or offsets[-1] != data.size:
-        raise ValueError(f"stream.chunk_offsets must run from 0 to len(stream.data) = {data.size}; "
-                         f"got {int(offsets[0])} .. {int(offsets[-1])}")
-    if (np.diff(offsets) < 0).any():
-        raise ValueError("stream.chunk_offsets must not decrease")
+    data, offsets = stream.checked_chunks(2**40)
     if (lengths > MAX_LEN).any():
         raise ValueError(f"stream.lengths must be <= {MAX_LEN}; got {int(lengths.max())}")
     return data, lengths, offsets

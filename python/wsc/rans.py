@@ -223,21 +223,10 @@ def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Contiguous (data, freqs, chunk_offsets) of a structurally valid stream."""
     if not isinstance(stream, RansStream):
         raise TypeError(f"stream must be a RansStream, got {type(stream).__name__}")
-    data = checked_array(stream.data, "stream.data", np.uint8)
     freqs = checked_array(stream.freqs, "stream.freqs", np.uint32)
-    offsets = checked_array(stream.chunk_offsets, "stream.chunk_offsets", np.int64)
     check_bins(freqs.size, "stream.k")
-    n = int_in(stream.n_symbols, "stream.n_symbols", 0, 2**62)
-    cs = int_in(stream.chunk_size, "stream.chunk_size", 1, MAX_CHUNK)
     int_in(stream.scale_bits, "stream.scale_bits", MIN_SCALE_BITS, MAX_SCALE_BITS)
-    if offsets.size != -(-n // cs) + 1:
-        raise ValueError(f"stream.chunk_offsets must have ceil(n_symbols / chunk_size) + 1 = "
-                         f"{-(-n // cs) + 1} entries; got {offsets.size}")
-    if offsets[0] != 0 or offsets[-1] != data.size:
-        raise ValueError(f"stream.chunk_offsets must run from 0 to len(stream.data) = {data.size}; "
-                         f"got {int(offsets[0])} .. {int(offsets[-1])}")
-    if (np.diff(offsets) < 0).any():
-        raise ValueError("stream.chunk_offsets must not decrease")
+    data, offsets = stream.checked_chunks(MAX_CHUNK)
     return data, freqs, offsets
 
 
