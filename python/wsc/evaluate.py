@@ -39,6 +39,11 @@ class Outcome:
     labels: np.ndarray | None = None
 
 
+def _paired_accuracy(base: Outcome, cand: Outcome, confidence: float) -> float:
+    """The paired bound of an accuracy drop: from which examples each outcome gets right."""
+    return accuracy_drop_bound(base.pred == base.labels, cand.pred == cand.labels, confidence)
+
+
 class Evaluator:
     """Scores a model on a search split and on a held-out split (higher is better)."""
 
@@ -311,7 +316,7 @@ class _Labelled(Evaluator):
         if base.pred is None or cand.pred is None:
             return base.value - cand.value
         if self.paired_accuracy:
-            return accuracy_drop_bound(base.pred == base.labels, cand.pred == cand.labels, confidence)
+            return _paired_accuracy(base, cand, confidence)
         return bootstrap_drop_bound(self._weighted, cand.labels, base.pred, cand.pred, confidence)
 
     paired_accuracy = True
@@ -393,7 +398,7 @@ class Fidelity(Evaluator):
         return Outcome(accuracy(pred, self._ref[split]), pred.numpy(), self._ref[split].numpy())
 
     def drop_bound(self, base: Outcome, cand: Outcome, confidence: float) -> float:
-        return accuracy_drop_bound(base.pred == base.labels, cand.pred == cand.labels, confidence)
+        return _paired_accuracy(base, cand, confidence)
 
     def describe(self) -> dict:
         return {"metric": self.name, "same_splits": False,
