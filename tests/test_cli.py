@@ -15,7 +15,7 @@ import torch
 import wsc
 from wsc.cli import main
 
-from pipeline_fixtures import DigitsMLP
+from pipeline_fixtures import DigitsMLP, resave
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,8 @@ def test_inspect_reports_a_bad_checksum_with_exit_code_1(wsc_file, tmp_path, cap
 
     meta, tensors, _ = container._read_raw(wsc_file)
     tensors["data"][3] ^= 0xFF
-    text = json.dumps(meta)
-    import zlib
-
     bad = tmp_path / "bad.wsc"
-    bad.write_bytes(safetensors.torch.save(tensors, metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))}))
+    bad.write_bytes(resave(meta, tensors))
     assert main(["inspect", str(bad)]) == 1
     assert "MISMATCH" in capsys.readouterr().out
     assert main(["decompress", str(bad), "-o", str(tmp_path / "x.safetensors")]) == 1

@@ -16,6 +16,8 @@ from wsc import container
 from wsc.errors import FormatError
 from wsc.workbench import Workbench
 
+from pipeline_fixtures import resave
+
 
 class Mixed(torch.nn.Module):
     """Every kind of tensor a file must carry: float32/16/bf16/64 weights, BN buffers, ties."""
@@ -128,9 +130,7 @@ def _rewrite(src, dst, meta_fn=None, tensors_fn=None):
         meta_fn(meta)
     if tensors_fn:
         tensors_fn(tensors)
-    text = json.dumps(meta)
-    dst.write_bytes(safetensors.torch.save({k: v.clone() for k, v in tensors.items()},
-                                           metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))}))
+    dst.write_bytes(resave(meta, tensors))
     return dst
 
 

@@ -26,6 +26,8 @@ import wsc
 from wsc import container
 from wsc.errors import FormatError
 
+from pipeline_fixtures import resave
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("fuzz_container", ROOT / "bench" / "fuzz_container.py")
 fuzz = importlib.util.module_from_spec(_spec)
@@ -103,8 +105,7 @@ def _file(meta_edit=None, tensors=None, header_edit=None, seeds=None):
         tensors(ts)
     if meta_edit:
         meta_edit(meta)
-    text = json.dumps(meta)
-    out = safetensors.torch.save(ts, metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))})
+    out = resave(meta, ts)
     if header_edit:
         header, body = fuzz._split(out)
         header_edit(header)

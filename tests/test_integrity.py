@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 
 import pytest
-import safetensors.torch
 import torch
 
 from wsc import container
 from wsc.cli import main
 from wsc.workbench import Workbench
+
+from pipeline_fixtures import resave
 
 
 class Two(torch.nn.Module):
@@ -34,8 +34,7 @@ def good(tmp_path):
 def _damaged(src, dst, edit):
     meta, tensors, _ = container._read_raw(src)
     edit(meta, tensors)
-    text = json.dumps(meta)
-    dst.write_bytes(safetensors.torch.save(tensors, metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))}))
+    dst.write_bytes(resave(meta, tensors))
     return dst
 
 

@@ -19,6 +19,8 @@ from wsc.workbench import Workbench
 
 from conftest import weights_like
 
+from pipeline_fixtures import resave
+
 SCHEMES = [Scheme(), Scheme("uniform", "global", 6), Scheme("uniform", "tensor", 3), Scheme("uniform", "channel"),
            Scheme("kmeans", "global"), Scheme("kmeans", "channel", 4), Scheme("kmeans", "tensor", CLIP_MAX)]
 
@@ -153,31 +155,20 @@ def _scaled_file():
     return container.to_bytes(bench.payload(bench.codebook(8, Scheme("uniform", "channel"))))
 
 
-def _resaved(meta: dict, tensors: dict) -> bytes:
-    import json
-    import zlib
-
-    import safetensors.torch
-
-    text = json.dumps(meta)
-    return safetensors.torch.save({k: v.clone() for k, v in tensors.items()},
-                                  metadata={"wsc": text, "wsc.crc32": str(zlib.crc32(text.encode()))})
-
-
 def test_bad_scales_are_format_errors():
     meta, tensors, _ = container._read_raw(_scaled_file())
     assert meta["tensors"][0]["scales"] == 4
     negative = dict(tensors, scales=tensors["scales"].clone())
     negative["scales"][0] = -negative["scales"][0]
     with pytest.raises(FormatError, match="scale is not finite and positive"):
-        container.read(_resaved(meta, negative))
+        container.read(resave(meta, negative))
     meta["tensors"][0]["scales"] = 3
     with pytest.raises(FormatError, match="scales"):
-        container.read(_resaved(meta, tensors))
+        container.read(resave(meta, tensors))
     meta["tensors"][0]["scales"] = 4
     meta["version"] = 2
     with pytest.raises(FormatError, match="scales in a version 2 file"):
-        container.read(_resaved(meta, tensors))
+        container.read(resave(meta, tensors))
 
 
 def test_metadata_is_compressed_and_checked():
