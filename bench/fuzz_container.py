@@ -101,8 +101,9 @@ def _seed_files() -> list[bytes]:
     files.append(container.to_bytes(big.payload(big.codebook(64)), chunk_size=50, coder="rans"))
     files.append(_mixed_file())
     files.append(_level_table_file())
-    # a version 2 file: its rANS tables in table encoding 1
-    files.append((Path(__file__).resolve().parents[1] / "tests" / "data" / "rans_v2.wsc").read_bytes())
+    # older versions: rANS tables in table encoding 1 (2), eight states per chunk and scales (3)
+    for old in ("rans_v2.wsc", "rans_v3.wsc"):
+        files.append((Path(__file__).resolve().parents[1] / "tests" / "data" / old).read_bytes())
     return files
 
 
@@ -121,12 +122,12 @@ def _level_table_file() -> bytes:
 
 
 def _mixed_file() -> bytes:
-    """An "auto" file holding a rANS stream (one large skewed tensor) and Huffman ones."""
+    """An "auto" file holding a rANS stream (a large tensor, one of two values at 97%) and
+    Huffman ones (tensors holding each value exactly half the time: one bit each)."""
     rng = np.random.default_rng(3)
-    p = np.exp(-np.abs(np.arange(16) - 7) / 0.35)
-    shared = [container.SharedTensor(f"t{i}", rng.choice(16, size=n, p=p / p.sum()).astype(np.uint8), (n,),
-                                      torch.float32) for i, n in enumerate((20_000, 5, 7, 3, 9, 4, 6, 8))]
-    raw = container.to_bytes(container.Payload(np.linspace(-1, 1, 16).astype(np.float32), shared, {}), coder="auto")
+    idx = [rng.choice(2, size=20_000, p=[0.97, 0.03])] + [rng.permutation(np.arange(64) % 2) for _ in range(30)]
+    shared = [container.SharedTensor(f"t{i}", x.astype(np.uint8), (x.size,), torch.float32) for i, x in enumerate(idx)]
+    raw = container.to_bytes(container.Payload(np.array([-1, 1], np.float32), shared, {}), coder="auto")
     assert container.inspect(raw)["coder"] == "auto"
     return raw
 
@@ -511,9 +512,9 @@ def m_stream(rng, streams):
 
 def _m_rans_stream(rng, s: rans.RansStream) -> rans.RansStream:
     data, freqs, offsets = s.data.copy(), s.freqs.copy(), s.chunk_offsets.copy()
-    n, cs, scale = s.n_symbols, s.chunk_size, s.scale_bits
+    n, cs, scale, states = s.n_symbols, s.chunk_size, s.scale_bits, s.states
     for _ in range(int(rng.integers(1, 4))):
-        what = int(rng.integers(8))
+        what = int(rng.integers(9))
         if what == 0 and data.size:
             data[int(rng.integers(data.size))] ^= 1 << int(rng.integers(8))
         elif what == 1:  # move frequency between symbols (the sum stays), or break the sum
@@ -536,9 +537,11 @@ def _m_rans_stream(rng, s: rans.RansStream) -> rans.RansStream:
         elif what == 6:
             data = np.concatenate([data, rng.integers(0, 256, size=int(rng.integers(1, 40)), dtype=np.uint8)])
             offsets[-1] = data.size
-        else:
+        elif what == 7:
             scale = int(np.clip(scale + _pick(rng, [-1, 1, 5]), 1, 20))
-    return rans.RansStream(np.ascontiguousarray(data), np.ascontiguousarray(freqs), offsets, n, cs, scale)
+        else:  # another state count: the chunks' state words and bytes no longer line up
+            states = _pick(rng, [1, 2, 4, 8])
+    return rans.RansStream(np.ascontiguousarray(data), np.ascontiguousarray(freqs), offsets, n, cs, scale, states)
 
 
 _BOMB: list[bytes] = []

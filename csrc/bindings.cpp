@@ -294,44 +294,48 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "rans_encode",
       [](std::uintptr_t idx, int itype, int64_t n, std::uintptr_t freqs, int64_t k, int scale_bits,
-         int64_t chunk_size, std::uintptr_t chunk_offsets, std::uintptr_t out, int64_t capacity) {
+         int states, int64_t chunk_size, std::uintptr_t chunk_offsets, std::uintptr_t out,
+         int64_t capacity) {
         py::gil_scoped_release release;
         return wsc::rans_encode(ptr<const void>(idx), wsc::IndexType(itype), n,
-                                ptr<const uint32_t>(freqs), k, scale_bits, chunk_size,
+                                ptr<const uint32_t>(freqs), k, scale_bits, states, chunk_size,
                                 ptr<int64_t>(chunk_offsets), ptr<uint8_t>(out), capacity);
       },
       py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("freqs"), py::arg("k"),
-      py::arg("scale_bits"), py::arg("chunk_size"), py::arg("chunk_offsets"), py::arg("out"),
+      py::arg("scale_bits"), py::arg("states"), py::arg("chunk_size"), py::arg("chunk_offsets"), py::arg("out"),
       py::arg("capacity"),
       "Encodes n indices; fills chunk_offsets (int64[n_chunks + 1]); returns the payload size.");
 
   m.def(
       "rans_decode",
       [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
-         std::uintptr_t freqs, int64_t k, int scale_bits, int64_t n, int64_t chunk_size,
-         std::uintptr_t idx, int itype) {
+         std::uintptr_t freqs, int64_t k, int scale_bits, int states, int64_t n,
+         int64_t chunk_size, std::uintptr_t idx, int itype) {
         py::gil_scoped_release release;
         wsc::rans_decode(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
-                         n_chunks, ptr<const uint32_t>(freqs), k, scale_bits, n, chunk_size,
-                         ptr<void>(idx), wsc::IndexType(itype));
+                         n_chunks, ptr<const uint32_t>(freqs), k, scale_bits, states, n,
+                         chunk_size, ptr<void>(idx), wsc::IndexType(itype));
       },
       py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
-      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"), py::arg("n"), py::arg("chunk_size"),
+      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"), py::arg("states"), py::arg("n"),
+      py::arg("chunk_size"),
       py::arg("idx"), py::arg("itype"), "Decodes n symbols of a chunked rANS payload into idx.");
 
   m.def(
       "rans_decode_gather",
       [](std::uintptr_t data, int64_t size, std::uintptr_t chunk_offsets, int64_t n_chunks,
-         std::uintptr_t freqs, int64_t k, int scale_bits, int64_t n, int64_t chunk_size,
-         std::uintptr_t codebook, int64_t m, std::uintptr_t out, int out_dtype) {
+         std::uintptr_t freqs, int64_t k, int scale_bits, int states, int64_t n,
+         int64_t chunk_size, std::uintptr_t codebook, int64_t m, std::uintptr_t out,
+         int out_dtype) {
         py::gil_scoped_release release;
         wsc::rans_decode_gather(ptr<const uint8_t>(data), size, ptr<const int64_t>(chunk_offsets),
-                                n_chunks, ptr<const uint32_t>(freqs), k, scale_bits, n, chunk_size,
-                                ptr<const float>(codebook), m, ptr<void>(out),
+                                n_chunks, ptr<const uint32_t>(freqs), k, scale_bits, states, n,
+                                chunk_size, ptr<const float>(codebook), m, ptr<void>(out),
                                 wsc::DType(out_dtype));
       },
       py::arg("data"), py::arg("size"), py::arg("chunk_offsets"), py::arg("n_chunks"),
-      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"), py::arg("n"), py::arg("chunk_size"),
+      py::arg("freqs"), py::arg("k"), py::arg("scale_bits"), py::arg("states"), py::arg("n"),
+      py::arg("chunk_size"),
       py::arg("codebook"), py::arg("m"), py::arg("out"), py::arg("out_dtype"),
       "Decodes a chunked rANS payload and writes codebook[symbol] into out (fused).");
 

@@ -86,8 +86,8 @@ def test_json_report_and_plot(result, tmp_path):
 def test_each_coder_measures_what_it_writes(trained_mlp, digits_eval, tmp_path):
     """The same search (size="values" does not depend on the coder) measured with each coder:
     the files hold the reported coder and size; rANS spends the entropy plus its flushed
-    states (32 bytes per tensor, a lot on this small model), Huffman at least one bit per
-    weight; auto is never larger than either."""
+    states (4 to 32 bytes per tensor, a lot on this small model), Huffman at least one bit
+    per weight; auto is never larger than either."""
     runs = {}
     for coder in ("auto", "huffman", "rans"):
         runs[coder] = wsc.compress(copy.deepcopy(trained_mlp), digits_eval, tolerance=0.01, coder=coder,

@@ -14,6 +14,7 @@ import torch
 import wsc
 from wsc import container
 from wsc.errors import FormatError
+from wsc.scheme import Scheme
 from wsc.workbench import Workbench
 
 from pipeline_fixtures import resave
@@ -181,7 +182,7 @@ def test_not_a_wsc_file(tmp_path):
 
 @pytest.mark.parametrize("coder", ["huffman", "rans"])
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(version=4), "unsupported .wsc format version 4"),
+    (lambda m: m.update(version=5), "unsupported .wsc format version 5"),
     (lambda m: m.update(coder="zstd"), "unknown coder 'zstd'"),
     (lambda m: m.update(format="other"), "format field"),
     (lambda m: m.pop("tensors"), "'tensors' is missing"),
@@ -207,9 +208,9 @@ def test_inconsistent_metadata(tmp_path, edit, message, coder):
 
 def test_a_coder_that_contradicts_the_file_option(tmp_path):
     path = tmp_path / "mixed.wsc"
-    container.write_bytes(path, container.to_bytes(_payload(20_000, 5, 7, 3, 9, 4, 6, 8), coder="auto"))
+    container.write_bytes(path, container.to_bytes(_two_value_payload(20_000, *[64] * 40), coder="auto"))
     meta, _, _ = container._read_raw(path)
-    assert meta["coder"] == "auto" and [e["coder"] for e in meta["tensors"]] == ["rans"] + ["huffman"] * 7
+    assert meta["coder"] == "auto" and [e["coder"] for e in meta["tensors"]] == ["rans"] + ["huffman"] * 40
     bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=lambda m: m.update(coder="rans"))
     with pytest.raises(FormatError, match="coder 'rans' in a file written with 'rans'|coder 'huffman' in a file "
                        "written with 'rans'"):
@@ -301,7 +302,7 @@ def test_a_single_shared_value(tmp_path):
     cb = bench.codebook(8)
     while cb.size > 1:
         cb = cb.merge(0)
-    for coder, bpw in (("huffman", 1.0), ("rans", 32 * 8 / 24)):  # rANS: only the 8 flushed states
+    for coder, bpw in (("huffman", 1.0), ("rans", 4 * 8 / 24)):  # rANS: only the one flushed state
         container.write(tmp_path / "one.wsc", bench.payload(cb), coder=coder)
         state = wsc.load_state_dict(tmp_path / "one.wsc")
         assert torch.allclose(state["weight"], model.weight.detach().double().mean().float().expand(4, 6))
@@ -341,10 +342,26 @@ def test_version_2_rans_files_still_read():
     p = container.Payload(a.codebook.numpy(), [container.SharedTensor(f"t{j}", a.indices(j), (a.indices(j).size,),
                                                                      torch.float32) for j in range(len(a.streams))], {})
     b = container.read(container.to_bytes(p, coder="rans"))
-    assert b.version == container.VERSION == 3
+    assert b.version == container.VERSION == 4
     for j, s in enumerate(streams):
         np.testing.assert_array_equal(b.indices(j), a.indices(j))
         assert s.n_symbols == a.indices(j).size
+
+
+def test_version_3_files_still_read():
+    """A file written before the state count became a choice (format version 3: eight states
+    in every rANS chunk, per-channel scales, compressed metadata) restores what it held;
+    rewritten, its small streams take one state and shrink by 20-28 bytes each."""
+    a = _old_fixture("rans_v3", 3, {"rans": 5})
+    assert all(s.states == 8 for s in map(a.coded_stream, range(len(a.streams))))
+    assert all(s.scale is not None for s in a.streams)
+    bench = Workbench(Mixed())
+    p = bench.payload(bench.codebook(33, Scheme("uniform", "channel", 2)))
+    b = container.read(container.to_bytes(p, coder="rans"))
+    assert b.version == 4 and [b.coded_stream(j).states for j in range(5)] == [1] * 5
+    assert a.tensors["data"].numel() - b.tensors["data"].numel() >= 5 * 20 and b.file_bytes < a.file_bytes - 100
+    for j in range(5):
+        np.testing.assert_array_equal(b.indices(j), a.indices(j))
 
 
 def _payload(*sizes: int, seed: int = 0) -> container.Payload:
@@ -356,10 +373,20 @@ def _payload(*sizes: int, seed: int = 0) -> container.Payload:
     return container.Payload(np.linspace(-1, 1, 16).astype(np.float32), shared, {})
 
 
-@pytest.mark.parametrize("sizes, coders", [((20_000,), {"rans": 1}), ((5, 7, 3), {"huffman": 3}),
-                                           ((20_000, 5, 7, 3, 9, 4, 6, 8), {"huffman": 7, "rans": 1})])
-def test_auto_writes_the_smallest_file(sizes, coders):
-    p = _payload(*sizes)
+def _two_value_payload(skewed: int, *halves: int) -> container.Payload:
+    """Over two values: a tensor of `skewed` indices at 97% / 3% (rANS's case), then tensors
+    that hold each value exactly half the time (Huffman's: one bit each, no table to send)."""
+    rng = np.random.default_rng(0)
+    idx = [rng.choice(2, size=skewed, p=[0.97, 0.03])] * (skewed > 0) + [rng.permutation(np.arange(n) % 2) for n in halves]
+    shared = [container.SharedTensor(f"t{i}", x.astype(np.uint8), (x.size,), torch.float32) for i, x in enumerate(idx)]
+    return container.Payload(np.array([-1, 1], np.float32), shared, {})
+
+
+@pytest.mark.parametrize("p, coders", [(_payload(20_000), {"rans": 1}), (_payload(5, 7, 3), {"rans": 3}),
+                                       (_two_value_payload(0, 64, 40, 8), {"huffman": 3}),
+                                       (_two_value_payload(20_000, *[64] * 40), {"huffman": 40, "rans": 1})],
+                         ids=["rans", "small", "huffman", "mixed"])
+def test_auto_writes_the_smallest_file(p, coders):
     files = {c: container.to_bytes(p, coder=c) for c in container.CODER_OPTIONS}
     assert len(files["auto"]) <= min(len(files["huffman"]), len(files["rans"]))
     info = wsc.inspect(files["auto"])

@@ -1,11 +1,11 @@
 // rANS decoding, table-driven: the slot x mod M gives the symbol (a uint8/uint16 table of M
-// entries), the symbol its (frequency, cumulative frequency) pair. A chunk's eight states are
-// decoded round-robin, so eight independent dependency chains overlap; each chunk is decoded
-// by one thread, groups of chunks run in parallel.
+// entries), the symbol its (frequency, cumulative frequency) pair. A chunk's states (1, 2, 4
+// or 8, a template parameter) are decoded round-robin, so as many independent dependency
+// chains overlap; each chunk is decoded by one thread, groups of chunks run in parallel.
 //
 // Bounds: the renormalisation reads 1 to 3 bytes with one 4-byte load; the fast loop runs only
-// while a whole round of eight symbols cannot read past the chunk's end; the last symbols go
-// through a loop that checks every byte. Initial states must lie in [L, 256 L): from there
+// while a whole round of symbols (one per state) cannot read past the chunk's end; the last
+// symbols go through a loop that checks every byte. Initial states must lie in [L, 256 L): from there
 // every state stays in that range whatever the bytes, so every step is well defined and the
 // symbol counts bound every loop.
 #include <algorithm>
@@ -20,8 +20,6 @@
 
 namespace wsc {
 namespace {
-
-constexpr int S = kRansStates;
 
 constexpr int kCoarseBits = 12;        // coarse table: 4096 buckets of the slots
 constexpr uint64_t kField = (uint64_t(1) << 21) - 1;  // coarse entry: f | cum << 21 | sym << 42
@@ -98,7 +96,7 @@ inline uint32_t load_le32(const uint8_t* p) {
 // themselves, or values[symbol] when O is not the symbol type.
 enum class Lookup { kSlot, kPacked, kCoarse };
 
-template <Lookup kLookup, class Sym, class O>
+template <Lookup kLookup, int S, class Sym, class O>
 inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& md,
                                                              const uint8_t* p, int64_t size,
                                                              int64_t m, O* out, const O* values,
@@ -126,7 +124,7 @@ inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& m
     else out[i] = values[s];
   };
   int64_t i = 0;
-  // Fast rounds: 8 symbols read at most 24 bytes, the last 4-byte load ends 4 bytes further.
+  // Fast rounds: S symbols read at most 3 S bytes, the last 4-byte load ends 4 bytes further.
   if (m >= S && size >= 4 * S + 3 * S + 4) {
     const uint8_t* const in_last = end - (3 * S + 4);
     O* o = out;
@@ -191,27 +189,27 @@ inline __attribute__((always_inline)) void decode_chunk_body(const Model<Sym>& m
 
 // The body compiled twice: for any x86-64, and with BMI2 + LZCNT (shifts without the CL
 // register, a one-cycle leading-zero count), picked at run time.
-template <class Sym, class O>
+template <int S, class Sym, class O>
 void decode_chunk_generic(const Model<Sym>& md, const uint8_t* p, int64_t size, int64_t m,
                           O* out, const O* values, int64_t chunk) {
   if (!md.coarse.empty())
-    return decode_chunk_body<Lookup::kCoarse>(md, p, size, m, out, values, chunk);
+    return decode_chunk_body<Lookup::kCoarse, S>(md, p, size, m, out, values, chunk);
   if (!md.slot_fb.empty())
-    return decode_chunk_body<Lookup::kPacked>(md, p, size, m, out, values, chunk);
-  decode_chunk_body<Lookup::kSlot>(md, p, size, m, out, values, chunk);
+    return decode_chunk_body<Lookup::kPacked, S>(md, p, size, m, out, values, chunk);
+  decode_chunk_body<Lookup::kSlot, S>(md, p, size, m, out, values, chunk);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-template <class Sym, class O>
+template <int S, class Sym, class O>
 __attribute__((target("bmi2,lzcnt"))) void decode_chunk_bmi2(const Model<Sym>& md,
                                                              const uint8_t* p, int64_t size,
                                                              int64_t m, O* out, const O* values,
                                                              int64_t chunk) {
   if (!md.coarse.empty())
-    return decode_chunk_body<Lookup::kCoarse>(md, p, size, m, out, values, chunk);
+    return decode_chunk_body<Lookup::kCoarse, S>(md, p, size, m, out, values, chunk);
   if (!md.slot_fb.empty())
-    return decode_chunk_body<Lookup::kPacked>(md, p, size, m, out, values, chunk);
-  decode_chunk_body<Lookup::kSlot>(md, p, size, m, out, values, chunk);
+    return decode_chunk_body<Lookup::kPacked, S>(md, p, size, m, out, values, chunk);
+  decode_chunk_body<Lookup::kSlot, S>(md, p, size, m, out, values, chunk);
 }
 
 bool has_bmi2() {
@@ -220,23 +218,34 @@ bool has_bmi2() {
 }
 #endif
 
-template <class Sym, class O>
+template <int S, class Sym, class O>
 void decode_chunk(const Model<Sym>& md, const uint8_t* p, int64_t size, int64_t m, O* out,
                   const O* values, int64_t chunk) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (has_bmi2()) return decode_chunk_bmi2(md, p, size, m, out, values, chunk);
+  if (has_bmi2()) return decode_chunk_bmi2<S>(md, p, size, m, out, values, chunk);
 #endif
-  decode_chunk_generic(md, p, size, m, out, values, chunk);
+  decode_chunk_generic<S>(md, p, size, m, out, values, chunk);
+}
+
+template <int S, class Sym, class O>
+void decode_chunks(const Model<Sym>& md, const uint8_t* data, const int64_t* offsets,
+                   const detail::Chunks& chunks, O* out, const O* values) {
+  detail::for_chunk_blocks(chunks, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      decode_chunk<S>(md, data + offsets[c], offsets[c + 1] - offsets[c],
+                      chunks.end(c) - chunks.begin(c), out + chunks.begin(c), values, c);
+  });
 }
 
 template <class Sym, class O>
-void decode_all(const Model<Sym>& md, const uint8_t* data, const int64_t* offsets,
+void decode_all(const Model<Sym>& md, int states, const uint8_t* data, const int64_t* offsets,
                 const detail::Chunks& chunks, O* out, const O* values) {
-  detail::for_chunk_blocks(chunks, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c)
-      decode_chunk(md, data + offsets[c], offsets[c + 1] - offsets[c],
-                   chunks.end(c) - chunks.begin(c), out + chunks.begin(c), values, c);
-  });
+  switch (states) {
+    case 1: return decode_chunks<1>(md, data, offsets, chunks, out, values);
+    case 2: return decode_chunks<2>(md, data, offsets, chunks, out, values);
+    case 4: return decode_chunks<4>(md, data, offsets, chunks, out, values);
+    default: return decode_chunks<8>(md, data, offsets, chunks, out, values);
+  }
 }
 
 detail::Chunks checked_chunks(int64_t size, const int64_t* chunk_offsets, int64_t n_chunks,
@@ -253,8 +262,8 @@ detail::Chunks checked_chunks(int64_t size, const int64_t* chunk_offsets, int64_
 
 template <class Sym, class F>
 void decode_gather_typed(const uint8_t* data, const int64_t* offsets, const detail::Chunks& chunks,
-                         const uint32_t* freqs, int64_t k, int scale_bits, const float* codebook,
-                         int64_t m, F* out) {
+                         const uint32_t* freqs, int64_t k, int scale_bits, int states,
+                         const float* codebook, int64_t m, F* out) {
   const Model<Sym> md(freqs, k, scale_bits);
   // Symbols that can be decoded are those with a frequency; any of them >= m is an error,
   // decided before decoding. Others get a value too, so every lookup is in bounds.
@@ -264,57 +273,59 @@ void decode_gather_typed(const uint8_t* data, const int64_t* offsets, const deta
                              std::to_string(m) + " values");
   std::vector<F> values = codebook_as<F>(codebook, std::min(m, k));
   values.resize(size_t(k), values.back());
-  decode_all(md, data, offsets, chunks, out, static_cast<const F*>(values.data()));
+  decode_all(md, states, data, offsets, chunks, out, static_cast<const F*>(values.data()));
 }
 
 template <class F>
 void decode_gather_out(const uint8_t* data, const int64_t* offsets, const detail::Chunks& chunks,
-                       const uint32_t* freqs, int64_t k, int scale_bits, const float* codebook,
-                       int64_t m, void* out) {
+                       const uint32_t* freqs, int64_t k, int scale_bits, int states,
+                       const float* codebook, int64_t m, void* out) {
   if (k <= 256)
-    decode_gather_typed<uint8_t>(data, offsets, chunks, freqs, k, scale_bits, codebook, m,
-                                 static_cast<F*>(out));
+    decode_gather_typed<uint8_t>(data, offsets, chunks, freqs, k, scale_bits, states, codebook,
+                                 m, static_cast<F*>(out));
   else
-    decode_gather_typed<uint16_t>(data, offsets, chunks, freqs, k, scale_bits, codebook, m,
-                                  static_cast<F*>(out));
+    decode_gather_typed<uint16_t>(data, offsets, chunks, freqs, k, scale_bits, states, codebook,
+                                  m, static_cast<F*>(out));
 }
 
 }  // namespace
 
 void rans_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
-                 int64_t n_chunks, const uint32_t* freqs, int64_t k, int scale_bits, int64_t n,
-                 int64_t chunk_size, void* idx, IndexType itype) {
+                 int64_t n_chunks, const uint32_t* freqs, int64_t k, int scale_bits, int states,
+                 int64_t n, int64_t chunk_size, void* idx, IndexType itype) {
   check(itype == IndexType::U16 || k <= 256, "rans_decode: uint8 output needs k <= 256");
+  rans_check_states(states);
   const detail::Chunks chunks =
       checked_chunks(size, chunk_offsets, n_chunks, n, chunk_size, "rans_decode");
   if (itype == IndexType::U8) {
     const Model<uint8_t> md(freqs, k, scale_bits);
-    decode_all(md, data, chunk_offsets, chunks, static_cast<uint8_t*>(idx),
+    decode_all(md, states, data, chunk_offsets, chunks, static_cast<uint8_t*>(idx),
                static_cast<const uint8_t*>(nullptr));
   } else {
     const Model<uint16_t> md(freqs, k, scale_bits);
-    decode_all(md, data, chunk_offsets, chunks, static_cast<uint16_t*>(idx),
+    decode_all(md, states, data, chunk_offsets, chunks, static_cast<uint16_t*>(idx),
                static_cast<const uint16_t*>(nullptr));
   }
 }
 
 void rans_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
                         int64_t n_chunks, const uint32_t* freqs, int64_t k, int scale_bits,
-                        int64_t n, int64_t chunk_size, const float* codebook, int64_t m,
-                        void* out, DType out_dtype) {
+                        int states, int64_t n, int64_t chunk_size, const float* codebook,
+                        int64_t m, void* out, DType out_dtype) {
   check(m >= 1 && m <= kMaxBins, "rans_decode_gather: codebook size must be in [1, 65536]");
+  rans_check_states(states);
   const detail::Chunks chunks =
       checked_chunks(size, chunk_offsets, n_chunks, n, chunk_size, "rans_decode_gather");
   switch (out_dtype) {
     case DType::F32:
-      decode_gather_out<float>(data, chunk_offsets, chunks, freqs, k, scale_bits, codebook, m, out);
-      break;
+      return decode_gather_out<float>(data, chunk_offsets, chunks, freqs, k, scale_bits,
+                                      states, codebook, m, out);
     case DType::F16:
-      decode_gather_out<F16>(data, chunk_offsets, chunks, freqs, k, scale_bits, codebook, m, out);
-      break;
+      return decode_gather_out<F16>(data, chunk_offsets, chunks, freqs, k, scale_bits,
+                                    states, codebook, m, out);
     case DType::BF16:
-      decode_gather_out<BF16>(data, chunk_offsets, chunks, freqs, k, scale_bits, codebook, m, out);
-      break;
+      return decode_gather_out<BF16>(data, chunk_offsets, chunks, freqs, k, scale_bits,
+                                     states, codebook, m, out);
   }
 }
 

@@ -1,7 +1,7 @@
 // rANS encoding: every chunk encoded backwards into its own slot of the caller's buffer, in
 // parallel, then the chunks moved together. Division by a frequency is a multiplication by a
 // 32-bit reciprocal (exact for states below 2^31), the renormalisation branch-free, and the
-// eight states of the main loop live in registers (compiled twice: any x86-64, and BMI2).
+// 1, 2, 4 or 8 states of the main loop live in registers (compiled twice: any x86-64, and BMI2).
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -13,7 +13,6 @@
 namespace wsc {
 namespace {
 
-constexpr int S = kRansStates;
 constexpr int64_t kSlack = 4;  // the 4-byte store of the last bytes may reach 3 bytes lower
 
 // Per index value (every value of the index type, so a lookup never goes out of bounds).
@@ -64,10 +63,10 @@ inline __attribute__((always_inline)) void put(uint32_t& x, uint8_t*& p, const E
   x = y + e.bias + q * e.cmpl;
 }
 
-// Encodes the first `groups` * S symbols of idx (in reverse) into the states, bytes ending at
-// p; returns the new p. The states are copied into locals indexed by constants only, so they
-// stay in registers.
-template <class I>
+// Encodes the first `groups` * S symbols of idx (in reverse) into the S states, bytes ending
+// at p; returns the new p. The states are copied into locals indexed by constants only, so
+// they stay in registers.
+template <int S, class I>
 inline __attribute__((always_inline)) uint8_t* encode_groups_body(const I* idx, int64_t groups,
                                                                   const EncSym* tab,
                                                                   uint32_t* xs, uint8_t* p) {
@@ -84,18 +83,18 @@ inline __attribute__((always_inline)) uint8_t* encode_groups_body(const I* idx, 
   return p;
 }
 
-template <class I>
+template <int S, class I>
 uint8_t* encode_groups_generic(const I* idx, int64_t groups, const EncSym* tab, uint32_t* xs,
                                uint8_t* p) {
-  return encode_groups_body(idx, groups, tab, xs, p);
+  return encode_groups_body<S>(idx, groups, tab, xs, p);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-template <class I>
+template <int S, class I>
 __attribute__((target("bmi2"))) uint8_t* encode_groups_bmi2(const I* idx, int64_t groups,
                                                             const EncSym* tab, uint32_t* xs,
                                                             uint8_t* p) {
-  return encode_groups_body(idx, groups, tab, xs, p);
+  return encode_groups_body<S>(idx, groups, tab, xs, p);
 }
 
 bool has_bmi2() {
@@ -104,24 +103,24 @@ bool has_bmi2() {
 }
 #endif
 
-template <class I>
+template <int S, class I>
 uint8_t* encode_groups(const I* idx, int64_t groups, const EncSym* tab, uint32_t* xs, uint8_t* p) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (has_bmi2()) return encode_groups_bmi2(idx, groups, tab, xs, p);
+  if (has_bmi2()) return encode_groups_bmi2<S>(idx, groups, tab, xs, p);
 #endif
-  return encode_groups_generic(idx, groups, tab, xs, p);
+  return encode_groups_generic<S>(idx, groups, tab, xs, p);
 }
 
-// Encodes idx[0..m) into the bytes ending at `end` (at least 3 m + 4 S + kSlack of room
-// below it); returns the chunk's size.
-template <class I>
+// Encodes idx[0..m) with S states into the bytes ending at `end` (at least 3 m + 4 S + kSlack
+// of room below it); returns the chunk's size.
+template <int S, class I>
 int64_t encode_chunk(const I* idx, int64_t m, const EncSym* tab, uint8_t* end) {
   uint32_t x[S];
   for (int j = 0; j < S; ++j) x[j] = kRansLow;
   uint8_t* p = end;
   const int64_t full = m - m % S;
   for (int64_t i = m - 1; i >= full; --i) put(x[i - full], p, tab[idx[i]]);
-  p = encode_groups(idx, full / S, tab, x, p);
+  p = encode_groups<S>(idx, full / S, tab, x, p);
   p -= 4 * S;
   for (int j = 0; j < S; ++j) store_le32(p + 4 * j, x[j]);
   return end - p;
@@ -139,11 +138,21 @@ void check_symbols(const I* idx, int64_t s, int64_t e, const uint32_t* freqs, in
   }
 }
 
-int64_t slot_size(int64_t m) { return 3 * m + 4 * S + kSlack; }
+int64_t slot_size(int64_t m) { return 3 * m + 4 * kRansStates + kSlack; }
+
+template <class I>
+int64_t encode_chunk_with(int states, const I* idx, int64_t m, const EncSym* tab, uint8_t* end) {
+  switch (states) {
+    case 1: return encode_chunk<1>(idx, m, tab, end);
+    case 2: return encode_chunk<2>(idx, m, tab, end);
+    case 4: return encode_chunk<4>(idx, m, tab, end);
+    default: return encode_chunk<8>(idx, m, tab, end);
+  }
+}
 
 template <class I>
 int64_t encode_typed(const I* idx, const detail::Chunks& chunks, const uint32_t* freqs,
-                     int64_t k, int scale_bits, int64_t* offsets, uint8_t* out) {
+                     int64_t k, int scale_bits, int states, int64_t* offsets, uint8_t* out) {
   const std::vector<EncSym> tab = enc_table<I>(freqs, k, scale_bits);
   const int64_t slot = slot_size(chunks.size);
   std::vector<int64_t> sizes(size_t(chunks.count), 0);
@@ -155,7 +164,8 @@ int64_t encode_typed(const I* idx, const detail::Chunks& chunks, const uint32_t*
       unsigned ok = 1;
       for (int64_t i = s; i < e; ++i) ok &= valid[idx[i]];
       if (!ok) check_symbols(idx, s, e, freqs, k);
-      sizes[size_t(c)] = encode_chunk(idx + s, e - s, tab.data(), out + (c + 1) * slot);
+      sizes[size_t(c)] =
+          encode_chunk_with(states, idx + s, e - s, tab.data(), out + (c + 1) * slot);
     }
   });
   offsets[0] = 0;
@@ -173,18 +183,24 @@ int64_t rans_encode_bound(int64_t n, int64_t chunk_size) {
   return chunks.count * slot_size(chunks.size);
 }
 
+void rans_check_states(int states) {
+  check(states == 1 || states == 2 || states == 4 || states == 8,
+        "rans: states must be 1, 2, 4 or 8, got " + std::to_string(states));
+}
+
 int64_t rans_encode(const void* idx, IndexType itype, int64_t n, const uint32_t* freqs,
-                    int64_t k, int scale_bits, int64_t chunk_size, int64_t* chunk_offsets,
-                    uint8_t* out, int64_t capacity) {
+                    int64_t k, int scale_bits, int states, int64_t chunk_size,
+                    int64_t* chunk_offsets, uint8_t* out, int64_t capacity) {
   rans_check_freqs(freqs, k, scale_bits);
+  rans_check_states(states);
   const detail::Chunks chunks(n, chunk_size, "rans_encode");
   check(capacity >= rans_encode_bound(n, chunk_size),
         "rans_encode: capacity " + std::to_string(capacity) + " is below rans_encode_bound = " +
             std::to_string(rans_encode_bound(n, chunk_size)));
   if (itype == IndexType::U8)
-    return encode_typed(static_cast<const uint8_t*>(idx), chunks, freqs, k, scale_bits,
+    return encode_typed(static_cast<const uint8_t*>(idx), chunks, freqs, k, scale_bits, states,
                         chunk_offsets, out);
-  return encode_typed(static_cast<const uint16_t*>(idx), chunks, freqs, k, scale_bits,
+  return encode_typed(static_cast<const uint16_t*>(idx), chunks, freqs, k, scale_bits, states,
                       chunk_offsets, out);
 }
 

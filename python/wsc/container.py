@@ -20,16 +20,19 @@ Tensors in the file (few and flat, so the header stays small):
 
 The metadata is one JSON text, zlib-compressed in the uint8 tensor ``meta`` (the safetensors
 metadata says ``"wsc.meta": "zlib"`` and holds the text's CRC-32 under ``"wsc.crc32"``);
-files written before version 3 hold the text itself under ``"wsc"``, which is still read. The JSON: format, version (3), the coder (``"huffman"``, ``"rans"``,
-or ``"auto"`` when the streams use both), codebook size and CRC-32, the chunk size of the
+files written before version 3 hold the text itself under ``"wsc"``, which is still read.
+The JSON: format, version (4), the coder (``"huffman"``, ``"rans"``, or ``"auto"`` when the
+streams use both), codebook size and CRC-32, the chunk size of the
 Huffman streams (when there are any), and the list of state-dict names in order, each with
 shape, dtype, whether it is shared, and a CRC-32, or, for a name tied to another tensor,
 ``alias_of``; and free-form ``info``. A shared tensor also records its element count and
 payload bits (Huffman: the code bits, padding excluded; rANS: the payload bytes times 8),
 its coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
-chunk size and the size of its packed table; its CRC-32 covers its code lengths or table,
-offsets and payload (and its scales). Version 2 files (rANS tables in encoding 1, no scales)
-and version 1 files (Huffman only, written before rANS) are still read.
+chunk size, its states per chunk (``"states"``: 1, 2, 4 or 8) and the size of its packed
+table; its CRC-32 covers its code lengths or table, offsets and payload (and its scales).
+Version 3 files (every rANS stream with 8 states), version 2 files (rANS tables in encoding
+1, no scales, metadata uncompressed) and version 1 files (Huffman only, written before rANS)
+are still read.
 The reader checks all of it and raises :class:`wsc.FormatError` on any inconsistency.
 """
 
@@ -52,14 +55,14 @@ from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
-VERSION = 3
-READABLE = (1, 2, 3)
-TABLE_ENCODING = {2: 1, 3: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
+VERSION = 4
+READABLE = (1, 2, 3, 4)
+TABLE_ENCODING = {2: 1, 3: 2, 4: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
+OLD_RANS_STATES = 8  # the states per chunk of every rANS stream before version 4
 CODERS = ("huffman", "rans")  # the coder of one stream
 CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
 DEFAULT_CODER = "auto"
-DEFAULT_CHUNK = 16384  # Huffman; rANS picks its own (wsc.rans.auto_chunk_size)
-RANS_STATE_BYTES = 32  # each rANS chunk starts with its 8 states
+DEFAULT_CHUNK = 16384  # Huffman; rANS picks its own (wsc.rans.auto_layout)
 META_LIMIT = 100 * 2**20  # bytes of metadata JSON a reader inflates at most
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -178,6 +181,7 @@ class _Coded:
     data: np.ndarray
     bits: int
     n: int  # symbols
+    states: int = 0  # rANS: states per chunk
 
     @property
     def stored_bytes(self) -> int:
@@ -197,7 +201,7 @@ def _code_stream(idx: np.ndarray, counts: np.ndarray, coder: str, chunk_size: in
     s = rans.encode(idx, counts, chunk_size=chunk_size)
     table = rans.pack_freqs(s.freqs, s.scale_bits)
     return _Coded("rans", s.chunk_size, table, np.asarray(s.chunk_offsets, dtype=np.int64),
-                  np.asarray(s.data, dtype=np.uint8), s.nbits, int(idx.size))
+                  np.asarray(s.data, dtype=np.uint8), s.nbits, int(idx.size), s.states)
 
 
 def layout(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> Layout:
@@ -207,7 +211,7 @@ def layout(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = N
     then the smallest of three files: all Huffman, all rANS, or each tensor with the coder
     that stores it in fewer bytes (ties: in that order). The metadata names the coder of
     the file: ``"auto"`` only for a file that mixes both. ``chunk_size``: symbols per chunk;
-    None: 16384 for Huffman, rANS's own choice (:func:`wsc.rans.auto_chunk_size`).
+    None: 16384 for Huffman, rANS's own choice (:func:`wsc.rans.auto_layout`).
     """
     from wsc import huffman
 
@@ -254,6 +258,7 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
             e["coder"] = c.coder
         if c.coder == "rans":
             e["chunk_size"] = int(c.chunk_size)
+            e["states"] = int(c.states)
             e["table_bytes"] = int(c.code.size)
             tables.append(c.code)
         else:
@@ -441,6 +446,7 @@ class _Stream:
     offsets: np.ndarray
     data: np.ndarray
     scale: torch.Tensor | None = None  # bfloat16 scales, for a scoped scheme
+    states: int = 0  # rANS: states per chunk
 
     @property
     def lengths(self) -> np.ndarray:  # the name in version 1
@@ -520,10 +526,10 @@ class Archive:
         extra = set(self.tensors) - expected
         _check(not extra, f"unexpected tensors in the file: {sorted(extra)[:10]}")
 
-    def _stream_coder(self, e: dict) -> tuple[str, int]:
-        """(coder, chunk size) of a shared entry, checked. The coder is the file's unless the
-        file was written with "auto"; a Huffman stream takes the file's chunk size, a rANS
-        stream has its own."""
+    def _stream_coder(self, e: dict) -> tuple[str, int, int]:
+        """(coder, chunk size, rANS states per chunk or 0) of a shared entry, checked. The
+        coder is the file's unless the file was written with "auto"; a Huffman stream takes the
+        file's chunk size, a rANS stream has its own, and its state count from version 4."""
         from wsc import rans
 
         name, option = _name(e), self.meta["coder"]
@@ -539,15 +545,18 @@ class Archive:
             cs = e.get("chunk_size")
             _check(_is_int(cs) and 1 <= cs <= rans.MAX_CHUNK,
                    f"{name}: chunk_size {_show(cs, 40)} missing or outside [1, {rans.MAX_CHUNK}]")
-            return coder, cs
+            states = e.get("states") if self.version >= 4 else OLD_RANS_STATES
+            _check(_is_int(states) and states in rans.STATE_COUNTS,
+                   f"{name}: states {_show(states, 40)} missing or not one of {sorted(rans.STATE_COUNTS)}")
+            return coder, cs, states
         _check("chunk_size" in self.meta, "metadata field 'chunk_size' is missing (the file holds Huffman streams)")
-        return coder, self.meta["chunk_size"]
+        return coder, self.meta["chunk_size"], 0
 
     def _split_streams(self) -> list[_Stream]:
         m = self.codebook.numel()
         a = _alphabet(m)
         kinds = [self._stream_coder(e) for e in self.shared]
-        n_huffman = sum(c == "huffman" for c, _ in kinds)
+        n_huffman = sum(c == "huffman" for c, _, _ in kinds)
         if n_huffman:
             lengths = _tensor(self.tensors, "lengths", torch.uint8, 2)
             _check(tuple(lengths.shape) == (n_huffman, a), f"code lengths of shape {tuple(lengths.shape)}, "
@@ -561,7 +570,7 @@ class Archive:
         _check(not scaled or self.version >= 3, f"scales in a version {self.version} file (they came in version 3)")
         scales = _tensor(self.tensors, "scales", torch.bfloat16) if scaled else None
         streams, o, d, h, t, c = [], 0, 0, 0, 0, 0
-        for e, (coder, cs) in zip(self.shared, kinds):
+        for e, (coder, cs, states) in zip(self.shared, kinds):
             name = _name(e)
             dtype = e.get("dtype")
             _check(isinstance(dtype, str) and dtype in _FLOATS,
@@ -586,7 +595,7 @@ class Archive:
             else:
                 # every chunk starts with its states: the payload bounds the chunks, the chunk
                 # size (at most rans.MAX_CHUNK) the element count
-                _check(RANS_STATE_BYTES * (n_off - 1) <= end,
+                _check(4 * states * (n_off - 1) <= end,
                        f"{name}: {n_off - 1} rANS chunks cannot fit in {end} payload bytes")
                 _check(_is_int(bits) and bits == 8 * end,
                        f"{name}: payload bits {_show(bits, 40)}, but its payload holds {end} bytes")
@@ -603,7 +612,7 @@ class Archive:
                 _check(count <= scales.numel() - c, f"{name}: {count} scales, {scales.numel() - c} are left")
                 scale, c = scales[c:c + count], c + count
                 _check(bool((torch.isfinite(scale) & (scale > 0)).all()), f"{name}: a scale is not finite and positive")
-            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end], scale))
+            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end], scale, states))
             o, d = o + n_off, d + end
         _check(o == offsets.size, f"{offsets.size - o} chunk offsets left over")
         _check(d == data.size, f"{data.size - d} payload bytes left over")
@@ -655,7 +664,7 @@ class Archive:
         except ValueError as exc:
             raise FormatError(f"{name}: bad rANS frequency table ({exc})") from None
         return rans.RansStream(data=s.data, freqs=freqs, chunk_offsets=s.offsets, n_symbols=n,
-                               chunk_size=s.chunk_size, scale_bits=scale)
+                               chunk_size=s.chunk_size, scale_bits=scale, states=s.states)
 
     def _check_bits(self, j: int, bits: int) -> None:
         e = self.streams[j].entry

@@ -3,9 +3,10 @@
 ``encode`` quantises the symbol counts to frequencies with a power-of-two total (every used
 symbol at least 1), choosing the precision ``scale_bits`` and the model (exact, or the rare
 symbols beside a dominant one on a coarse grid that packs in a few bits each) so that the
-payload plus the packed table cost no more than 0.01% over the best precision in range; it cuts the stream into chunks that decode independently, each with eight
-interleaved 32-bit states, and records their byte offsets, so ``decode`` runs chunks in
-parallel. Unlike Huffman, a symbol costs a fraction of a bit when it is frequent: the
+payload plus the packed table cost no more than 0.01% over the best precision in range; it
+cuts the stream into chunks that decode independently, each with eight interleaved 32-bit
+states (fewer, down to one, where flushing eight would weigh on a short or low-entropy
+stream), and records their byte offsets, so ``decode`` runs chunks in parallel. Unlike Huffman, a symbol costs a fraction of a bit when it is frequent: the
 payload comes within a fraction of a percent of the order-0 entropy.
 
 The format is described in ``csrc/include/wsc/rans.h``; ``wsc.reference.rans_encode`` writes
@@ -27,14 +28,15 @@ from wsc._native import U8, _C
 
 MIN_SCALE_BITS = 1
 MAX_SCALE_BITS = int(_C.rans_max_scale)
-STATES = int(_C.rans_states)
+MAX_STATES = int(_C.rans_states)
+STATE_COUNTS = (8, 4, 2, 1)  # states per chunk a stream may use, the fastest first
 STATE_LOW = int(_C.rans_low)
 GRIDS = 32  # level grids of the packed table
 TABLE_ENCODING = 2  # of pack_freqs; .wsc version 2 files hold encoding 1
-MIN_AUTO_CHUNK = 1 << 16
-MAX_AUTO_CHUNK = 1 << 22
 MAX_CHUNK = 1 << 22  # symbols per chunk: bounds what a reader allocates per 32 bytes of payload
-FLUSH_SHARE = 1e-3  # the automatic chunk size keeps the states' flush below this share of the payload
+FLUSH_SHARE = 1e-3  # the automatic layout keeps the states' flush below this share of the payload
+LONG_STREAM = 1 << 22  # symbols; a longer stream keeps MIN_LONG_STATES (4 decode about as fast as 8)
+MIN_LONG_STATES = 4
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class RansStream(ChunkedStream):
     (uint32, summing to ``2 ** scale_bits``; 0 for unused ones). ``chunk_offsets``: byte
     offset of each chunk (int64, n_chunks + 1 entries, the first 0, the last len(data)).
     ``n_symbols``: how many indices were coded. ``chunk_size``: symbols per chunk (the last
-    chunk may hold fewer). ``scale_bits``: the precision of the frequencies.
+    chunk may hold fewer). ``scale_bits``: the precision of the frequencies. ``states``:
+    interleaved 32-bit states per chunk (1, 2, 4 or 8), flushed at the chunk's start.
     """
 
     data: np.ndarray
@@ -54,6 +57,7 @@ class RansStream(ChunkedStream):
     n_symbols: int
     chunk_size: int
     scale_bits: int
+    states: int
 
     @property
     def k(self) -> int:
@@ -149,24 +153,38 @@ def unpack_freqs(data, k: int, encoding: int = TABLE_ENCODING) -> tuple[np.ndarr
     return freqs, int(scale_bits)
 
 
-def auto_chunk_size(counts, freqs, scale_bits: int) -> int:
-    """Symbols per chunk so that the states flushed per chunk (32 bytes) cost at most 0.1% of
-    the payload: a power of two in [2**16, 2**22]."""
+def _layout(n: int, bits: float, chunk_size: int | None = None) -> tuple[int, int]:
+    """(chunk_size, states) for n symbols of ``bits`` bits each: the most states (8, 4, 2, 1)
+    whose flush (4 bytes per state and chunk) can stay within FLUSH_SHARE of the payload, with
+    the shortest chunk (a power of two in [2**16, 2**22]) that keeps it there, or
+    ``chunk_size`` when given; the fewest states in the longest chunk when none can. Streams
+    of more than LONG_STREAM symbols keep at least MIN_LONG_STATES, so that they decode fast."""
+    sizes = [chunk_size] if chunk_size is not None else [1 << e for e in range(16, 23)]
+    fewest = MIN_LONG_STATES if n > LONG_STREAM else 1
+    for states in STATE_COUNTS[:STATE_COUNTS.index(fewest) + 1]:
+        for chunk in sizes:
+            if 32 * states * -(-n // chunk) <= FLUSH_SHARE * n * bits:
+                return chunk, states
+    return sizes[-1], fewest
+
+
+def auto_layout(counts, freqs, scale_bits: int, chunk_size: int | None = None) -> tuple[int, int]:
+    """(chunk_size, states) that ``encode`` picks for these counts and quantised frequencies:
+    eight states per chunk and chunks long enough that their flushed states cost at most 0.1%
+    of the payload; fewer states where even the longest chunks (or the whole stream) cannot
+    keep eight that cheap, since the flush of one state is about 4 bytes whatever the entropy
+    (but at least 4 in streams of more than 2**22 symbols, for speed). ``chunk_size``: given,
+    only the states are chosen."""
     counts = np.asarray(counts, dtype=np.float64)
-    n = counts.sum()
-    if n == 0:
-        return MIN_AUTO_CHUNK
-    used = counts > 0
-    bits = float((counts[used] * (scale_bits - np.log2(np.asarray(freqs, dtype=np.float64)[used]))).sum()) / n
-    want = 8 * 4 * STATES / (FLUSH_SHARE * max(bits, 1e-9))
-    size = 1 << max(0, math.ceil(math.log2(want)))
-    return int(min(MAX_AUTO_CHUNK, max(MIN_AUTO_CHUNK, size)))
+    n, used = counts.sum(), counts > 0
+    bits = float((counts[used] * (scale_bits - np.log2(np.asarray(freqs, dtype=np.float64)[used]))).sum())
+    return _layout(int(n), bits / max(n, 1), chunk_size)
 
 
 def estimate_bits(counts) -> int:
     """About the bits ``encode`` codes a histogram in, cheaply (no quantisation): the order-0
-    entropy, 32 bytes of states per chunk (:func:`auto_chunk_size` with the entropy for the
-    payload) and the model, 16 + sum over used symbols of 2 + 0.35 * log2(1 + 256 * c / n)
+    entropy, the flushed states (4 bytes per state and chunk, :func:`auto_layout` with the
+    entropy for the payload) and the model, 16 + sum over used symbols of 2 + 0.35 * log2(1 + 256 * c / n)
     bits plus 1 + 2 * log2(1 + mean gap) per run of unused symbols (fitted to the packed table
     and the payload's excess over the entropy: within a factor of about 1.5 from k = 3 to
     4096, 10k to 1M symbols, uniform to one symbol at 99%)."""
@@ -177,25 +195,26 @@ def estimate_bits(counts) -> int:
         return 0
     p = u / n
     h = float(-(u * np.log2(p)).sum())
-    want = 8 * 4 * STATES / (FLUSH_SHARE * max(h / n, 1e-9))
-    chunk = min(MAX_AUTO_CHUNK, max(MIN_AUTO_CHUNK, 1 << max(0, math.ceil(math.log2(want)))))
-    states = 8 * 4 * STATES * math.ceil(n / chunk)
+    chunk, states = _layout(int(n), h / n)
+    flush = 32 * states * math.ceil(n / chunk)
     runs = int(np.count_nonzero(np.diff(used.astype(np.int8)) == 1)) + int(not used[0])
     gap = (counts.size - u.size) / max(runs, 1)
     model = 16 + float((2 + 0.35 * np.log2(1 + 256 * p)).sum()) + runs * (1 + 2 * math.log2(1 + gap))
-    return int(math.ceil(h + states + model))
+    return int(math.ceil(h + flush + model))
 
 
 # ---------------------------------------------------------------- coding
-def encode(indices, counts_or_k, *, scale_bits: int | None = None, chunk_size: int | None = None) -> RansStream:
+def encode(indices, counts_or_k, *, scale_bits: int | None = None, chunk_size: int | None = None,
+           states: int | None = None) -> RansStream:
     """rANS-code the flattened ``indices`` (uint8/uint16, numpy or CPU torch, contiguous).
 
     ``counts_or_k``: an int k (counts are taken from the indices, which must be < k) or the
     counts of the k symbols (integer array; every symbol present in ``indices`` needs a count
     > 0). ``scale_bits``: precision of the frequencies, 1..20 (the total is 2**scale_bits),
-    exact model; None picks the precision and the model (:func:`choose_model`). ``chunk_size``: symbols per independently decodable
-    chunk, at most 2**22; None picks it (:func:`auto_chunk_size`: large enough that the 32
-    bytes of states each chunk starts with stay below 0.1% of the payload).
+    exact model; None picks the precision and the model (:func:`choose_model`).
+    ``chunk_size``: symbols per independently decodable chunk, at most 2**22; ``states``:
+    interleaved states per chunk, 1, 2, 4 or 8. None picks them (:func:`auto_layout`: the
+    states each chunk starts with cost at most 0.1% of the payload, or as little as they can).
     """
     addr, itype, n = index_array(indices, "indices")
     counts = counts_of(counts_or_k, addr, itype, n)
@@ -204,19 +223,24 @@ def encode(indices, counts_or_k, *, scale_bits: int | None = None, chunk_size: i
         raise ValueError("counts_or_k has no non-zero count, but indices is not empty")
     scale_bits, grid = _model(scale_bits, None, counts)
     freqs = _quantize(counts, scale_bits, grid)
-    if chunk_size is None:
-        chunk_size = auto_chunk_size(counts, freqs, scale_bits)
-    chunk_size = int_in(chunk_size, "chunk_size", 1, MAX_CHUNK)
+    if chunk_size is not None:
+        chunk_size = int_in(chunk_size, "chunk_size", 1, MAX_CHUNK)
+    if states is None:
+        chunk_size, states = auto_layout(counts, freqs, scale_bits, chunk_size)
+    elif states not in STATE_COUNTS:
+        raise ValueError(f"states must be one of {sorted(STATE_COUNTS)}; got {states!r}")
+    elif chunk_size is None:
+        chunk_size = auto_layout(counts, freqs, scale_bits)[0]
     n_chunks = -(-n // chunk_size)
     offsets = np.empty(n_chunks + 1, dtype=np.int64)
     buf = np.empty(_C.rans_encode_bound(n, chunk_size), dtype=np.uint8)
-    size = _C.rans_encode(addr, itype, n, freqs.ctypes.data, k, scale_bits, chunk_size, offsets.ctypes.data,
-                          buf.ctypes.data, buf.size)
+    size = _C.rans_encode(addr, itype, n, freqs.ctypes.data, k, scale_bits, states, chunk_size,
+                          offsets.ctypes.data, buf.ctypes.data, buf.size)
     data = buf[:size].copy()
     del buf
     for a in (data, freqs, offsets):
         a.flags.writeable = False
-    return RansStream(data, freqs, offsets, n, chunk_size, scale_bits)
+    return RansStream(data, freqs, offsets, n, chunk_size, scale_bits, states)
 
 
 def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -226,6 +250,8 @@ def _check_stream(stream) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     freqs = checked_array(stream.freqs, "stream.freqs", np.uint32)
     check_bins(freqs.size, "stream.k")
     int_in(stream.scale_bits, "stream.scale_bits", MIN_SCALE_BITS, MAX_SCALE_BITS)
+    if stream.states not in STATE_COUNTS:
+        raise ValueError(f"stream.states must be one of {sorted(STATE_COUNTS)}; got {stream.states!r}")
     data, offsets = stream.checked_chunks(MAX_CHUNK)
     return data, freqs, offsets
 
@@ -240,7 +266,7 @@ def decode(stream: RansStream, out=None):
     n, k = int(stream.n_symbols), freqs.size
     result, addr, itype = decode_target(out, n, k)
     _C.rans_decode(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1, freqs.ctypes.data, k,
-                   int(stream.scale_bits), n, int(stream.chunk_size), addr, itype)
+                   int(stream.scale_bits), int(stream.states), n, int(stream.chunk_size), addr, itype)
     return result
 
 
@@ -268,10 +294,11 @@ def decode_gather(stream: RansStream, codebook, out=None, dtype: torch.dtype = t
             raise ValueError(f"out must have stream.n_symbols = {n} elements; got {target.numel()}")
         result = out
     _C.rans_decode_gather(data.ctypes.data, data.size, offsets.ctypes.data, offsets.size - 1, freqs.ctypes.data,
-                          freqs.size, int(stream.scale_bits), n, int(stream.chunk_size), cb.data_ptr(), cb.numel(),
+                          freqs.size, int(stream.scale_bits), int(stream.states), n, int(stream.chunk_size), cb.data_ptr(), cb.numel(),
                           target.data_ptr(), FLOAT_CODES[target.dtype])
     return result
 
 
 __all__ = ["RansStream", "encode", "decode", "decode_gather", "quantize_freqs", "choose_model", "pack_freqs",
-           "unpack_freqs", "auto_chunk_size", "estimate_bits", "MIN_SCALE_BITS", "MAX_SCALE_BITS", "GRIDS", "TABLE_ENCODING", "STATES", "STATE_LOW", "MAX_CHUNK"]
+           "unpack_freqs", "auto_layout", "estimate_bits", "MIN_SCALE_BITS", "MAX_SCALE_BITS", "GRIDS", "TABLE_ENCODING", "MAX_STATES",
+           "STATE_COUNTS", "STATE_LOW", "MAX_CHUNK"]

@@ -220,9 +220,8 @@ def huffman_decode(data, chunk_offsets, lengths, n: int, chunk_size: int) -> np.
 
 # ---------------------------------------------------------------- rANS
 # The format of csrc/include/wsc/rans.h: frequencies summing to 2^scale_bits, 32-bit states in
-# [2^23, 2^31), byte-wise renormalisation, 8 interleaved states per chunk.
+# [2^23, 2^31), byte-wise renormalisation, 1, 2, 4 or 8 interleaved states per chunk.
 
-RANS_STATES = 8
 RANS_LOW = 1 << 23
 RANS_MAX_SCALE = 20
 
@@ -569,7 +568,7 @@ def _rans_model(freqs, scale_bits: int):
     return [int(v) for v in freqs], [int(v) for v in cum]
 
 
-def rans_encode(indices, freqs, scale_bits: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+def rans_encode(indices, freqs, scale_bits: int, chunk_size: int, states: int) -> tuple[np.ndarray, np.ndarray]:
     """(payload uint8, chunk byte offsets int64[n_chunks + 1]) of the flattened indices."""
     f, cum = _rans_model(freqs, scale_bits)
     idx = [int(v) for v in np.asarray(indices).ravel()]
@@ -579,10 +578,10 @@ def rans_encode(indices, freqs, scale_bits: int, chunk_size: int) -> tuple[np.nd
     chunks, offsets = [], [0]
     for start in _range(0, len(idx), chunk_size):
         sym = idx[start:start + chunk_size]
-        x = [RANS_LOW] * RANS_STATES
+        x = [RANS_LOW] * states
         rev = []  # bytes in the order the encoder emits them (the reverse of the stream's order)
         for i in _range(len(sym) - 1, -1, -1):
-            s, j = sym[i], i % RANS_STATES
+            s, j = sym[i], i % states
             xmax = f[s] << (31 - scale_bits)
             emitted = []
             while x[j] >= xmax:
@@ -597,7 +596,7 @@ def rans_encode(indices, freqs, scale_bits: int, chunk_size: int) -> tuple[np.nd
     return data, np.array(offsets, dtype=np.int64)
 
 
-def rans_decode(data, chunk_offsets, freqs, scale_bits: int, n: int, chunk_size: int) -> np.ndarray:
+def rans_decode(data, chunk_offsets, freqs, scale_bits: int, n: int, chunk_size: int, states: int) -> np.ndarray:
     """Decode n symbols (uint8 for k <= 256, else uint16); ValueError on any inconsistency."""
     f, cum = _rans_model(freqs, scale_bits)
     data = bytes(np.asarray(data, dtype=np.uint8))
@@ -612,14 +611,14 @@ def rans_decode(data, chunk_offsets, freqs, scale_bits: int, n: int, chunk_size:
     out = np.zeros(n, dtype=np.uint8 if len(f) <= 256 else np.uint16)
     for c in _range(n_chunks):
         p = data[offsets[c]:offsets[c + 1]]
-        if len(p) < 4 * RANS_STATES:
+        if len(p) < 4 * states:
             raise ValueError(f"chunk {c}: too short for its states")
-        x = [int.from_bytes(p[4 * j:4 * j + 4], "little") for j in _range(RANS_STATES)]
+        x = [int.from_bytes(p[4 * j:4 * j + 4], "little") for j in _range(states)]
         if any(not RANS_LOW <= v < RANS_LOW << 8 for v in x):
             raise ValueError(f"chunk {c}: initial state out of range")
-        pos = 4 * RANS_STATES
+        pos = 4 * states
         for i in _range(c * chunk_size, min(n, (c + 1) * chunk_size)):
-            j = (i - c * chunk_size) % RANS_STATES
+            j = (i - c * chunk_size) % states
             slot = x[j] & mask
             s = slot_sym[slot]
             v = f[s] * (x[j] >> scale_bits) + slot - cum[s]

@@ -11,11 +11,13 @@
 //
 // Stream: the n symbols are cut into chunks of chunk_size symbols (the last one shorter);
 // chunk c occupies bytes [chunk_offsets[c], chunk_offsets[c + 1]) of the payload and is coded
-// on its own with kRansStates interleaved states: symbol i of the chunk (counted from the
-// chunk's start) belongs to state i mod kRansStates. A chunk's bytes are the decoder's initial
-// states (kRansStates little-endian uint32, state 0 first), then the renormalisation bytes in
-// the order the decoder reads them. The encoder starts every state at L, so a decoder that
-// has read all symbols must find every state back at L and every byte of the chunk used.
+// on its own with S interleaved states (S = 1, 2, 4 or 8, the same for every chunk of a stream:
+// eight for speed, fewer where the S flushed states would weigh on a short or low-entropy
+// payload): symbol i of the chunk (counted from the chunk's start) belongs to state i mod S.
+// A chunk's bytes are the decoder's initial states (S little-endian uint32, state 0 first),
+// then the renormalisation bytes in the order the decoder reads them. The encoder starts
+// every state at L, so a decoder that has read all symbols must find every state back at L
+// and every byte of the chunk used.
 // Chunks are independent: one thread per group of chunks here, one GPU thread per chunk later.
 //
 // Frequency table as stored (rans_pack_freqs), encoding 2 (.wsc version 3): a bit string,
@@ -42,7 +44,7 @@ namespace wsc {
 
 constexpr int kRansMinScale = 1;
 constexpr int kRansMaxScale = 20;
-constexpr int kRansStates = 8;
+constexpr int kRansStates = 8;  // the most states per chunk (1, 2, 4 or 8)
 constexpr int kRansGrids = 32;  // level grids q of the packed table
 constexpr uint32_t kRansLow = uint32_t(1) << 23;
 
@@ -95,26 +97,29 @@ void rans_pack_freqs(const uint32_t* freqs, int64_t k, int scale_bits, uint8_t* 
 int rans_unpack_freqs(const uint8_t* data, int64_t size, int64_t k, int encoding,
                       uint32_t* freqs);
 
-// Capacity that rans_encode needs for n symbols in chunks of chunk_size.
+// Throws std::invalid_argument unless states is 1, 2, 4 or 8.
+void rans_check_states(int states);
+
+// Capacity that rans_encode needs for n symbols in chunks of chunk_size (any state count).
 int64_t rans_encode_bound(int64_t n, int64_t chunk_size);
 
-// Encodes n indices; fills chunk_offsets[0..n_chunks] (n_chunks = ceil(n / chunk_size)) and
-// writes the payload to out[0..size), returning size. out must hold rans_encode_bound(n,
+// Encodes n indices with `states` states per chunk; fills chunk_offsets[0..n_chunks] (n_chunks
+// = ceil(n / chunk_size)) and writes the payload to out[0..size), returning size. out must hold rans_encode_bound(n,
 // chunk_size) bytes (they serve as scratch); nothing is written beyond that capacity. Throws
 // if an index is >= k or has frequency 0.
 int64_t rans_encode(const void* idx, IndexType itype, int64_t n, const uint32_t* freqs,
-                    int64_t k, int scale_bits, int64_t chunk_size, int64_t* chunk_offsets,
-                    uint8_t* out, int64_t capacity);
+                    int64_t k, int scale_bits, int states, int64_t chunk_size,
+                    int64_t* chunk_offsets, uint8_t* out, int64_t capacity);
 
-// Decodes n symbols into idx (uint8 if itype == U8, which needs k <= 256; uint16 otherwise).
-// Throws std::invalid_argument on any inconsistency: a bad frequency table, n_chunks !=
-// ceil(n / chunk_size), offsets that do not start at 0, decrease or do not end at size, a
-// chunk shorter than its states, an initial state outside [L, 256 L), a chunk whose symbols
-// need more bytes than it has or leave bytes unused, a final state other than L. Never reads
-// outside data[0..size).
+// Decodes n symbols coded with `states` states per chunk into idx (uint8 if itype == U8, which
+// needs k <= 256; uint16 otherwise). Throws std::invalid_argument on any inconsistency: a bad
+// frequency table or state count, n_chunks != ceil(n / chunk_size), offsets that do not start
+// at 0, decrease or do not end at size, a chunk shorter than its states, an initial state
+// outside [L, 256 L), a chunk whose symbols need more bytes than it has or leave bytes unused,
+// a final state other than L. Never reads outside data[0..size).
 void rans_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
-                 int64_t n_chunks, const uint32_t* freqs, int64_t k, int scale_bits, int64_t n,
-                 int64_t chunk_size, void* idx, IndexType itype);
+                 int64_t n_chunks, const uint32_t* freqs, int64_t k, int scale_bits, int states,
+                 int64_t n, int64_t chunk_size, void* idx, IndexType itype);
 
 // Decodes like rans_decode and writes codebook[symbol] (codebook of m float32 values,
 // converted to out_dtype) straight into out[0..n): no index array is ever materialised.
@@ -122,7 +127,7 @@ void rans_decode(const uint8_t* data, int64_t size, const int64_t* chunk_offsets
 // has a frequency, since it could be decoded.
 void rans_decode_gather(const uint8_t* data, int64_t size, const int64_t* chunk_offsets,
                         int64_t n_chunks, const uint32_t* freqs, int64_t k, int scale_bits,
-                        int64_t n, int64_t chunk_size, const float* codebook, int64_t m,
-                        void* out, DType out_dtype);
+                        int states, int64_t n, int64_t chunk_size, const float* codebook,
+                        int64_t m, void* out, DType out_dtype);
 
 }  // namespace wsc
