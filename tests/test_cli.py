@@ -130,10 +130,15 @@ def test_compress_json_and_quiet(tmp_path, capsys):
     report = json.loads(captured.out)
     assert captured.err == "" and report["front_after_merge"] == [] and report["settings"]["merge"] is False
     assert report["settings"]["coder"] == "auto"
+    # by default 512 training images calibrate GPTQ compensation of the three Linear weights
+    assert report["settings"]["compensated"] == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    assert report["front_compensated"] and all(s["compensated"] for s in report["front_compensated"])
     assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--quiet", "--coder", "rans",
-                 "--out", str(tmp_path / "b")]) == 0
+                 "--calibration", "0", "--out", str(tmp_path / "b")]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["settings"]["compensated"] == [] and report["front_compensated"] == []
     info = wsc.inspect(tmp_path / "b" / "model.wsc")
     assert info["coder"] == "rans" and set(info["coders"]) == {"rans"}
     assert main(["inspect", str(tmp_path / "b" / "model.wsc")]) == 0
@@ -146,6 +151,7 @@ def test_compress_method_options(tmp_path, capsys):
     assert main([*base, "--paper", "--out", str(tmp_path / "p")]) == 0
     s = json.loads(capsys.readouterr().out)["settings"]
     assert (s["codebook"], s["clip"], s["size"], s["confidence"], s["merge"]) == ("uniform", False, "values", None, True)
+    assert s["compensated"] == []  # the paper's method rounds to the bins
     assert main([*base, "--codebook", "normalized", "--scale", "tensor", "--no-clip", "--confidence", "0.9",
                  "--out", str(tmp_path / "n")]) == 0
     report = json.loads(capsys.readouterr().out)

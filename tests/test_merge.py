@@ -72,4 +72,4 @@ def test_merge_on_a_real_model_respects_the_tolerance(mlp, digits_eval, toleranc
 
 def test_no_merge_keeps_the_search_front(mlp, digits_eval):
     r = wsc.compress(mlp, digits_eval, k_range=(2, 32), pop_size=6, generations=2, merge=False, progress=False)
-    assert r.front_after == [] and r.front is r.front_before
+    assert r.front_after == [] and r.front_compensated == [] and r.front == r.front_before

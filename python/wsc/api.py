@@ -103,7 +103,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              seed: int = 0, merge: bool | str = "within", tolerance: float = 0.01, confidence: float | None = 0.95,
              codebook: str = "auto", scale: str = "channel", clip: bool = True, workers: int = 1,
              progress=True, size: str = "bits", nan: str = "error", cache=None,
-             resume: bool = False, coder: str = container.DEFAULT_CODER) -> CompressionResult:
+             resume: bool = False, coder: str = container.DEFAULT_CODER, calibration=None) -> CompressionResult:
     """Compress ``model`` by weight sharing: NSGA-II over k (and the scheme), then the iterative merge.
 
     ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
@@ -132,9 +132,13 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     an interrupted run continues where it stopped and ends as an uninterrupted one would
     (see :mod:`wsc.evalcache`). ``coder``: entropy coder of the index streams, ``"huffman"``,
     ``"rans"`` (within a fraction of a percent of the order-0 entropy) or ``"auto"`` (the
-    smaller file, per tensor); every solution is measured with it. The caller's model is
-    never modified; the result reads its weights until saved, so leave them unchanged until
-    then.
+    smaller file, per tensor); every solution is measured with it. ``calibration``: model
+    inputs (an iterable of batches: tensors, or tuples whose first element is the input, as
+    a DataLoader yields; a few hundred examples, not the evaluation data): every solution of
+    the fronts before and after merging is also scored with its Linear / Conv weights
+    assigned by GPTQ error compensation on those inputs (:mod:`wsc.compensate`), and the
+    non-dominated ones join the final front (``front_compensated``). The caller's model is never modified; the result reads its
+    weights until saved, so leave them unchanged until then.
     """
     t0 = time.perf_counter()
     k_min, k_max = _check_options(k_range, pop_size, generations, seed, tolerance, workers, size, coder)
@@ -146,13 +150,16 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         raise TypeError(f"clip must be a bool; got {type(clip).__name__}")
     if resume and cache is None:
         raise ValueError("resume=True needs cache=PATH (where the scores of the interrupted run are)")
+    if calibration is not None and (isinstance(calibration, (str, bytes)) or not hasattr(calibration, "__iter__")):
+        raise TypeError(f"calibration must be an iterable of input batches or None; got {type(calibration).__name__}")
     report = _reporter(progress)
     evaluator = as_evaluator(evaluate)
     bench = Workbench(model, params, nan=nan)
+    calibrated = bench.calibrate(calibration) if calibration is not None else []
     settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
                 "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
                 "confidence": confidence, "codebook": codebook, "scale": scale, "clip": clip,
-                "workers": workers, "size": size, "nan": nan, "coder": coder}
+                "workers": workers, "size": size, "nan": nan, "coder": coder, "compensated": calibrated}
     if bench.non_finite:
         settings["non_finite"] = dict(bench.non_finite)
 
@@ -189,6 +196,9 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
     search_cache = search.ScoreCache(search_score, workers, known["search"])
     heldout_cache = search.ScoreCache(heldout_score, workers, known["heldout"])
+    # compensated codebooks: scored afresh each run (cheap: the final front only), never cached on disk
+    comp_search = search.ScoreCache(search_score, workers, {})
+    comp_heldout = search.ScoreCache(heldout_score, workers, {})
 
     def checkpoint() -> None:
         if cache is not None:
@@ -250,22 +260,33 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             keep = search.non_dominated([(objective(s), size_of(c)) for c, s in after])
             after = [after[i] for i in keep]
 
-        report({"stage": "measure", "solutions": len(before) + len(after)})
+        comp: list[tuple[Codebook, tuple[float, float]]] = []
+        if calibrated:
+            cands = list({cb.key: cb.compensate() for cb, _ in before + after}.values())
+            comp = list(zip(cands, comp_search.many([(c.key, c) for c in cands])))
+            keep = search.non_dominated([(objective(s), size_of(c)) for c, s in comp])
+            comp = [comp[i] for i in keep]
+            report({"stage": "compensate", "solutions": len(cands), "kept": len(comp)})
+
+        report({"stage": "measure", "solutions": len(before) + len(after) + len(comp)})
         measured: dict[tuple, Solution] = {}
 
         def solution(cb: Codebook, s: tuple[float, float]) -> Solution:
             if cb.key not in measured:
-                measured[cb.key] = _measure(bench, cb, s, heldout_cache.get(cb.key, cb), size_of(cb), settings)
+                held = (comp_heldout if cb.compensated else heldout_cache).get(cb.key, cb)
+                measured[cb.key] = _measure(bench, cb, s, held, size_of(cb), settings)
             return measured[cb.key]
 
         heldout_cache.many([(cb.key, cb) for cb, _ in before + after])
+        comp_heldout.many([(cb.key, cb) for cb, _ in comp])
         checkpoint()
         front_before = [solution(cb, s) for cb, s in before]
         front_after = [solution(cb, s) for cb, s in after]
+        front_compensated = [solution(cb, s) for cb, s in comp]
         finished = True
     finally:
-        search_cache.close(cancel=not finished)
-        heldout_cache.close(cancel=not finished)
+        for c in (search_cache, heldout_cache, comp_search, comp_heldout):
+            c.close(cancel=not finished)
         if not finished:  # an error or Ctrl-C: keep every score so far for resume
             try:
                 checkpoint()
@@ -276,7 +297,8 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     settings["evaluations_resumed"] = search_cache.preloaded
     return CompressionResult(
         baseline_search=base_search, baseline_heldout=base_heldout, front_before=front_before,
-        front_after=front_after, evaluations=len(search_cache), heldout_evaluations=len(heldout_cache),
+        front_after=front_after, front_compensated=front_compensated,
+        evaluations=len(search_cache) + len(comp_search), heldout_evaluations=len(heldout_cache) + len(comp_heldout),
         wall_time=time.perf_counter() - t0, tolerance=float(tolerance), n_shared=bench.n_shared,
         original_bytes=bench.original_bytes, settings=settings, evaluator=evaluator.describe(),
         history=outcome.history, _bench=bench)
@@ -290,7 +312,7 @@ def _measure(bench: Workbench, cb: Codebook, search: tuple[float, float], heldou
     bits = sum(e["bits"] for e in lay.meta["tensors"] if e.get("shared"))
     bpw = bits / bench.n_shared
     coder = "+".join(sorted(set(container.shared_coders(lay.meta))))
-    return Solution(cb.target, cb.size, cb.merged, search[0], heldout_score, size, bpw, cb.entropy(),
+    return Solution(cb.target, cb.size, cb.merged, search[0], heldout_score, size, bpw, bench.entropy(cb),
                     lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb, coder, search[1])
 
 

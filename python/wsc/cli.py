@@ -22,6 +22,7 @@ from wsc.scheme import CODEBOOKS, SCALES
 DEFAULT_OUT = "wsc-out"
 CACHE = "evaluations.json"
 DEFAULT_SEARCH = 2000
+DEFAULT_CALIBRATION = 512  # training examples for GPTQ error compensation
 METRICS = ("accuracy", "macro-f1")
 
 
@@ -121,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-merge", action="store_true", help="skip the iterative merge")
     c.add_argument("--merge-all", action="store_true",
                    help="merge every front solution (the paper's), not only those within the bar")
+    c.add_argument("--calibration", type=_nonneg, default=None,
+                   help=f"training examples for GPTQ error compensation of Linear/Conv weights (default "
+                        f"{DEFAULT_CALIBRATION} when the data has a train split; 0: off)")
     c.add_argument("--workers", type=_positive, default=1, help="parallel scoring threads (default 1)")
     c.add_argument("--nan", choices=("error", "zero", "skip"), default="error",
                    help="NaN/Inf in a shared tensor: stop naming it (default), replace them by 0 before "
@@ -206,6 +210,28 @@ def _evaluator(args, data_spec: str):
     return cls(search=Subset(ds, search.tolist()), heldout=Subset(ds, heldout.tolist()), batch_size=args.batch_size)
 
 
+def _calibration(args, data_spec: str):
+    """Batches of --calibration training examples spread over the train split, or None (off;
+    by default with --paper, or when the data has no train split: said on stderr)."""
+    import numpy as np
+
+    from wsc import data
+
+    n = DEFAULT_CALIBRATION if args.calibration is None else args.calibration
+    if n == 0 or (args.paper and args.calibration is None):  # the paper's method rounds to the bins
+        return None
+    try:
+        train = data.load(data_spec, split="train")
+    except (OSError, ValueError) as exc:
+        if args.calibration is not None:
+            raise CliError(f"--calibration needs the train split of {data_spec}: {exc}") from None
+        print(f"wsc compress: no train split of {data_spec} ({exc}); no calibration (GPTQ compensation off)",
+              file=sys.stderr)
+        return None
+    n = min(n, len(train))
+    return data.loader(train, np.linspace(0, len(train) - 1, n).round().astype(np.int64), args.batch_size)
+
+
 def _table(result) -> str:
     chosen = result.choose()
     rows = [("k", "values", "codebook", "coder", "bits/w", "entropy", "bytes", "ratio", "paper", "search",
@@ -213,6 +239,7 @@ def _table(result) -> str:
     for s in result.front:
         sc = s.scheme
         kind = f"{sc.placement}/{sc.scope}" + (f"/clip {sc.fraction:.2g}" if sc.clip else "")
+        kind += "/GPTQ" if s.compensated else ""
         rows.append((str(s.k), str(s.values), kind, s.coder, f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
                      str(s.file_bytes), f"{s.ratio:.2f}x", f"{s.paper_style_ratio:.2f}x",
                      f"{100 * s.search_score:.2f}", f"{100 * s.search_bound:.2f}", f"{100 * s.heldout_score:.2f}",
@@ -234,6 +261,7 @@ def _compress(args) -> int:
         raise CliError(f"--k-min {args.k_min} is larger than --k-max {args.k_max}")
     model, data_spec, model_name = _load_model(args)
     evaluator = _evaluator(args, data_spec)
+    calibration = _calibration(args, data_spec)
     progress = not (args.quiet or args.json)
     os.makedirs(args.out, exist_ok=True)
     cache = os.path.join(args.out, CACHE)
@@ -246,7 +274,7 @@ def _compress(args) -> int:
                               pop_size=args.pop_size, generations=args.generations, seed=args.seed,
                               tolerance=args.tolerance, workers=args.workers,
                               progress=progress, nan=args.nan, cache=cache, resume=args.resume,
-                              coder=args.coder, scale=args.scale, **method)
+                              coder=args.coder, scale=args.scale, calibration=calibration, **method)
     except KeyboardInterrupt:
         from wsc.evalcache import count
 

@@ -30,6 +30,7 @@ neighbouring groups.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import threading
 from collections import OrderedDict
@@ -255,7 +256,8 @@ class Codebook:
     each group, beginning with 0. ``scheme``: how the weights were mapped onto the bins
     (scope of the scale, clipping, placement: see :mod:`wsc.scheme`); ``target``: the
     number of values the scheme asked for (k for uniform bins, the clusters of k-means,
-    whose codebook groups the fine bins of a k-means partition).
+    whose codebook groups the fine bins of a k-means partition). ``compensated``: weights take
+    these values by error-compensated assignment (:mod:`wsc.compensate`), not by their bins.
     """
 
     k: int
@@ -268,6 +270,7 @@ class Codebook:
     scheme: Scheme = PAPER
     target: int = 0
     merges: int = 0  # merge steps taken since the codebook was made
+    compensated: bool = False
 
     @classmethod
     def uniform(cls, weights: SortedWeights, k: int, lo: float | None = None, hi: float | None = None,
@@ -299,7 +302,7 @@ class Codebook:
     @property
     def key(self) -> tuple:
         """Hashable identity of the configuration (equal keys give equal shared models)."""
-        return (self.scheme.key, self.k, self.groups)
+        return (self.scheme.key, self.k, self.groups) + (("compensated",) if self.compensated else ())
 
     @property
     def merged(self) -> bool:
@@ -346,8 +349,12 @@ class Codebook:
         return Codebook(self.k, self.lo, self.hi, self.bins, self.counts, self.sums, tuple(int(g) for g in groups),
                         self.scheme, self.target, merges)
 
+    def compensate(self) -> "Codebook":
+        """The same values, taken by error-compensated assignment (:mod:`wsc.compensate`)."""
+        return dataclasses.replace(self, compensated=True)
+
     def entropy(self) -> float:
-        """Order-0 entropy of the codebook indices over all shared weights, in bits per weight."""
+        """Order-0 entropy of the bins' indices over all shared weights, in bits per weight."""
         return entropy_bits(self.group_counts)
 
 

@@ -18,6 +18,8 @@ def plot_fronts(result, path) -> None:
     series = [("before merge", result.front_before, "o", "tab:blue")]
     if result.front_after:
         series.append(("after merge", result.front_after, "^", "tab:red"))
+    if result.front_compensated:
+        series.append(("compensated", result.front_compensated, "s", "tab:green"))
     base = 100 * (1 - result.baseline_search)
     chosen = result.choose()
     for ax in axes:

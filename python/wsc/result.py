@@ -48,9 +48,15 @@ class Solution:
     def scheme(self):
         return self.codebook.scheme
 
+    @property
+    def compensated(self) -> bool:
+        """Whether Linear / Conv weights take their values by GPTQ error compensation."""
+        return self.codebook.compensated
+
     def to_dict(self) -> dict:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "codebook"}
         d["scheme"] = self.scheme.describe()
+        d["compensated"] = self.compensated
         if self.merged:  # first bin of every group: enough to rebuild the merged codebook
             d["group_first_bins"] = [int(self.codebook.bins[g]) for g in self.codebook.groups]
         return d
@@ -58,7 +64,8 @@ class Solution:
 
 @dataclass
 class CompressionResult:
-    """Baseline scores, the fronts before and after merging, and how much it cost."""
+    """Baseline scores, the fronts before and after merging (and compensated, with
+    calibration data), and how much it cost."""
 
     baseline_search: float
     baseline_heldout: float
@@ -74,11 +81,12 @@ class CompressionResult:
     evaluator: dict[str, Any]
     history: list[dict] = field(default_factory=list)
     _bench: Any = field(default=None, repr=False)
+    front_compensated: list[Solution] = field(default_factory=list)
 
     @property
     def front(self) -> list[Solution]:
-        """The final front (after merging when merging ran)."""
-        return self.front_after or self.front_before
+        """The final front (after merging when merging ran), and its compensated solutions."""
+        return (self.front_after or self.front_before) + self.front_compensated
 
     @property
     def confidence(self) -> float | None:
@@ -130,6 +138,7 @@ class CompressionResult:
             "wall_time_s": self.wall_time,
             "front_before_merge": [s.to_dict() for s in self.front_before],
             "front_after_merge": [s.to_dict() for s in self.front_after],
+            "front_compensated": [s.to_dict() for s in self.front_compensated],
             "chosen": {**chosen.to_dict(), "tolerance": self.tolerance, "confidence": self.confidence,
                        "within_tolerance": self.within(chosen),
                        "heldout_drop": self.baseline_heldout - chosen.heldout_score,
@@ -153,6 +162,8 @@ def solution_info(s: Solution, settings: dict) -> dict:
             "params": settings.get("params")}
     if s.scheme.key != ("uniform", "global", 0):
         info["scheme"] = s.scheme.describe()
+    if s.compensated:
+        info["compensated"] = True
     if settings.get("nan", "error") != "error":  # NaN/Inf were replaced by 0 or left unshared
         info["nan"] = settings["nan"]
     return info

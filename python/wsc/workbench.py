@@ -12,7 +12,10 @@ kernels cannot read in place (on another device, not contiguous, or float64: bin
 float32), and of tensors whose NaN/Inf are replaced (``nan="zero"``).
 
 Applying a codebook writes ``wsc.ops.share`` of the original weights into the working
-copy's tensors in place (one O(N) pass).
+copy's tensors in place (one O(N) pass). After :meth:`Workbench.calibrate`, a compensated
+codebook (:meth:`wsc.codebook.Codebook.compensate`) assigns the weights of Linear and Conv
+layers by GPTQ instead (:mod:`wsc.compensate`); its indices are made once and kept for the
+few most recent such codebooks.
 
 Schemes with a per-tensor or per-channel scope (:mod:`wsc.scheme`) bin normalised weights:
 each tensor divided by its scale (the standard deviation of the tensor or of each slice
@@ -25,16 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import queue
 import threading
+from collections import OrderedDict
 
 import numpy as np
 import torch
 
 from wsc import ops
 from wsc._arrays import index_dtype
-from wsc.codebook import Codebook, SortedTensors, WeightStream, huffman_bits
+from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
+from wsc.compensate import assign_tensor, second_moments
 from wsc.scheme import PAPER, Scheme, clip_range
 
 # Up to this many shared weights the codebooks come from sorted copies (12 bytes per weight,
@@ -46,6 +52,7 @@ from wsc.params import ParamSpec, Selection, select
 
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 NAN_POLICIES = ("error", "zero", "skip")
+ASSIGNED_KEPT = 4  # compensated codebooks whose indices stay in memory
 
 
 def check_model(model: torch.nn.Module) -> None:
@@ -119,6 +126,9 @@ class Workbench:
         self._base = base
         self._pool.put(self._targets(base))
         self._copy_lock = threading.Lock()
+        self.moments: dict[str, torch.Tensor] = {}  # weight name -> E[x x^T] of its layer's inputs
+        self._assigned: OrderedDict = OrderedDict()  # compensated codebook key -> {name: indices}
+        self._assign_lock = threading.Lock()
 
     def _readable(self, name: str, t: torch.Tensor) -> torch.Tensor:
         """t flat, as the kernels read it: in place when possible, else a CPU float32 copy."""
@@ -170,9 +180,53 @@ class Workbench:
         return make(src, k, lo, hi, scheme)
 
     def tensor_counts(self, cb: Codebook) -> list[np.ndarray]:
-        """Per shared tensor, how many of its weights fall in each codebook group."""
+        """Per shared tensor, how many of its weights take each codebook value."""
+        if cb.compensated:
+            return [np.bincount(i, minlength=cb.size) for i in self.assigned(cb).values()]
         per, _, _ = self.scoped(cb.scheme.scope)[2].tensor_bins(cb.k, cb.lo, cb.hi)
         return [np.add.reduceat(c[cb.bins], list(cb.groups)) for c in per]
+
+    def entropy(self, cb: Codebook) -> float:
+        """Order-0 entropy of the codebook indices over all shared weights, bits per weight."""
+        return entropy_bits(sum(self.tensor_counts(cb))) if cb.compensated else cb.entropy()
+
+    # ------------------------------------------------------------ compensation
+    def calibrate(self, batches) -> list[str]:
+        """Collect the second moments of the inputs of every shared Linear / Conv weight over
+        ``batches`` (run through the original model), for compensated codebooks; returns the
+        names of those weights. ValueError when the model has none or no batch reached them."""
+        with self.model(None) as m:
+            self.moments = second_moments(m, self._work, batches)
+        with self._assign_lock:
+            self._assigned.clear()
+        if not self.moments:
+            raise ValueError("calibration: no shared weight of a Linear or Conv layer received inputs (wsc "
+                             "compensates those; pass batches the model accepts, or no calibration)")
+        return list(self.moments)
+
+    def assigned(self, cb: Codebook) -> dict[str, np.ndarray]:
+        """Codebook indices (int64, flat) of every shared tensor under a compensated codebook:
+        GPTQ for calibrated layers, the bins' values for the others."""
+        with self._assign_lock:
+            if cb.key in self._assigned:
+                self._assigned.move_to_end(cb.key)
+                return self._assigned[cb.key]
+        if not self.moments:
+            raise RuntimeError("a compensated codebook needs Workbench.calibrate() first")
+        values = torch.from_numpy(cb.values.astype(np.float64))
+        work = self.scoped(cb.scheme.scope)[1]
+        out = {}
+        for name, flat in work.items():
+            if name in self.moments:
+                w = flat.to(torch.float64).reshape(self.originals[name].shape)
+                out[name] = assign_tensor(w, self.moments[name], values).numpy()
+            else:
+                out[name] = self.tensor_indices(name, dataclasses.replace(cb, compensated=False)).astype(np.int64)
+        with self._assign_lock:
+            self._assigned[cb.key] = out
+            while len(self._assigned) > ASSIGNED_KEPT:
+                self._assigned.popitem(last=False)
+        return out
 
     def scale_bytes(self, scheme: Scheme) -> int:
         """Bytes the scales of a scheme add to the file (bfloat16, one per tensor or per channel)."""
@@ -207,11 +261,15 @@ class Workbench:
         """Write the shared weights of ``cb`` (or the originals when None) into a copy's tensors."""
         table = None if cb is None else torch.from_numpy(cb.table())
         scales, source, _ = self.scoped(PAPER.scope if cb is None else cb.scheme.scope)
+        assigned = self.assigned(cb) if cb is not None and cb.compensated else None
         with torch.no_grad():
             for name, work in source.items():
                 t = target[name]
                 if table is None:
                     t.copy_(self.originals[name])
+                elif assigned is not None:
+                    v = torch.from_numpy(cb.values)[torch.from_numpy(assigned[name])]
+                    t.copy_((rescale(v, scales[name]) if name in scales else v).reshape(t.shape))
                 elif name in scales:
                     t.copy_(rescale(ops.share(work, cb.lo, cb.hi, table), scales[name]).reshape(t.shape))
                 elif t.device.type == "cpu" and t.dtype in _NATIVE and t.is_contiguous():
@@ -235,8 +293,10 @@ class Workbench:
     # ------------------------------------------------------------ files
     def tensor_indices(self, name: str, cb: Codebook) -> np.ndarray:
         """Flat codebook indices (uint8 for <= 256 values, else uint16) of one shared tensor,
-        binned in blocks (no temporary larger than a block)."""
+        binned in blocks (no temporary larger than a block), or as compensated."""
         itype = np.uint8 if cb.size <= 256 else np.uint16
+        if cb.compensated:
+            return self.assigned(cb)[name].astype(itype)
         lut = cb.index_map.astype(itype)
         work = self.scoped(cb.scheme.scope)[1][name]
         out = np.empty(work.numel(), dtype=itype)

@@ -1,0 +1,167 @@
+"""GPTQ error compensation (wsc.compensate): against a plain reference, the layer-output error
+it saves, second moments of Linear / Conv inputs, and compensated codebooks through the
+workbench, the file and wsc.compress on real data."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import wsc
+from wsc import compensate, container
+from wsc.scheme import Scheme
+from wsc.workbench import Workbench
+
+from pipeline_fixtures import digits, digits_eval, trained_mlp  # noqa: F401  (fixtures)
+
+
+def reference_assign(w: np.ndarray, h: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """GPTQ written out one column at a time on the inverse of H (no Cholesky, no blocks)."""
+    w, h = w.astype(np.float64).copy(), h.astype(np.float64).copy()
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    h += compensate.DAMP * np.diag(h).mean() * np.eye(len(h))
+    q = np.zeros(w.shape, dtype=np.int64)
+    hinv = np.linalg.inv(h)
+    for i in range(w.shape[1]):
+        d = np.abs(w[:, i:i + 1] - values[None, :])
+        q[:, i] = np.argmin(d, axis=1)  # ties: the lower value, as compensate.nearest
+        err = (w[:, i] - values[q[:, i]]) / hinv[i, i]
+        w[:, i + 1:] -= np.outer(err, hinv[i, i + 1:])
+        # the remaining columns' inverse: H^-1 with row and column i eliminated
+        hinv = hinv - np.outer(hinv[:, i], hinv[i, :]) / hinv[i, i]
+    return q
+
+
+def random_layer(rows: int, cols: int, seed: int):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(400, cols)) @ rng.normal(size=(cols, cols)) * 0.3  # correlated inputs
+    x[:, 0] = 0  # an input that is always 0
+    w = rng.laplace(0, 0.1, size=(rows, cols))
+    return w, x.T @ x / len(x), x
+
+
+@pytest.mark.parametrize("rows,cols,block", [(5, 7, 128), (8, 300, 128), (8, 300, 7), (1, 1, 128)])
+def test_assign_matches_the_reference(rows, cols, block, monkeypatch):
+    monkeypatch.setattr(compensate, "BLOCK", block)
+    w, h, _ = random_layer(rows, cols, seed=rows + cols)
+    values = np.linspace(-0.3, 0.25, 6)
+    got = compensate.assign(torch.from_numpy(w), torch.from_numpy(h), torch.from_numpy(values)).numpy()
+    np.testing.assert_array_equal(got, reference_assign(w, h, values))
+
+
+def test_compensation_cuts_the_layer_output_error():
+    w, h, x = random_layer(64, 200, seed=1)
+    values = np.linspace(-0.3, 0.3, 5)
+    q = compensate.assign(torch.from_numpy(w), torch.from_numpy(h), torch.from_numpy(values)).numpy()
+    near = compensate.nearest(torch.from_numpy(w), torch.from_numpy(values)).numpy()
+    out_err = lambda idx: float(np.square((w - values[idx]) @ x.T).mean())  # noqa: E731
+    assert out_err(q) < 0.5 * out_err(near)
+    # with uncorrelated inputs of equal power nothing moves: plain nearest rounding
+    same = compensate.assign(torch.from_numpy(w), torch.eye(200, dtype=torch.float64), torch.from_numpy(values))
+    np.testing.assert_array_equal(same.numpy(), near)
+
+
+def test_nearest_and_one_value():
+    v = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64)
+    x = torch.tensor([-5.0, -0.5, -0.49, 1.0, 1.01, 9.0], dtype=torch.float64)
+    assert compensate.nearest(x, v).tolist() == [0, 0, 1, 1, 2, 2]
+    assert compensate.nearest(x, v[:1]).tolist() == [0] * 6
+
+
+class Convs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1 = nn.Conv1d(2, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 8, 3, stride=2, padding=1, dilation=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc = nn.Linear(8, 3)
+        self.emb = nn.Parameter(torch.randn(5, 5))  # not a layer weight: never compensated
+
+    def forward(self, x):
+        x = self.c1(x)  # [N, 4, 16]
+        x = self.dw(self.c2(x.reshape(len(x), 4, 4, 4)))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_second_moments_of_every_layer_kind():
+    m = Convs()
+    batches = [torch.randn(6, 2, 16), (torch.randn(3, 2, 16), "label")]
+    got = compensate.second_moments(m, [n for n, _ in m.named_parameters()], batches)
+    assert sorted(got) == ["c1.weight", "c2.weight", "dw.weight", "fc.weight"]
+    x = torch.cat([batches[0], batches[1][0]]).double()
+    cols = nn.functional.unfold(x.unsqueeze(2), (1, 3), padding=(0, 1))  # c1's patches
+    p = cols.transpose(1, 2).reshape(-1, 6)
+    torch.testing.assert_close(got["c1.weight"][0], p.T @ p / len(p))
+    assert got["c2.weight"].shape == (1, 36, 36) and got["dw.weight"].shape == (8, 9, 9)
+    assert got["fc.weight"].shape == (1, 8, 8)
+    with torch.no_grad():  # the depthwise layer's group 3 sees only channel 3 of its input
+        h = m.c2(m.c1(x.float()).reshape(9, 4, 4, 4)).double()
+    pd = nn.functional.unfold(h[:, 3:4], 3, padding=1).transpose(1, 2).reshape(-1, 9)
+    torch.testing.assert_close(got["dw.weight"][3], pd.T @ pd / len(pd))
+
+
+@pytest.mark.parametrize("scheme", [Scheme(), Scheme("uniform", "channel", 2), Scheme("kmeans", "tensor", 0)],
+                         ids=lambda s: "-".join(map(str, s.key)))
+def test_compensated_codebook_through_the_workbench_and_the_file(scheme):
+    m = Convs()
+    bench = Workbench(m, params="all")
+    assert bench.calibrate([torch.randn(16, 2, 16)]) == ["c1.weight", "c2.weight", "dw.weight", "fc.weight"]
+    cb = bench.codebook(6, scheme)
+    cc = cb.compensate()
+    assert cc.key != cb.key and cc.compensated and not cb.compensated
+    plain = bench.indices(cb)
+    comp = bench.indices(cc)
+    assert not np.array_equal(comp["c2.weight"], plain["c2.weight"])  # GPTQ moved some
+    np.testing.assert_array_equal(comp["emb"], plain["emb"])  # not a layer weight: its bins
+    counts = bench.tensor_counts(cc)
+    assert [c.tolist() for c in counts] == [np.bincount(i, minlength=cc.size).tolist() for i in comp.values()]
+    raw = container.to_bytes(bench.payload(cc), coder="rans")
+    state = wsc.load_state_dict(raw)
+    with bench.model(cc) as working:
+        for name, t in working.state_dict().items():
+            assert torch.equal(state[name], t), name
+
+
+def test_calibration_needs_a_layer_that_sees_inputs():
+    class OnlyParam(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 4))
+
+        def forward(self, x):
+            return x @ self.w
+
+    bench = Workbench(OnlyParam())
+    with pytest.raises(ValueError, match="no shared weight of a Linear or Conv layer received inputs"):
+        bench.calibrate([torch.randn(2, 4)])
+    with pytest.raises(RuntimeError, match="calibrate"):
+        bench.indices(bench.codebook(4).compensate())
+
+
+def test_compress_with_calibration_on_real_digits(trained_mlp, digits, digits_eval, tmp_path):
+    """On a real MLP and real digits: the final front is scored again with compensation; at a
+    small codebook compensation scores better than plain rounding, the chosen solution is
+    saved and read back with the scores the report gives."""
+    x, _ = digits
+    fast = dict(k_range=(2, 48), pop_size=8, generations=4, progress=False)
+    r = wsc.compress(copy.deepcopy(trained_mlp), digits_eval, calibration=[x[:500:2]], **fast)
+    assert r.settings["compensated"] == ["fc1.weight", "fc2.weight"]
+    assert r.front_compensated and all(s.compensated for s in r.front_compensated)
+    assert set(map(id, r.front_compensated)) <= set(map(id, r.front))
+    plain = {s.codebook.key: s for s in r.front_before + r.front_after}
+    gains = [s.search_score - plain[s.codebook.key[:3]].search_score for s in r.front_compensated]
+    assert max(gains) > 0.01  # the same values, better placed
+    chosen = r.choose()
+    r.save(tmp_path / "m.wsc", chosen)
+    model = wsc.load_into(copy.deepcopy(trained_mlp), tmp_path / "m.wsc")
+    assert digits_eval.heldout(model) == pytest.approx(chosen.heldout_score)
+    d = r.to_dict()
+    assert len(d["front_compensated"]) == len(r.front_compensated) and "compensated" in d["chosen"]
+    with pytest.raises(TypeError, match="calibration must be an iterable"):
+        wsc.compress(trained_mlp, digits_eval, calibration=3, **fast)
