@@ -21,7 +21,8 @@ LEVELS = [pytest.param(level, id=name, marks=pytest.mark.skipif(
     [(AVX2, "avx2"), (AVX512, "avx512")]]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SIZES = [0, 1, 7, 15, 16, 17, 63, 1001, 4099, 70_001]
-KS = [2, 3, 15, 16, 17, 32, 33, 64, 65, 255, 256, 257, 65536]
+# 4096: the largest k of the fused AVX-512 binning kernel
+KS = [2, 3, 15, 16, 17, 32, 33, 64, 65, 255, 256, 257, 4096, 4097, 65536]
 
 
 def at_level(level: int, fn, *args, **kwargs):

@@ -26,12 +26,13 @@ bool one_bin16(const uint32_t* bins) {
   return diff == 0;
 }
 
+// Element u to sub-histogram u % S of its bin (hist holds S sub-histograms per bin).
 template <int S>
-inline void add_elements(const float* x, const uint32_t* bins, int64_t m, int64_t stride,
+inline void add_elements(const float* x, const uint32_t* bins, int64_t m, int subs,
                          SumCount* hist) {
   for (int64_t u = 0; u < m; ++u) {
     SumCount add = {double(x[u]), 1.0};
-    hist[bins[u] + uint32_t(u % S * stride)] += add;
+    hist[size_t(bins[u]) * size_t(subs) + size_t(u % S)] += add;
   }
 }
 
@@ -48,17 +49,17 @@ void groups_scalar(const float* x, const uint32_t* bins, int64_t groups, uint8_t
 
 template <int S>
 void accumulate_with(const float* x, const uint32_t* bins, int64_t m, const uint8_t* one,
-                     const double* sum, int64_t stride, SumCount* hist) {
+                     const double* sum, SumCount* hist) {
   int64_t j = 0;
   for (; j + 16 <= m; j += 16) {
     if (one[j / 16]) {
       SumCount add = {sum[j / 16], 16.0};
-      hist[bins[j] + uint32_t((j / 16) % S * stride)] += add;
+      hist[size_t(bins[j]) * S + size_t((j / 16) % S)] += add;
     } else {
-      add_elements<S>(x + j, bins + j, 16, stride, hist);
+      add_elements<S>(x + j, bins + j, 16, S, hist);
     }
   }
-  add_elements<1>(x + j, bins + j, m - j, stride, hist);
+  add_elements<1>(x + j, bins + j, m - j, S, hist);
 }
 
 #if WSC_X86_SIMD
@@ -100,8 +101,7 @@ WSC_AVX2 void groups_avx2(const float* x, const uint32_t* bins, int64_t groups, 
 
 }  // namespace
 
-void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, int64_t stride,
-                SumCount* hist) {
+void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, SumCount* hist) {
   uint8_t one[kMaxGroups];
   double sum[kMaxGroups];
   const int64_t groups = m / 16;
@@ -112,9 +112,9 @@ void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, int64
 #endif
     default: groups_scalar(x, bins, groups, one, sum);
   }
-  if (subs == 8) accumulate_with<8>(x, bins, m, one, sum, stride, hist);
-  else if (subs == 2) accumulate_with<2>(x, bins, m, one, sum, stride, hist);
-  else accumulate_with<1>(x, bins, m, one, sum, stride, hist);
+  if (subs == 8) accumulate_with<8>(x, bins, m, one, sum, hist);
+  else if (subs == 2) accumulate_with<2>(x, bins, m, one, sum, hist);
+  else accumulate_with<1>(x, bins, m, one, sum, hist);
 }
 
 }  // namespace detail

@@ -10,13 +10,13 @@ namespace detail {
 // doubles are exact up to 2^53 elements.
 typedef double SumCount __attribute__((vector_size(16)));
 
-// Adds x[0..m) (m <= kBlock) to hist[bins[j]] of sub-histogram j % subs (subs is 1, 2 or 8;
-// sub-histogram s starts at hist + s * stride), except that a group of 16 elements all in one
-// bin (most groups when one bin holds most weights) adds their pairwise sum once, to
-// sub-histogram (j / 16) % subs. Every SIMD level adds the same values in the same order,
-// so the sums are identical bit for bit.
-void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, int64_t stride,
-                SumCount* hist);
+// Adds x[0..m) (m <= kBlock) to sub-histogram j % subs of bin bins[j] (subs is 1, 2 or 8;
+// the sub-histograms of a bin are adjacent: bin b, sub s is hist[b * subs + s]), except that a
+// group of 16 elements all in one bin (most groups when one bin holds most weights) adds their
+// pairwise sum once, to sub-histogram (j / 16) % subs; a tail shorter than 16 adds to
+// sub-histogram 0. Every SIMD level adds the same values in the same order, so the sums are
+// identical bit for bit.
+void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, SumCount* hist);
 
 }  // namespace detail
 }  // namespace wsc

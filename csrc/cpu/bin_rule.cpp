@@ -27,7 +27,7 @@ int64_t fast_scalar(const float* x, int64_t m, double lo, double inv, double top
     double f = std::floor(t);
     double frac = t - f;
     amb += !((frac >= kAmbiguous) & (frac <= 1.0 - kAmbiguous));
-    f = f >= 0.0 ? f : 0.0;  // NaN lands in bin 0 (reported by exact_block)
+    f = f >= 0.0 ? f : 0.0;  // NaN lands in bin 0 (reported by the exact pass)
     f = f <= top ? f : top;
     out[j] = uint32_t(int32_t(f));
   }
@@ -95,20 +95,6 @@ int64_t fast_block(const float* x, int64_t m, double lo, double inv, double top,
   return fast_scalar(x, m, lo, inv, top, out);
 }
 
-// The rule with its exact division; returns the number of NaN/Inf inputs.
-int64_t exact_block(const float* x, int64_t m, double lo, double width, double top,
-                    uint32_t* out) {
-  int64_t bad = 0;
-  for (int64_t j = 0; j < m; ++j) {
-    bad += !(x[j] - x[j] == 0.0f);  // false exactly for NaN and +-Inf
-    double t = std::floor((double(x[j]) - lo) / width);
-    t = t >= 0.0 ? t : 0.0;
-    t = t <= top ? t : top;
-    out[j] = uint32_t(int32_t(t));
-  }
-  return bad;
-}
-
 }  // namespace
 
 int64_t BinRule::apply_f32(const float* x, int64_t m, uint32_t* out) const {
@@ -121,7 +107,12 @@ int64_t BinRule::apply_f32(const float* x, int64_t m, uint32_t* out) const {
     return bad;
   }
   if (fast_block(x, m, lo, inv, top, out) == 0) return 0;
-  return exact_block(x, m, lo, width, top, out);
+  int64_t bad = 0;  // the exact rule on the whole block, counting NaN/Inf inputs
+  for (int64_t j = 0; j < m; ++j) {
+    bad += !(x[j] - x[j] == 0.0f);  // false exactly for NaN and +-Inf
+    out[j] = exact(x[j]);
+  }
+  return bad;
 }
 
 }  // namespace detail

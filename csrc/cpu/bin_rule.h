@@ -1,5 +1,6 @@
 // Internal: the uniform-binning rule of wsc/binning.h, evaluated fast and exactly over a block.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "wsc/half.h"
@@ -32,6 +33,14 @@ struct BinRule {
   int64_t apply(const float* x, int64_t m, uint32_t* out) const { return apply_f32(x, m, out); }
 
   int64_t apply_f32(const float* x, int64_t m, uint32_t* out) const;
+
+  // The rule with its exact division for one value (width != 0; NaN lands in bin 0).
+  uint32_t exact(float x) const {
+    double t = std::floor((double(x) - lo) / width);
+    t = t >= 0.0 ? t : 0.0;
+    t = t <= top ? t : top;
+    return uint32_t(int32_t(t));
+  }
 };
 
 }  // namespace detail

@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "bin_accumulate.h"
+#include "bin_avx512.h"
 #include "bin_rule.h"
+#include "simd_arch.h"
 #include "wsc/parallel.h"
 #include "wsc/range.h"
 
@@ -23,15 +25,12 @@ int64_t block_count(int64_t n, int64_t k) {
 }
 
 // Interleaved sub-histograms break the load-add-store chain when most weights fall into one
-// bin (typical of weights); only worth their memory for small k. Each is padded by 8 bins
-// so that k = 256 (4 KiB of bins) does not put them 4 KiB apart, where the loads of one
-// falsely depend on the stores to the previous one (4K aliasing).
+// bin (typical of weights); only worth their memory for small k.
 int sub_histograms(int64_t k) { return k <= 512 ? 8 : (k <= 4096 ? 2 : 1); }
-constexpr int64_t kSubPad = 8;
 
 template <class T, class I>
-int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, I* idx,
-                  SumCount* hist, int subs, int64_t stride) {
+int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, bool fused, I* idx,
+                  SumCount* hist, int subs) {
   uint32_t bins[detail::kBlock];
   float values[detail::kBlock];
   int64_t bad = 0;
@@ -44,9 +43,15 @@ int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, I* idx,
       for (int64_t j = 0; j < len; ++j) values[j] = Elem<T>::load(x, s + j);
       xf = values;
     }
+#if WSC_X86_SIMD
+    if (fused) {
+      bad += detail::bin_fused_avx512(xf, len, rule, idx + s, subs, hist);
+      continue;
+    }
+#endif
     bad += rule.apply_f32(xf, len, bins);
     for (int64_t j = 0; j < len; ++j) idx[s + j] = I(bins[j]);
-    detail::accumulate(xf, bins, len, subs, stride, hist);
+    detail::accumulate(xf, bins, len, subs, hist);
   }
   return bad;
 }
@@ -60,21 +65,23 @@ int64_t bin_typed(const T* x, int64_t n, float lo, float hi, int64_t k, I* idx, 
   if (n == 0) return 0;
   const detail::BinRule rule(lo, hi, k);
   const int subs = sub_histograms(k);
+  const bool fused = detail::fused_avx512_applies(rule, k);
   const int64_t nb = block_count(n, k);
-  const int64_t stride = subs > 1 ? k + kSubPad : k;
-  const size_t per_block = size_t(stride) * size_t(subs);
+  const size_t per_block = size_t(k) * size_t(subs);
   std::vector<SumCount> hist(per_block * size_t(nb), SumCount{0.0, 0.0});
   std::vector<int64_t> bad(size_t(nb), 0);
   parallel_for(nb, [&](int64_t b) {
     int64_t s = n * b / nb, e = n * (b + 1) / nb;
-    bad[size_t(b)] = bin_block(x + s, e - s, rule, idx + s, hist.data() + per_block * b,
-                               subs, stride);
+    bad[size_t(b)] = bin_block(x + s, e - s, rule, fused, idx + s, hist.data() + per_block * b,
+                               subs);
   });
-  for (size_t h = 0; h < hist.size(); h += size_t(stride))
-    for (int64_t i = 0; i < k; ++i) {
-      sums[i] += hist[h + size_t(i)][0];
-      counts[i] += int64_t(hist[h + size_t(i)][1]);
-    }
+  // Blocks in order, then sub-histograms in order.
+  for (size_t h = 0; h < hist.size(); h += per_block)
+    for (int sub = 0; sub < subs; ++sub)
+      for (int64_t i = 0; i < k; ++i) {
+        sums[i] += hist[h + size_t(i * subs + sub)][0];
+        counts[i] += int64_t(hist[h + size_t(i * subs + sub)][1]);
+      }
   int64_t total_bad = 0;
   for (int64_t v : bad) total_bad += v;
   return total_bad;

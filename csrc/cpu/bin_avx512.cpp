@@ -1,0 +1,182 @@
+// Fused AVX-512 uniform binning: float32 index rule, index store, per-bin sums and counts over
+// a block of up to kBlock elements, 16 at a time.
+//
+// Index rule in float32: t = (x - lo) * inv, clamped to [-0.5, k - 0.5] and truncated. Three
+// float32 roundings put t within 3 * 2^-24 * |t| <= 3 * 2^-24 * (k + 1) of the rule's
+// double-precision t, so floor(t) can only disagree with the rule when t lies within
+// eps = (k + 1) * 2^-22 of an integer; such lanes (and NaN/Inf inputs) are recomputed with the
+// rule's exact division. Beyond the clamps both give bin 0 or k - 1.
+//
+// Sums and counts: the additions of bin_accumulate.cpp in the same order (a group of 16 in
+// one bin adds its pairwise sum16 to sub-histogram g % S, other elements add {x, 1} to
+// sub-histogram j % S, a tail shorter than 16 to sub-histogram 0), so results are bit-identical.
+#include "bin_avx512.h"
+
+#include <cfloat>
+#include <utility>
+
+#include "simd_arch.h"
+#include "wsc/simd.h"
+
+namespace wsc {
+namespace detail {
+
+bool fused_avx512_applies(const BinRule& rule, int64_t k) {
+  const float inv = float(rule.inv);
+  return WSC_X86_SIMD && simd_level() == SimdLevel::Avx512 && k <= 4096 && inv >= FLT_MIN &&
+         inv <= FLT_MAX;
+}
+
+#if WSC_X86_SIMD
+namespace {
+
+struct Rule16 {
+  __m512 lo, inv, below, above, eps;
+};
+
+// Bin indices of the 16 lanes of v; *redo gets the lanes the float32 rule cannot decide.
+WSC_AVX512 inline __m512i rule16(__m512 v, const Rule16& c, __mmask16* redo) {
+  __m512 t = _mm512_mul_ps(_mm512_sub_ps(v, c.lo), c.inv);
+  t = _mm512_min_ps(_mm512_max_ps(t, c.below), c.above);
+  // |t - round(t)| (vreduceps, round to nearest); NaN/Inf inputs are caught by class.
+  const __m512 d = _mm512_abs_ps(_mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  *redo = _mm512_cmp_ps_mask(d, c.eps, _CMP_LE_OQ) | _mm512_fpclass_ps_mask(v, 0x99);
+  return _mm512_cvttps_epi32(t);
+}
+
+// 16 indices packed into uint8 or uint16 lanes of a vector register.
+template <class I> struct Packed;
+template <> struct Packed<uint8_t> {
+  __m128i v;
+  WSC_AVX512 static Packed of(__m512i b) { return {_mm512_cvtepi32_epi8(b)}; }
+  WSC_AVX512 static Packed load(const uint8_t* p) { return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))}; }
+  WSC_AVX512 void store(uint8_t* p) const { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
+  WSC_AVX512 __m512i widen() const { return _mm512_cvtepu8_epi32(v); }
+};
+template <> struct Packed<uint16_t> {
+  __m256i v;
+  WSC_AVX512 static Packed of(__m512i b) { return {_mm512_cvtepi32_epi16(b)}; }
+  WSC_AVX512 static Packed load(const uint16_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
+  WSC_AVX512 void store(uint16_t* p) const { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  WSC_AVX512 __m512i widen() const { return _mm512_cvtepu16_epi32(v); }
+};
+
+// The rule's exact division on the lanes in redo; returns how many of them are NaN/Inf.
+template <class I>
+int64_t redo_lanes(const float* x, __mmask16 redo, const BinRule& rule, I* idx) {
+  int64_t bad = 0;
+  for (unsigned r = redo; r != 0; r &= r - 1) {
+    const int u = __builtin_ctz(r);
+    bad += !(x[u] - x[u] == 0.0f);
+    idx[u] = I(rule.exact(x[u]));
+  }
+  return bad;
+}
+
+// sum16 of bin_accumulate.cpp: ((x0 + x8) + (x4 + x12)) + ((x2 + x10) + (x6 + x14)) + ...
+WSC_AVX512 inline double sum16(__m512 v) {
+  const __m512d s8 = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                                   _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+  const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+// Element u of a group adds {x[u], 1} at byte offset off[u] of hist (its bin's sub-histogram
+// u % S), in order of u. The pairs stay in registers, so an element costs one offset load, one
+// extract and the histogram's load-add-store.
+template <int U>
+WSC_AVX512 inline void add1(const __m512d (&pairs)[4], const uint32_t* off, SumCount* hist) {
+  SumCount* slot = reinterpret_cast<SumCount*>(reinterpret_cast<char*>(hist) + off[U]);
+  *slot += SumCount(_mm512_extractf64x2_pd(pairs[U / 8 * 2 + U % 2], U % 8 / 2));
+}
+
+template <int... U>
+WSC_AVX512 inline void add16(__m512 v, const uint32_t* off, SumCount* hist,
+                             std::integer_sequence<int, U...>) {
+  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+  const __m512d one = _mm512_set1_pd(1.0);
+  // pairs[2h + p], 128-bit lane l: {x[8h + 2l + p], 1}
+  const __m512d pairs[4] = {_mm512_unpacklo_pd(lo, one), _mm512_unpackhi_pd(lo, one),
+                            _mm512_unpacklo_pd(hi, one), _mm512_unpackhi_pd(hi, one)};
+  (add1<U>(pairs, off, hist), ...);
+}
+
+// Two passes over x[0..m), m <= kBlock: the rule (indices, slot offsets, one-bin groups), then
+// the additions, which thus do not wait on the rule of their group (measured: 25% faster than
+// one pass when most groups span several bins).
+template <int S, class I>
+WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx, SumCount* hist) {
+  const Rule16 c = {_mm512_set1_ps(float(rule.lo)), _mm512_set1_ps(float(rule.inv)),
+                    _mm512_set1_ps(-0.5f), _mm512_set1_ps(float(rule.top) + 0.5f),
+                    _mm512_set1_ps(float(rule.top + 2.0) * 0x1p-22f)};
+  constexpr int shift = S == 8 ? 7 : (S == 2 ? 5 : 4);  // log2(S * sizeof(SumCount))
+  // Byte offset of lane u's sub-histogram: (u % S) * sizeof(SumCount).
+  const __m512i sub_off = _mm512_and_si512(
+      _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 0, 16, 32, 48, 64, 80, 96, 112),
+      _mm512_set1_epi32(S * 16 - 1));
+  alignas(64) uint32_t off[kBlock];
+  bool one[kBlock / 16];
+  const int64_t full = m / 16 * 16;
+  int64_t bad = 0;
+  for (int64_t j = 0; j < full; j += 16) {
+    const __m512 v = _mm512_loadu_ps(x + j);
+    __mmask16 redo;
+    __m512i b = rule16(v, c, &redo);
+    Packed<I> packed = Packed<I>::of(b);
+    packed.store(idx + j);
+    if (__builtin_expect(redo != 0, 0)) {
+      bad += redo_lanes(x + j, redo, rule, idx + j);
+      packed = Packed<I>::load(idx + j);
+      b = packed.widen();
+    }
+    const __m512i first = _mm512_broadcastd_epi32(_mm512_castsi512_si128(b));
+    one[j / 16] = _mm512_cmpneq_epi32_mask(b, first) == 0;
+    _mm512_store_si512(off + j, _mm512_add_epi32(_mm512_slli_epi32(b, shift), sub_off));
+  }
+  for (int64_t j = 0; j < full; j += 16) {
+    const __m512 v = _mm512_loadu_ps(x + j);
+    if (one[j / 16]) {
+      hist[size_t(idx[j]) * S + size_t(j / 16 % S)] += SumCount{sum16(v), 16.0};
+    } else {
+      add16(v, off + j, hist, std::make_integer_sequence<int, 16>());
+    }
+  }
+  if (full < m) {
+    const __mmask16 live = __mmask16((1u << (m - full)) - 1);
+    __mmask16 redo;
+    const __m512i b = rule16(_mm512_maskz_loadu_ps(live, x + full), c, &redo);
+    I tail[16];
+    Packed<I>::of(b).store(tail);
+    bad += redo_lanes(x + full, redo & live, rule, tail);
+    for (int64_t u = 0; u < m - full; ++u) {
+      idx[full + u] = tail[u];
+      hist[size_t(tail[u]) * S] += SumCount{double(x[full + u]), 1.0};
+    }
+  }
+  return bad;
+}
+
+template <class I>
+int64_t dispatch(const float* x, int64_t m, const BinRule& rule, I* idx, int subs,
+                 SumCount* hist) {
+  if (subs == 8) return fused<8>(x, m, rule, idx, hist);
+  if (subs == 2) return fused<2>(x, m, rule, idx, hist);
+  return fused<1>(x, m, rule, idx, hist);
+}
+
+}  // namespace
+
+int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, uint8_t* idx,
+                         int subs, SumCount* hist) {
+  return dispatch(x, m, rule, idx, subs, hist);
+}
+int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, uint16_t* idx,
+                         int subs, SumCount* hist) {
+  return dispatch(x, m, rule, idx, subs, hist);
+}
+#endif
+
+}  // namespace detail
+}  // namespace wsc

@@ -1,0 +1,25 @@
+// Internal: the fused AVX-512 uniform-binning kernel (float32 index rule, index store and
+// per-bin sums and counts in one pass over 16 elements at a time).
+#pragma once
+#include <cstdint>
+
+#include "bin_accumulate.h"
+#include "bin_rule.h"
+
+namespace wsc {
+namespace detail {
+
+// Whether the fused kernel applies: the CPU and build run AVX-512, k <= 4096 (the float32
+// rule's ambiguity band stays narrow) and the rule's scale is a normal float32.
+bool fused_avx512_applies(const BinRule& rule, int64_t k);
+
+// bin_uniform on x[0..m) (m <= kBlock): writes idx[0..m) and adds to hist exactly as
+// BinRule::apply followed by accumulate would (same values, same order, same
+// sub-histograms); returns the number of NaN/Inf inputs.
+int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, uint8_t* idx,
+                         int subs, SumCount* hist);
+int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, uint16_t* idx,
+                         int subs, SumCount* hist);
+
+}  // namespace detail
+}  // namespace wsc
