@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 MODELS = ["lenet5-fmnist", "lenet300-fmnist", "dwcnn-fmnist", "gru-fmnist"]
-CALIBRATION = 512  # training images (never the test images the splits come from)
+CALIBRATION = 1024  # training images (never the test images the splits come from)
 _PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None, "merge": "within"}
 METHODS = {  # the paper merges every front solution; the others only those within the bar
     "paper": {**_PAPER, "merge": True},
@@ -47,7 +47,7 @@ METHODS = {  # the paper merges every front solution; the others only those with
     "combined, values": {"codebook": "auto", "clip": True, "size": "values", "confidence": 0.95, "merge": "within"},
     "combined, all": {"codebook": "auto", "clip": True, "size": "bits", "confidence": 0.95, "merge": "within",
                       "params": "all"},
-    # the combination, then its final front with GPTQ error compensation from 512 training images
+    # the combination, then its final front with GPTQ error compensation from 1,024 training images
     "combined + gptq": {"codebook": "auto", "clip": True, "size": "bits", "confidence": 0.95, "merge": "within",
                         "calibration": CALIBRATION},
 }

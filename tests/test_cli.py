@@ -130,7 +130,7 @@ def test_compress_json_and_quiet(tmp_path, capsys):
     report = json.loads(captured.out)
     assert captured.err == "" and report["front_after_merge"] == [] and report["settings"]["merge"] is False
     assert report["settings"]["coder"] == "auto"
-    # by default 512 training images calibrate GPTQ compensation of the three Linear weights
+    # by default 1,024 training images calibrate GPTQ compensation of the three Linear weights
     assert report["settings"]["compensated"] == ["fc1.weight", "fc2.weight", "fc3.weight"]
     assert report["front_compensated"] and all(s["compensated"] for s in report["front_compensated"])
     assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--quiet", "--coder", "rans",

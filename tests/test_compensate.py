@@ -19,22 +19,35 @@ from wsc.workbench import Workbench
 from pipeline_fixtures import digits, digits_eval, trained_mlp  # noqa: F401  (fixtures)
 
 
-def reference_assign(w: np.ndarray, h: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """GPTQ written out one column at a time on the inverse of H (no Cholesky, no blocks)."""
-    w, h = w.astype(np.float64).copy(), h.astype(np.float64).copy()
+def reference_assign(w: np.ndarray, h: np.ndarray, values: np.ndarray, rate: float = 0.0) -> np.ndarray:
+    """GPTQ written out one column at a time on the inverse of H (no Cholesky, no blocks), in
+    order of decreasing H diagonal; with a rate, the cheaper of the two values around."""
+    order = np.argsort(-np.diag(h), kind="stable")
+    spacing = (values[-1] - values[0]) / (len(values) - 1)
+    near = np.argmin(np.abs(w.reshape(-1, 1) - values[None, :]), axis=1)
+    c = np.bincount(near, minlength=len(values)) + 0.5
+    bits = -np.log2(c / c.sum())
+    w, h = w[:, order].astype(np.float64), h[order][:, order].astype(np.float64)
     dead = np.diag(h) == 0
     h[dead, dead] = 1.0
     h += compensate.DAMP * np.diag(h).mean() * np.eye(len(h))
     q = np.zeros(w.shape, dtype=np.int64)
     hinv = np.linalg.inv(h)
     for i in range(w.shape[1]):
-        d = np.abs(w[:, i:i + 1] - values[None, :])
-        q[:, i] = np.argmin(d, axis=1)  # ties: the lower value, as compensate.nearest
+        if rate == 0:
+            q[:, i] = np.argmin(np.abs(w[:, i:i + 1] - values[None, :]), axis=1)  # ties: the lower
+        else:
+            j = np.clip(np.searchsorted(values, w[:, i]), 1, len(values) - 1)
+            cand = np.stack([j - 1, j], 1)
+            cost = ((w[:, i:i + 1] - values[cand]) / spacing) ** 2 + rate * bits[cand]
+            q[:, i] = cand[np.arange(len(cand)), np.argmin(cost, axis=1)]
         err = (w[:, i] - values[q[:, i]]) / hinv[i, i]
         w[:, i + 1:] -= np.outer(err, hinv[i, i + 1:])
         # the remaining columns' inverse: H^-1 with row and column i eliminated
         hinv = hinv - np.outer(hinv[:, i], hinv[i, :]) / hinv[i, i]
-    return q
+    out = np.empty_like(q)
+    out[:, order] = q
+    return out
 
 
 def random_layer(rows: int, cols: int, seed: int):
@@ -46,12 +59,26 @@ def random_layer(rows: int, cols: int, seed: int):
 
 
 @pytest.mark.parametrize("rows,cols,block", [(5, 7, 128), (8, 300, 128), (8, 300, 7), (1, 1, 128)])
-def test_assign_matches_the_reference(rows, cols, block, monkeypatch):
+@pytest.mark.parametrize("rate", compensate.RATES)
+def test_assign_matches_the_reference(rows, cols, block, rate, monkeypatch):
     monkeypatch.setattr(compensate, "BLOCK", block)
     w, h, _ = random_layer(rows, cols, seed=rows + cols)
     values = np.linspace(-0.3, 0.25, 6)
-    got = compensate.assign(torch.from_numpy(w), torch.from_numpy(h), torch.from_numpy(values)).numpy()
-    np.testing.assert_array_equal(got, reference_assign(w, h, values))
+    got = compensate.assign(torch.from_numpy(w), torch.from_numpy(h), torch.from_numpy(values), rate).numpy()
+    np.testing.assert_array_equal(got, reference_assign(w, h, values, rate))
+
+
+def test_a_rate_spends_fewer_bits():
+    """Entropy-constrained rounding: the higher the rate weight, the lower the entropy of the
+    indices (at some cost in output error)."""
+    w, h, _ = random_layer(64, 200, seed=2)
+    values = torch.linspace(-0.3, 0.3, 7, dtype=torch.float64)
+    entropy = []
+    for rate in (0.0, 0.25, 1.0):
+        q = compensate.assign(torch.from_numpy(w), torch.from_numpy(h), values, rate)
+        p = torch.bincount(q.reshape(-1)).double() / q.numel()
+        entropy.append(float(-(p[p > 0] * p[p > 0].log2()).sum()))
+    assert entropy[0] > entropy[1] > entropy[2]
 
 
 def test_compensation_cuts_the_layer_output_error():
@@ -114,7 +141,8 @@ def test_compensated_codebook_through_the_workbench_and_the_file(scheme):
     assert bench.calibrate([torch.randn(16, 2, 16)]) == ["c1.weight", "c2.weight", "dw.weight", "fc.weight"]
     cb = bench.codebook(6, scheme)
     cc = cb.compensate()
-    assert cc.key != cb.key and cc.compensated and not cb.compensated
+    assert cc.key != cb.key and cc.compensated and not cb.compensated and cc.compensate(0).key == cb.key
+    assert cc.merge(0).compensation == 1 and cb.compensate(2).key != cc.key
     plain = bench.indices(cb)
     comp = bench.indices(cc)
     assert not np.array_equal(comp["c2.weight"], plain["c2.weight"])  # GPTQ moved some
@@ -155,7 +183,8 @@ def test_compress_with_calibration_on_real_digits(trained_mlp, digits, digits_ev
     assert r.front_compensated and all(s.compensated for s in r.front_compensated)
     assert set(map(id, r.front_compensated)) <= set(map(id, r.front))
     plain = {s.codebook.key: s for s in r.front_before + r.front_after}
-    gains = [s.search_score - plain[s.codebook.key[:3]].search_score for s in r.front_compensated]
+    gains = [s.search_score - plain[s.codebook.key[:3]].search_score for s in r.front_compensated
+             if s.codebook.key[:3] in plain]  # not those merged further
     assert max(gains) > 0.01  # the same values, better placed
     chosen = r.choose()
     r.save(tmp_path / "m.wsc", chosen)
@@ -165,3 +194,39 @@ def test_compress_with_calibration_on_real_digits(trained_mlp, digits, digits_ev
     assert len(d["front_compensated"]) == len(r.front_compensated) and "compensated" in d["chosen"]
     with pytest.raises(TypeError, match="calibration must be an iterable"):
         wsc.compress(trained_mlp, digits_eval, calibration=3, **fast)
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.gru = nn.GRU(3, 5, batch_first=True)
+        self.lstm = nn.LSTM(5, 4)  # time first
+        self.deep = nn.GRU(4, 4, num_layers=2)  # two layers: not compensated
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        h0 = (torch.ones(1, len(x), 4), torch.zeros(1, len(x), 4))
+        z, _ = self.lstm(y.transpose(0, 1), h0)
+        return self.deep(z)[0]
+
+
+def test_second_moments_of_recurrent_layers():
+    """weight_ih_l0 sees the input at every step; weight_hh_l0 the hidden state before it (the
+    initial state, given or zero, then the outputs but the last)."""
+    m = Recurrent()
+    x = torch.randn(6, 7, 3)
+    got = compensate.second_moments(m, [n for n, _ in m.named_parameters()], [x])
+    assert sorted(got) == ["gru.weight_hh_l0", "gru.weight_ih_l0", "lstm.weight_hh_l0", "lstm.weight_ih_l0"]
+
+    def moment(rows):
+        rows = rows.reshape(-1, rows.shape[-1]).double()
+        return rows.T @ rows / len(rows)
+
+    with torch.no_grad():
+        y, _ = m.gru(x)
+        z, _ = m.lstm(y.transpose(0, 1), (torch.ones(1, 6, 4), torch.zeros(1, 6, 4)))
+    torch.testing.assert_close(got["gru.weight_ih_l0"][0], moment(x))
+    torch.testing.assert_close(got["gru.weight_hh_l0"][0], moment(torch.cat([torch.zeros(6, 1, 5), y[:, :-1]], 1)))
+    torch.testing.assert_close(got["lstm.weight_ih_l0"][0], moment(y))
+    torch.testing.assert_close(got["lstm.weight_hh_l0"][0], moment(torch.cat([torch.ones(1, 6, 4), z[:-1]], 0)))

@@ -13,6 +13,7 @@ import torch
 
 from wsc import container, evalcache, search
 from wsc.codebook import Codebook
+from wsc.compensate import RATES
 from wsc.confidence import check_confidence
 from wsc.evaluate import as_evaluator
 from wsc.merge import merge as merge_codebook
@@ -79,6 +80,9 @@ def _printer(event: dict) -> None:
     elif event["stage"] == "resume":
         print(f"resume  {event['search']} search and {event['heldout']} held-out scores from {event['path']}",
               file=sys.stderr, flush=True)
+    elif event["stage"] == "compensate":
+        print(f"compensate {event['solutions']} codebooks with GPTQ ({event['evaluations']} evaluations with the "
+              f"merge), {event['kept']} on the front", file=sys.stderr, flush=True)
     elif event["stage"] == "measure":
         print(f"measure {event['solutions']} solutions on the held-out split and in bytes",
               file=sys.stderr, flush=True)
@@ -136,8 +140,10 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     inputs (an iterable of batches: tensors, or tuples whose first element is the input, as
     a DataLoader yields; a few hundred examples, not the evaluation data): every solution of
     the fronts before and after merging is also scored with its Linear / Conv weights
-    assigned by GPTQ error compensation on those inputs (:mod:`wsc.compensate`), and the
-    non-dominated ones join the final front (``front_compensated``). The caller's model is never modified; the result reads its
+    assigned by GPTQ error compensation on those inputs, at each rate weight of
+    ``wsc.compensate.RATES`` (:mod:`wsc.compensate`); the best of them within the bar are
+    merged further (unless ``merge=False``), and the non-dominated ones join the final front
+    (``front_compensated``). The caller's model is never modified; the result reads its
     weights until saved, so leave them unchanged until then.
     """
     t0 = time.perf_counter()
@@ -261,12 +267,24 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             after = [after[i] for i in keep]
 
         comp: list[tuple[Codebook, tuple[float, float]]] = []
-        if calibrated:
-            cands = list({cb.key: cb.compensate() for cb, _ in before + after}.values())
+        if calibrated:  # every front codebook at every rate level; then the merge of the best within the bar
+            plain = list({cb.key: cb for cb, _ in before + after}.values())
+            cands = [cb.compensate(level) for cb in plain for level in range(1, len(RATES) + 1)]
             comp = list(zip(cands, comp_search.many([(c.key, c) for c in cands])))
+            if merge:
+                def comp_many(cbs):
+                    got = comp_search.many([(c.key, c) for c in cbs])
+                    return got if confidence is not None else [v for v, _ in got]
+
+                within = [(c, s) for c, s in comp if objective(s) <= bar]
+                best = search.non_dominated([(objective(s), size_of(c)) for c, s in within])
+                for cb, s in (within[i] for i in best):
+                    merged, _ = merge_codebook(cb, comp_many, tolerance=tolerance, bounded=confidence is not None)
+                    comp.append((merged, comp_search.get(merged.key, merged)))
             keep = search.non_dominated([(objective(s), size_of(c)) for c, s in comp])
             comp = [comp[i] for i in keep]
-            report({"stage": "compensate", "solutions": len(cands), "kept": len(comp)})
+            report({"stage": "compensate", "solutions": len(cands), "evaluations": len(comp_search),
+                    "kept": len(comp)})
 
         report({"stage": "measure", "solutions": len(before) + len(after) + len(comp)})
         measured: dict[tuple, Solution] = {}

@@ -22,7 +22,7 @@ from wsc.scheme import CODEBOOKS, SCALES
 DEFAULT_OUT = "wsc-out"
 CACHE = "evaluations.json"
 DEFAULT_SEARCH = 2000
-DEFAULT_CALIBRATION = 512  # training examples for GPTQ error compensation
+DEFAULT_CALIBRATION = 1024  # training examples for GPTQ error compensation
 METRICS = ("accuracy", "macro-f1")
 
 

@@ -256,8 +256,9 @@ class Codebook:
     each group, beginning with 0. ``scheme``: how the weights were mapped onto the bins
     (scope of the scale, clipping, placement: see :mod:`wsc.scheme`); ``target``: the
     number of values the scheme asked for (k for uniform bins, the clusters of k-means,
-    whose codebook groups the fine bins of a k-means partition). ``compensated``: weights take
-    these values by error-compensated assignment (:mod:`wsc.compensate`), not by their bins.
+    whose codebook groups the fine bins of a k-means partition). ``compensation``: 0, weights
+    take their bins' values; L >= 1, error-compensated assignment (:mod:`wsc.compensate`) with
+    rate weight ``compensate.RATES[L - 1]``.
     """
 
     k: int
@@ -270,7 +271,7 @@ class Codebook:
     scheme: Scheme = PAPER
     target: int = 0
     merges: int = 0  # merge steps taken since the codebook was made
-    compensated: bool = False
+    compensation: int = 0
 
     @classmethod
     def uniform(cls, weights: SortedWeights, k: int, lo: float | None = None, hi: float | None = None,
@@ -302,11 +303,15 @@ class Codebook:
     @property
     def key(self) -> tuple:
         """Hashable identity of the configuration (equal keys give equal shared models)."""
-        return (self.scheme.key, self.k, self.groups) + (("compensated",) if self.compensated else ())
+        return (self.scheme.key, self.k, self.groups) + ((("gptq", self.compensation),) if self.compensation else ())
 
     @property
     def merged(self) -> bool:
         return self.merges > 0
+
+    @property
+    def compensated(self) -> bool:
+        return self.compensation > 0
 
     @cached_property
     def group_of_bin(self) -> np.ndarray:
@@ -342,16 +347,17 @@ class Codebook:
             raise IndexError(f"cannot merge group {j} with its right neighbour: {self.size} groups")
         groups = self.groups[: j + 1] + self.groups[j + 2:]
         return Codebook(self.k, self.lo, self.hi, self.bins, self.counts, self.sums, groups, self.scheme,
-                        self.target, self.merges + 1)
+                        self.target, self.merges + 1, self.compensation)
 
     def regroup(self, groups, merges: int = 0) -> "Codebook":
         """The same bins with other groups (starts into ``bins``, beginning with 0)."""
         return Codebook(self.k, self.lo, self.hi, self.bins, self.counts, self.sums, tuple(int(g) for g in groups),
-                        self.scheme, self.target, merges)
+                        self.scheme, self.target, merges, self.compensation)
 
-    def compensate(self) -> "Codebook":
-        """The same values, taken by error-compensated assignment (:mod:`wsc.compensate`)."""
-        return dataclasses.replace(self, compensated=True)
+    def compensate(self, level: int = 1) -> "Codebook":
+        """The same values, taken by error-compensated assignment (:mod:`wsc.compensate`) at
+        rate level ``level`` (1: plain GPTQ; 0: the bins again)."""
+        return dataclasses.replace(self, compensation=level)
 
     def entropy(self) -> float:
         """Order-0 entropy of the bins' indices over all shared weights, in bits per weight."""

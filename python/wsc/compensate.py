@@ -5,13 +5,24 @@ y = W x, the output error of a rounded row is (w - q) H (w - q)^T with H = E[x x
 second moment of the layer's inputs over some calibration data. GPTQ (Frantar et al.,
 2023) rounds one input column at a time and moves the error it made onto the columns not
 yet rounded, through the inverse of H (its Cholesky factor), so that the later roundings
-cancel it. Here the "rounding" is to the nearest value of the shared codebook, so the
-result is still one index per weight into the same codebook: only which value each weight
-takes changes. No training, no gradients: one pass of calibration inputs to collect H per
-layer, then a few matrix operations per layer.
+cancel it. Here the "rounding" is to a value of the shared codebook, so the result is still
+one index per weight into the same codebook: only which value each weight takes changes.
+Columns go in order of decreasing H diagonal (GPTQ's "act order": the inputs with most
+energy first, while most columns remain to absorb their error). No training, no gradients:
+one pass of calibration inputs to collect H per layer, then a few matrix operations per
+layer.
+
+Rate: GPTQ alone spreads the weights over more values than plain rounding (higher entropy,
+larger files). With ``rate`` > 0 a weight takes whichever of the two values around it
+costs less in ((w - v) / spacing)^2 + rate * bits(v), where bits(v) = -log2 of v's share
+under plain rounding of the same tensor and spacing the mean gap between values: a
+cheaper value wins when the weight lies almost halfway (entropy-constrained rounding).
 
 Layers: ``nn.Linear`` and ``nn.Conv1d`` / ``nn.Conv2d`` (any groups; a convolution's inputs
-are its unfolded patches). Other shared tensors keep the plain bin assignment.
+are its unfolded patches), and one-layer, one-direction ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``
+(``weight_ih_l0`` sees the input sequence, ``weight_hh_l0`` the previous hidden states:
+the initial state, then the output sequence but its last step). Other shared tensors keep
+the plain bin assignment.
 """
 
 from __future__ import annotations
@@ -23,8 +34,10 @@ from torch import nn
 from torch.nn import functional as F
 
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+RNNS = (nn.RNN, nn.GRU, nn.LSTM)
 DAMP = 0.01  # added to H's diagonal, as a fraction of its mean: keeps the factorisation stable
 BLOCK = 128  # columns updated lazily together (the result does not depend on it)
+RATES = (0.0, 0.1, 0.25)  # the rate weights a compensated codebook may use (Codebook.compensation - 1)
 
 
 def _patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -43,29 +56,57 @@ def _patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return cols.transpose(1, 2).reshape(n * length, m.groups, d // m.groups)
 
 
+def _recurrent(m: nn.Module, leaf: str, inputs: tuple, output) -> torch.Tensor:
+    """The inputs of a one-layer recurrent module's ``weight_ih_l0`` or ``weight_hh_l0`` as
+    rows [samples, 1, fan_in]."""
+    x, out = inputs[0], output[0]
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        raise ValueError(f"calibration: {type(m).__name__} fed a PackedSequence is not supported")
+    if leaf == "weight_ih_l0":
+        return x.reshape(-1, 1, x.shape[-1])
+    if not m.batch_first:  # [T, N, H] -> [N, T, H]
+        out = out.transpose(0, 1)
+    h0 = inputs[1] if len(inputs) > 1 and inputs[1] is not None else None
+    if isinstance(h0, tuple):  # LSTM: (h0, c0)
+        h0 = h0[0]
+    h0 = torch.zeros_like(out[:, :1]) if h0 is None else h0.reshape(-1, 1, out.shape[-1])
+    prev = torch.cat([h0.expand(out.shape[0], 1, -1), out[:, :-1]], 1)
+    return prev.reshape(-1, 1, prev.shape[-1])
+
+
+def _target(modules: dict, name: str):
+    """(module, leaf) when the weight ``name`` can be compensated, else None."""
+    owner, _, leaf = name.rpartition(".")
+    m = modules.get(owner)
+    if leaf == "weight" and isinstance(m, LAYERS) and not isinstance(m, nn.modules.conv._ConvTransposeNd):
+        return m, leaf
+    if (isinstance(m, RNNS) and leaf in ("weight_ih_l0", "weight_hh_l0") and m.num_layers == 1
+            and not m.bidirectional and getattr(m, "proj_size", 0) == 0):
+        return m, leaf
+    return None
+
+
 def second_moments(model: nn.Module, names: Iterable[str], batches: Iterable) -> dict[str, torch.Tensor]:
     """H = E[x x^T] (float64, [groups, fan_in / groups, fan_in / groups]) of the inputs of each
     weight in ``names`` that belongs to a supported layer, over ``batches`` run through
     ``model`` (a tensor each, or a tuple / list whose first element is the input)."""
     modules = dict(model.named_modules())
-    targets = {}
-    for name in names:
-        owner, _, leaf = name.rpartition(".")
-        m = modules.get(owner)
-        if leaf == "weight" and isinstance(m, LAYERS) and not isinstance(m, nn.modules.conv._ConvTransposeNd):
-            targets[name] = m
+    targets = {n: t for n in names if (t := _target(modules, n)) is not None}
     sums = {n: None for n in targets}
     counts = dict.fromkeys(targets, 0)
 
-    def hook(name):
+    def hook(name, leaf):
         def collect(module, inputs, output):
-            p = _patches(module, inputs[0].detach()).to(torch.float64)
+            if isinstance(module, RNNS):
+                p = _recurrent(module, leaf, inputs, output).detach().to(torch.float64)
+            else:
+                p = _patches(module, inputs[0].detach()).to(torch.float64)
             g = torch.einsum("ngi,ngj->gij", p, p)
             sums[name] = g if sums[name] is None else sums[name] + g
             counts[name] += p.shape[0]
         return collect
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in targets.items()]
+    handles = [m.register_forward_hook(hook(n, leaf)) for n, (m, leaf) in targets.items()]
     try:
         with torch.no_grad():
             for batch in batches:
@@ -85,16 +126,40 @@ def nearest(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.where((x - values[i - 1]).abs() <= (values[i] - x).abs(), i - 1, i)
 
 
-def assign(w: torch.Tensor, h: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def code_lengths(w: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """-log2 of each value's share (plus half a count) when ``w`` is rounded to the nearest."""
+    c = torch.bincount(nearest(w.reshape(-1), values), minlength=values.numel()).to(torch.float64) + 0.5
+    return -torch.log2(c / c.sum())
+
+
+def choose(x: torch.Tensor, values: torch.Tensor, bits: torch.Tensor | None, rate: float) -> torch.Tensor:
+    """Index of the value each element of ``x`` takes: the nearest (``rate`` 0), else the
+    cheaper in squared distance over spacing plus ``rate`` x bits of the two around it."""
+    if rate == 0 or values.numel() == 1:
+        return nearest(x, values)
+    j = torch.searchsorted(values, x.contiguous()).clamp(1, values.numel() - 1)
+    spacing = (values[-1] - values[0]) / (values.numel() - 1)
+    cand = torch.stack([j - 1, j], 1)
+    cost = ((x[:, None] - values[cand]) / spacing) ** 2 + rate * bits[cand]
+    return cand.gather(1, cost.argmin(1, keepdim=True))[:, 0]  # ties: the lower
+
+
+def assign(w: torch.Tensor, h: torch.Tensor, values: torch.Tensor, rate: float = 0.0,
+           bits: torch.Tensor | None = None) -> torch.Tensor:
     """GPTQ indices [rows, cols] into the sorted ``values`` for the rows of ``w`` [rows, cols]
-    whose inputs have second moment ``h`` [cols, cols] (float64 throughout)."""
-    w = w.to(torch.float64).clone()
-    h = h.clone()
+    whose inputs have second moment ``h`` [cols, cols] (float64 throughout), columns in order
+    of decreasing H diagonal; ``rate``: weight of the code length (module doc), with each
+    value's ``bits`` (default: :func:`code_lengths` of ``w``)."""
+    values = values.to(torch.float64)
+    if rate and bits is None:
+        bits = code_lengths(w.to(torch.float64), values)
+    order = torch.argsort(torch.diagonal(h), descending=True, stable=True)
+    w = w.to(torch.float64)[:, order]
+    h = h[order][:, order]
     dead = torch.diagonal(h) == 0  # inputs that are always 0: their weights do not matter
     h[dead, dead] = 1.0
     h += DAMP * torch.diagonal(h).mean() * torch.eye(h.shape[0], dtype=h.dtype)
     u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    values = values.to(torch.float64)
     q = torch.empty(w.shape, dtype=torch.long)
     cols = w.shape[1]
     for b0 in range(0, cols, BLOCK):
@@ -102,22 +167,26 @@ def assign(w: torch.Tensor, h: torch.Tensor, values: torch.Tensor) -> torch.Tens
         block = w[:, b0:b1].clone()
         err = torch.empty_like(block)
         for i in range(b1 - b0):
-            idx = nearest(block[:, i], values)
+            idx = choose(block[:, i], values, bits, rate)
             q[:, b0 + i] = idx
             err[:, i] = (block[:, i] - values[idx]) / u[b0 + i, b0 + i]
             block[:, i + 1:] -= err[:, i:i + 1] * u[b0 + i, b0 + i + 1:b1]
         w[:, b1:] -= err @ u[b0:b1, b1:]
-    return q
+    out = torch.empty_like(q)
+    out[:, order] = q
+    return out
 
 
-def assign_tensor(weight: torch.Tensor, h: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def assign_tensor(weight: torch.Tensor, h: torch.Tensor, values: torch.Tensor, rate: float = 0.0) -> torch.Tensor:
     """GPTQ indices (flat, the weight's element order) of a layer's weight [out, in / groups,
     ...] whose inputs have second moments ``h`` [groups, fan, fan]."""
     groups = h.shape[0]
     rows = weight.reshape(weight.shape[0], -1)
     per = rows.shape[0] // groups
-    parts = [assign(rows[g * per:(g + 1) * per], h[g], values) for g in range(groups)]
+    bits = code_lengths(rows.to(torch.float64), values.to(torch.float64)) if rate else None  # the whole tensor's
+    parts = [assign(rows[g * per:(g + 1) * per], h[g], values, rate, bits) for g in range(groups)]
     return torch.cat(parts).reshape(-1)
 
 
-__all__ = ["second_moments", "assign", "assign_tensor", "nearest", "LAYERS", "DAMP"]
+__all__ = ["second_moments", "assign", "assign_tensor", "nearest", "choose", "code_lengths", "LAYERS", "DAMP",
+           "RATES"]

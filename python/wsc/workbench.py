@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import functools
 import queue
 import threading
@@ -40,7 +39,7 @@ import torch
 from wsc import ops
 from wsc._arrays import index_dtype
 from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
-from wsc.compensate import assign_tensor, second_moments
+from wsc.compensate import RATES, assign_tensor, second_moments
 from wsc.scheme import PAPER, Scheme, clip_range
 
 # Up to this many shared weights the codebooks come from sorted copies (12 bytes per weight,
@@ -219,9 +218,9 @@ class Workbench:
         for name, flat in work.items():
             if name in self.moments:
                 w = flat.to(torch.float64).reshape(self.originals[name].shape)
-                out[name] = assign_tensor(w, self.moments[name], values).numpy()
+                out[name] = assign_tensor(w, self.moments[name], values, RATES[cb.compensation - 1]).numpy()
             else:
-                out[name] = self.tensor_indices(name, dataclasses.replace(cb, compensated=False)).astype(np.int64)
+                out[name] = self.tensor_indices(name, cb.compensate(0)).astype(np.int64)
         with self._assign_lock:
             self._assigned[cb.key] = out
             while len(self._assigned) > ASSIGNED_KEPT:
