@@ -16,8 +16,6 @@ from wsc import compensate, container
 from wsc.scheme import Scheme
 from wsc.workbench import Workbench
 
-from pipeline_fixtures import digits, digits_eval, trained_mlp  # noqa: F401  (fixtures)
-
 
 def reference_assign(w: np.ndarray, h: np.ndarray, values: np.ndarray, rate: float = 0.0) -> np.ndarray:
     """GPTQ written out one column at a time on the inverse of H (no Cholesky, no blocks), in

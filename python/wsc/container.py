@@ -50,7 +50,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from wsc import _safetensors, ops
+from wsc import _safetensors
 from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
