@@ -116,10 +116,10 @@ class Convs(nn.Module):
 
 def test_second_moments_of_every_layer_kind():
     m = Convs()
-    batches = [torch.randn(6, 2, 16), (torch.randn(3, 2, 16), "label")]
+    batches = [torch.randn(6, 2, 16), (torch.randn(2, 2, 16), "label"), {"x": torch.randn(1, 2, 16)}]
     got = compensate.second_moments(m, [n for n, _ in m.named_parameters()], batches)
     assert sorted(got) == ["c1.weight", "c2.weight", "dw.weight", "fc.weight"]
-    x = torch.cat([batches[0], batches[1][0]]).double()
+    x = torch.cat([batches[0], batches[1][0], batches[2]["x"]]).double()
     cols = nn.functional.unfold(x.unsqueeze(2), (1, 3), padding=(0, 1))  # c1's patches
     p = cols.transpose(1, 2).reshape(-1, 6)
     torch.testing.assert_close(got["c1.weight"][0], p.T @ p / len(p))
@@ -228,3 +228,18 @@ def test_second_moments_of_recurrent_layers():
     torch.testing.assert_close(got["gru.weight_hh_l0"][0], moment(torch.cat([torch.zeros(6, 1, 5), y[:, :-1]], 1)))
     torch.testing.assert_close(got["lstm.weight_ih_l0"][0], moment(y))
     torch.testing.assert_close(got["lstm.weight_hh_l0"][0], moment(torch.cat([torch.ones(1, 6, 4), z[:-1]], 0)))
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, (2, 3), padding="same", padding_mode="reflect"),
+                                  nn.Conv2d(3, 4, 3, padding="valid", stride=2),
+                                  nn.Conv1d(3, 4, 4, padding="same", dilation=2, padding_mode="circular")],
+                         ids=["same-reflect", "valid", "1d-same-circular"])
+def test_patches_reproduce_the_convolution(conv):
+    """Any padding (numbers, 'same' with its odd extra on the right, 'valid') and padding
+    mode: the unfolded patches times the weight give the layer's output."""
+    x = torch.randn(2, 3, 7, 9) if isinstance(conv, nn.Conv2d) else torch.randn(2, 3, 11)
+    p = compensate._patches(conv, x)  # [samples, 1, fan_in]
+    with torch.no_grad():
+        want = conv(x) - conv.bias.reshape(-1, *[1] * (x.dim() - 2))
+    got = p[:, 0] @ conv.weight.reshape(4, -1).T  # [N * positions, out]
+    torch.testing.assert_close(got, want.reshape(2, 4, -1).transpose(1, 2).reshape(-1, 4), rtol=1e-5, atol=1e-5)

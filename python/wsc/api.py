@@ -137,8 +137,8 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     (see :mod:`wsc.evalcache`). ``coder``: entropy coder of the index streams, ``"huffman"``,
     ``"rans"`` (within a fraction of a percent of the order-0 entropy) or ``"auto"`` (the
     smaller file, per tensor); every solution is measured with it. ``calibration``: model
-    inputs (an iterable of batches: tensors, or tuples whose first element is the input, as
-    a DataLoader yields; a few hundred examples, not the evaluation data): every solution of
+    inputs (an iterable of batches: tensors, tuples whose first element is the input, as a
+    DataLoader yields, or dicts of keyword inputs; a few hundred examples, not the evaluation data): every solution of
     the fronts before and after merging is also scored with its Linear / Conv weights
     assigned by GPTQ error compensation on those inputs, at each rate weight of
     ``wsc.compensate.RATES`` (:mod:`wsc.compensate`); the best of them within the bar are

@@ -44,14 +44,15 @@ def _patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The inputs of ``m``'s weight as rows [samples, groups, fan_in / groups]."""
     if isinstance(m, nn.Linear):
         return x.reshape(-1, 1, x.shape[-1])
+    # padded as the convolution pads ("same": the odd extra on the right; any padding mode)
+    pads = m._reversed_padding_repeated_twice
+    if any(pads):
+        x = F.pad(x, pads, mode="constant" if m.padding_mode == "zeros" else m.padding_mode)
     if isinstance(m, nn.Conv1d):  # as a 2-D convolution of height 1
-        x, kernel, dil, pad, stride = x.unsqueeze(2), (1, *m.kernel_size), (1, *m.dilation), (0, *m.padding), (1, *m.stride)
+        x, kernel, dil, stride = x.unsqueeze(2), (1, *m.kernel_size), (1, *m.dilation), (1, *m.stride)
     else:
-        kernel, dil, pad, stride = m.kernel_size, m.dilation, m.padding, m.stride
-    if isinstance(pad, str) or m.padding_mode != "zeros":
-        raise ValueError(f"calibration: {type(m).__name__} with padding={m.padding!r}, padding_mode="
-                         f"{m.padding_mode!r} is not supported (zero padding given as numbers only)")
-    cols = F.unfold(x, kernel, dilation=dil, padding=pad, stride=stride)  # [N, C*kh*kw, L]
+        kernel, dil, stride = m.kernel_size, m.dilation, m.stride
+    cols = F.unfold(x, kernel, dilation=dil, stride=stride)  # [N, C*kh*kw, L]
     n, d, length = cols.shape
     return cols.transpose(1, 2).reshape(n * length, m.groups, d // m.groups)
 
@@ -89,7 +90,8 @@ def _target(modules: dict, name: str):
 def second_moments(model: nn.Module, names: Iterable[str], batches: Iterable) -> dict[str, torch.Tensor]:
     """H = E[x x^T] (float64, [groups, fan_in / groups, fan_in / groups]) of the inputs of each
     weight in ``names`` that belongs to a supported layer, over ``batches`` run through
-    ``model`` (a tensor each, or a tuple / list whose first element is the input)."""
+    ``model`` (a tensor each, a tuple / list whose first element is the input, or a dict of
+    keyword inputs)."""
     modules = dict(model.named_modules())
     targets = {n: t for n in names if (t := _target(modules, n)) is not None}
     sums = {n: None for n in targets}
@@ -110,12 +112,14 @@ def second_moments(model: nn.Module, names: Iterable[str], batches: Iterable) ->
     try:
         with torch.no_grad():
             for batch in batches:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                model(x)
+                if isinstance(batch, dict):  # keyword inputs
+                    model(**batch)
+                else:
+                    model(batch[0] if isinstance(batch, (tuple, list)) else batch)
     finally:
         for h in handles:
             h.remove()
-    return {n: sums[n] / counts[n] for n in targets if counts[n]}
+    return {n: (sums[n] / counts[n]).cpu() for n in targets if counts[n]}
 
 
 def nearest(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
