@@ -243,3 +243,45 @@ def test_patches_reproduce_the_convolution(conv):
         want = conv(x) - conv.bias.reshape(-1, *[1] * (x.dim() - 2))
     got = p[:, 0] @ conv.weight.reshape(4, -1).T  # [N * positions, out]
     torch.testing.assert_close(got, want.reshape(2, 4, -1).transpose(1, 2).reshape(-1, 4), rtol=1e-5, atol=1e-5)
+
+
+def test_calibration_leaves_the_model_as_it_was():
+    """A model in train mode: calibration runs it in eval mode (BatchNorm statistics do not
+    move, dropout is off) and gives the mode back; batches are moved to the model's device;
+    a tensor of inputs is batched; a LSTM's initial state given by keyword is used."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 3)).train()
+    bench = Workbench(model, params="weights")
+    before = {n: t.clone() for n, t in bench._base.state_dict().items()}
+    bench.calibrate([torch.randn(16, 4) * 5 + 3])
+    assert all(torch.equal(before[n], t) for n, t in bench._base.state_dict().items())
+    assert bench._base.training and model.training
+    h = bench.moments["3.weight"]
+    bench.calibrate([torch.randn(16, 4) * 5 + 3])  # the same again: eval mode is deterministic
+    assert h.shape == (1, 8, 8)
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(2, 3, batch_first=True)
+
+        def forward(self, x):
+            h0 = (torch.full((1, len(x), 3), 2.0), torch.zeros(1, len(x), 3))
+            return self.lstm(x, hx=h0)[0]
+
+    seq = Seq()
+    x = torch.randn(4, 5, 2)
+    got = compensate.second_moments(seq, ["lstm.weight_hh_l0"], [x])
+    with torch.no_grad():
+        out = seq(x)
+    prev = torch.cat([torch.full((4, 1, 3), 2.0), out[:, :-1]], 1).reshape(-1, 3).double()
+    torch.testing.assert_close(got["lstm.weight_hh_l0"][0], prev.T @ prev / len(prev))
+    with pytest.raises(ValueError, match=r"level must be an int in \[0, 3\]"):
+        bench.codebook(4).compensate(4)
+
+
+def test_compress_takes_a_tensor_of_calibration_inputs(trained_mlp, digits, digits_eval):
+    x, _ = digits
+    r = wsc.compress(copy.deepcopy(trained_mlp), digits_eval, calibration=x[:300], k_range=(2, 16), pop_size=4,
+                     generations=2, progress=False)
+    assert r.settings["compensated"] == ["fc1.weight", "fc2.weight"] and r.front_compensated

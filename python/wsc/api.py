@@ -138,9 +138,10 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     ``"rans"`` (within a fraction of a percent of the order-0 entropy) or ``"auto"`` (the
     smaller file, per tensor); every solution is measured with it. ``calibration``: model
     inputs (an iterable of batches: tensors, tuples whose first element is the input, as a
-    DataLoader yields, or dicts of keyword inputs; a few hundred examples, not the evaluation data): every solution of
-    the fronts before and after merging is also scored with its Linear / Conv weights
-    assigned by GPTQ error compensation on those inputs, at each rate weight of
+    DataLoader yields, or dicts of keyword inputs; or one tensor of inputs, batched by 256;
+    a few hundred examples, not the evaluation data): every solution of the fronts before
+    and after merging is also scored with its Linear / Conv / RNN weights assigned by GPTQ
+    error compensation on those inputs, at each rate weight of
     ``wsc.compensate.RATES`` (:mod:`wsc.compensate`); the best of them within the bar are
     merged further (unless ``merge=False``), and the non-dominated ones join the final front
     (``front_compensated``). The caller's model is never modified; the result reads its
@@ -156,8 +157,11 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         raise TypeError(f"clip must be a bool; got {type(clip).__name__}")
     if resume and cache is None:
         raise ValueError("resume=True needs cache=PATH (where the scores of the interrupted run are)")
+    if isinstance(calibration, torch.Tensor):  # one tensor of inputs: batches of 256
+        calibration = list(calibration.split(256))
     if calibration is not None and (isinstance(calibration, (str, bytes)) or not hasattr(calibration, "__iter__")):
-        raise TypeError(f"calibration must be an iterable of input batches or None; got {type(calibration).__name__}")
+        raise TypeError(f"calibration must be an iterable of input batches, a tensor of inputs or None; "
+                        f"got {type(calibration).__name__}")
     report = _reporter(progress)
     evaluator = as_evaluator(evaluate)
     bench = Workbench(model, params, nan=nan)

@@ -357,6 +357,10 @@ class Codebook:
     def compensate(self, level: int = 1) -> "Codebook":
         """The same values, taken by error-compensated assignment (:mod:`wsc.compensate`) at
         rate level ``level`` (1: plain GPTQ; 0: the bins again)."""
+        from wsc.compensate import RATES
+
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= len(RATES):
+            raise ValueError(f"level must be an int in [0, {len(RATES)}]; got {level!r}")
         return dataclasses.replace(self, compensation=level)
 
     def entropy(self) -> float:

@@ -27,6 +27,7 @@ the plain bin assignment.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -38,6 +39,7 @@ RNNS = (nn.RNN, nn.GRU, nn.LSTM)
 DAMP = 0.01  # added to H's diagonal, as a fraction of its mean: keeps the factorisation stable
 BLOCK = 128  # columns updated lazily together (the result does not depend on it)
 RATES = (0.0, 0.1, 0.25)  # the rate weights a compensated codebook may use (Codebook.compensation - 1)
+CHUNK = 1 << 16  # rows of layer inputs turned into float64 at once
 
 
 def _patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -57,17 +59,18 @@ def _patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return cols.transpose(1, 2).reshape(n * length, m.groups, d // m.groups)
 
 
-def _recurrent(m: nn.Module, leaf: str, inputs: tuple, output) -> torch.Tensor:
+def _recurrent(m: nn.Module, leaf: str, inputs: tuple, kwargs: dict, output) -> torch.Tensor | None:
     """The inputs of a one-layer recurrent module's ``weight_ih_l0`` or ``weight_hh_l0`` as
-    rows [samples, 1, fan_in]."""
+    rows [samples, 1, fan_in]; None for what cannot be read (a PackedSequence, an unbatched
+    sequence): that call adds nothing."""
     x, out = inputs[0], output[0]
-    if isinstance(x, nn.utils.rnn.PackedSequence):
-        raise ValueError(f"calibration: {type(m).__name__} fed a PackedSequence is not supported")
+    if isinstance(x, nn.utils.rnn.PackedSequence) or x.dim() != 3:
+        return None
     if leaf == "weight_ih_l0":
         return x.reshape(-1, 1, x.shape[-1])
     if not m.batch_first:  # [T, N, H] -> [N, T, H]
         out = out.transpose(0, 1)
-    h0 = inputs[1] if len(inputs) > 1 and inputs[1] is not None else None
+    h0 = inputs[1] if len(inputs) > 1 else kwargs.get("hx")
     if isinstance(h0, tuple):  # LSTM: (h0, c0)
         h0 = h0[0]
     h0 = torch.zeros_like(out[:, :1]) if h0 is None else h0.reshape(-1, 1, out.shape[-1])
@@ -87,36 +90,66 @@ def _target(modules: dict, name: str):
     return None
 
 
+def _moment(p: torch.Tensor) -> torch.Tensor:
+    """sum over rows of p p^T per group, in float64, CHUNK rows at a time (bounded memory)."""
+    g = None
+    for part in p.split(CHUNK):
+        q = part.to(torch.float64)
+        s = torch.einsum("ngi,ngj->gij", q, q)
+        g = s if g is None else g + s
+    return g
+
+
+def _on(device: torch.device, batch):
+    """A calibration batch as the model takes it: its tensors on ``device``."""
+    move = lambda v: v.to(device) if isinstance(v, torch.Tensor) else v  # noqa: E731
+    if isinstance(batch, dict):
+        return {k: move(v) for k, v in batch.items()}
+    return move(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+
 def second_moments(model: nn.Module, names: Iterable[str], batches: Iterable) -> dict[str, torch.Tensor]:
-    """H = E[x x^T] (float64, [groups, fan_in / groups, fan_in / groups]) of the inputs of each
-    weight in ``names`` that belongs to a supported layer, over ``batches`` run through
-    ``model`` (a tensor each, a tuple / list whose first element is the input, or a dict of
-    keyword inputs)."""
+    """H = E[x x^T] (float64 on the CPU, [groups, fan_in / groups, fan_in / groups]) of the
+    inputs of each weight in ``names`` that belongs to a supported layer, over ``batches`` run
+    through ``model`` in eval mode (so no BatchNorm statistic moves; the mode is restored)
+    on the device of its parameters: a tensor each, a tuple / list whose first element is
+    the input, or a dict of keyword inputs. Convolutions are unfolded a few samples at a
+    time, so memory stays near CHUNK rows."""
     modules = dict(model.named_modules())
     targets = {n: t for n in names if (t := _target(modules, n)) is not None}
     sums = {n: None for n in targets}
     counts = dict.fromkeys(targets, 0)
 
     def hook(name, leaf):
-        def collect(module, inputs, output):
+        def collect(module, args, kwargs, output):
             if isinstance(module, RNNS):
-                p = _recurrent(module, leaf, inputs, output).detach().to(torch.float64)
-            else:
-                p = _patches(module, inputs[0].detach()).to(torch.float64)
-            g = torch.einsum("ngi,ngj->gij", p, p)
-            sums[name] = g if sums[name] is None else sums[name] + g
-            counts[name] += p.shape[0]
+                p = _recurrent(module, leaf, args, kwargs, output)
+                parts = [] if p is None else [p.detach()]
+            elif isinstance(module, nn.Linear):
+                parts = [_patches(module, args[0].detach())]
+            else:  # a few samples at a time: the unfolded patches outgrow the batch L-fold
+                x = args[0].detach()
+                if x.dim() == len(module.kernel_size) + 1:  # unbatched
+                    x = x.unsqueeze(0)
+                positions = math.prod(output.shape[-len(module.kernel_size):])
+                parts = [_patches(module, xs) for xs in x.split(max(1, CHUNK // positions))]
+            for p in parts:
+                g = _moment(p)
+                sums[name] = g if sums[name] is None else sums[name] + g
+                counts[name] += p.shape[0]
         return collect
 
-    handles = [m.register_forward_hook(hook(n, leaf)) for n, (m, leaf) in targets.items()]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    handles = [m.register_forward_hook(hook(n, leaf), with_kwargs=True) for n, (m, leaf) in targets.items()]
+    training = model.training
+    model.eval()
     try:
         with torch.no_grad():
             for batch in batches:
-                if isinstance(batch, dict):  # keyword inputs
-                    model(**batch)
-                else:
-                    model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+                x = _on(device, batch)
+                model(**x) if isinstance(x, dict) else model(x)
     finally:
+        model.train(training)
         for h in handles:
             h.remove()
     return {n: (sums[n] / counts[n]).cpu() for n in targets if counts[n]}

@@ -6,8 +6,9 @@ symbols beside a dominant one on a coarse grid that packs in a few bits each) so
 payload plus the packed table cost no more than 0.01% over the best precision in range; it
 cuts the stream into chunks that decode independently, each with eight interleaved 32-bit
 states (fewer, down to one, where flushing eight would weigh on a short or low-entropy
-stream), and records their byte offsets, so ``decode`` runs chunks in parallel. Unlike Huffman, a symbol costs a fraction of a bit when it is frequent: the
-payload comes within a fraction of a percent of the order-0 entropy.
+stream), and records their byte offsets, so ``decode`` runs chunks in parallel. Unlike
+Huffman, a symbol costs a fraction of a bit when it is frequent: the payload comes within a
+fraction of a percent of the order-0 entropy.
 
 The format is described in ``csrc/include/wsc/rans.h``; ``wsc.reference.rans_encode`` writes
 the same bytes in plain Python.
@@ -33,7 +34,7 @@ STATE_COUNTS = (8, 4, 2, 1)  # states per chunk a stream may use, the fastest fi
 STATE_LOW = int(_C.rans_low)
 GRIDS = 32  # level grids of the packed table
 TABLE_ENCODING = 2  # of pack_freqs; .wsc version 2 files hold encoding 1
-MAX_CHUNK = 1 << 22  # symbols per chunk: bounds what a reader allocates per 32 bytes of payload
+MAX_CHUNK = 1 << 22  # symbols per chunk: bounds what a reader allocates per 4 bytes of payload (one state)
 FLUSH_SHARE = 1e-3  # the automatic layout keeps the states' flush below this share of the payload
 LONG_STREAM = 1 << 22  # symbols; a longer stream keeps MIN_LONG_STATES (4 decode about as fast as 8)
 MIN_LONG_STATES = 4

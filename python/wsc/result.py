@@ -163,7 +163,9 @@ def solution_info(s: Solution, settings: dict) -> dict:
     if s.scheme.key != ("uniform", "global", 0):
         info["scheme"] = s.scheme.describe()
     if s.compensated:
-        info["compensated"] = True
+        from wsc.compensate import RATES
+
+        info["compensated"] = {"method": "gptq", "rate": RATES[s.codebook.compensation - 1]}
     if settings.get("nan", "error") != "error":  # NaN/Inf were replaced by 0 or left unshared
         info["nan"] = settings["nan"]
     return info

@@ -31,6 +31,7 @@ import copy
 import functools
 import queue
 import threading
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -195,7 +196,12 @@ class Workbench:
         ``batches`` (run through the original model), for compensated codebooks; returns the
         names of those weights. ValueError when the model has none or no batch reached them."""
         with self.model(None) as m:
-            self.moments = second_moments(m, self._work, batches)
+            moments = second_moments(m, self._work, batches)
+        bad = [n for n, h in moments.items() if not bool(torch.isfinite(h).all())]
+        if bad:
+            warnings.warn(f"calibration: NaN or Inf in the inputs of {', '.join(bad)} (overflow?); those "
+                          "weights keep their bins' values", RuntimeWarning, stacklevel=2)
+        self.moments = {n: h for n, h in moments.items() if n not in bad}
         with self._assign_lock:
             self._assigned.clear()
         if not self.moments:
@@ -204,8 +210,8 @@ class Workbench:
         return list(self.moments)
 
     def assigned(self, cb: Codebook) -> dict[str, np.ndarray]:
-        """Codebook indices (int64, flat) of every shared tensor under a compensated codebook:
-        GPTQ for calibrated layers, the bins' values for the others."""
+        """Codebook indices (flat, uint8 for <= 256 values, else uint16) of every shared tensor
+        under a compensated codebook: GPTQ for calibrated layers, the bins' values for the others."""
         with self._assign_lock:
             if cb.key in self._assigned:
                 self._assigned.move_to_end(cb.key)
@@ -214,13 +220,15 @@ class Workbench:
             raise RuntimeError("a compensated codebook needs Workbench.calibrate() first")
         values = torch.from_numpy(cb.values.astype(np.float64))
         work = self.scoped(cb.scheme.scope)[1]
+        itype = np.uint8 if cb.size <= 256 else np.uint16
         out = {}
         for name, flat in work.items():
             if name in self.moments:
                 w = flat.to(torch.float64).reshape(self.originals[name].shape)
-                out[name] = assign_tensor(w, self.moments[name], values, RATES[cb.compensation - 1]).numpy()
+                q = assign_tensor(w, self.moments[name], values, RATES[cb.compensation - 1])
+                out[name] = q.numpy().astype(itype)
             else:
-                out[name] = self.tensor_indices(name, cb.compensate(0)).astype(np.int64)
+                out[name] = self.tensor_indices(name, cb.compensate(0))
         with self._assign_lock:
             self._assigned[cb.key] = out
             while len(self._assigned) > ASSIGNED_KEPT:
@@ -267,7 +275,7 @@ class Workbench:
                 if table is None:
                     t.copy_(self.originals[name])
                 elif assigned is not None:
-                    v = torch.from_numpy(cb.values)[torch.from_numpy(assigned[name])]
+                    v = torch.from_numpy(cb.values)[torch.from_numpy(assigned[name].astype(np.int64))]
                     t.copy_((rescale(v, scales[name]) if name in scales else v).reshape(t.shape))
                 elif name in scales:
                     t.copy_(rescale(ops.share(work, cb.lo, cb.hi, table), scales[name]).reshape(t.shape))
@@ -295,7 +303,7 @@ class Workbench:
         binned in blocks (no temporary larger than a block), or as compensated."""
         itype = np.uint8 if cb.size <= 256 else np.uint16
         if cb.compensated:
-            return self.assigned(cb)[name].astype(itype)
+            return self.assigned(cb)[name]
         lut = cb.index_map.astype(itype)
         work = self.scoped(cb.scheme.scope)[1][name]
         out = np.empty(work.numel(), dtype=itype)
