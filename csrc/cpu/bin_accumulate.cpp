@@ -70,12 +70,7 @@ WSC_AVX512 void groups_avx512(const float* x, const uint32_t* bins, int64_t grou
     const __m512i b = _mm512_loadu_si512(bins);
     one[g] = _mm512_cmpneq_epi32_mask(b, _mm512_set1_epi32(int(bins[0]))) == 0;
     if (!one[g]) continue;
-    const __m512 v = _mm512_loadu_ps(x);
-    const __m512d s8 = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
-                                     _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
-    const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
-    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
-    sum[g] = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+    sum[g] = sum16_avx512(_mm512_loadu_ps(x));
   }
 }
 

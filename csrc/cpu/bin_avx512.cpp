@@ -73,15 +73,6 @@ int64_t redo_lanes(const float* x, __mmask16 redo, const BinRule& rule, I* idx) 
   return bad;
 }
 
-// sum16 of bin_accumulate.cpp: ((x0 + x8) + (x4 + x12)) + ((x2 + x10) + (x6 + x14)) + ...
-WSC_AVX512 inline double sum16(__m512 v) {
-  const __m512d s8 = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
-                                   _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
-  const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
-  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
-}
-
 // Element u of a group adds {x[u], 1} at byte offset off[u] of hist (its bin's sub-histogram
 // u % S), in order of u. The pairs stay in registers, so an element costs one offset load, one
 // extract and the histogram's load-add-store.
@@ -138,7 +129,7 @@ WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx,
   for (int64_t j = 0; j < full; j += 16) {
     const __m512 v = _mm512_loadu_ps(x + j);
     if (one[j / 16]) {
-      hist[size_t(idx[j]) * S + size_t(j / 16 % S)] += SumCount{sum16(v), 16.0};
+      hist[size_t(idx[j]) * S + size_t(j / 16 % S)] += SumCount{sum16_avx512(v), 16.0};
     } else {
       add16(v, off + j, hist, std::make_integer_sequence<int, 16>());
     }

@@ -5,9 +5,9 @@
 //
 // Bounds: the renormalisation reads 1 to 3 bytes with one 4-byte load; the fast loop runs only
 // while a whole round of symbols (one per state) cannot read past the chunk's end; the last
-// symbols go through a loop that checks every byte. Initial states must lie in [L, 256 L): from there
-// every state stays in that range whatever the bytes, so every step is well defined and the
-// symbol counts bound every loop.
+// symbols go through a loop that checks every byte. Initial states must lie in [L, 256 L):
+// from there every state stays in that range whatever the bytes, so every step is well
+// defined and the symbol counts bound every loop.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -240,12 +240,9 @@ void decode_chunks(const Model<Sym>& md, const uint8_t* data, const int64_t* off
 template <class Sym, class O>
 void decode_all(const Model<Sym>& md, int states, const uint8_t* data, const int64_t* offsets,
                 const detail::Chunks& chunks, O* out, const O* values) {
-  switch (states) {
-    case 1: return decode_chunks<1>(md, data, offsets, chunks, out, values);
-    case 2: return decode_chunks<2>(md, data, offsets, chunks, out, values);
-    case 4: return decode_chunks<4>(md, data, offsets, chunks, out, values);
-    default: return decode_chunks<8>(md, data, offsets, chunks, out, values);
-  }
+  detail::with_states(states, [&](auto st) {
+    decode_chunks<decltype(st)::value>(md, data, offsets, chunks, out, values);
+  });
 }
 
 detail::Chunks checked_chunks(int64_t size, const int64_t* chunk_offsets, int64_t n_chunks,

@@ -141,16 +141,6 @@ void check_symbols(const I* idx, int64_t s, int64_t e, const uint32_t* freqs, in
 int64_t slot_size(int64_t m) { return 3 * m + 4 * kRansStates + kSlack; }
 
 template <class I>
-int64_t encode_chunk_with(int states, const I* idx, int64_t m, const EncSym* tab, uint8_t* end) {
-  switch (states) {
-    case 1: return encode_chunk<1>(idx, m, tab, end);
-    case 2: return encode_chunk<2>(idx, m, tab, end);
-    case 4: return encode_chunk<4>(idx, m, tab, end);
-    default: return encode_chunk<8>(idx, m, tab, end);
-  }
-}
-
-template <class I>
 int64_t encode_typed(const I* idx, const detail::Chunks& chunks, const uint32_t* freqs,
                      int64_t k, int scale_bits, int states, int64_t* offsets, uint8_t* out) {
   const std::vector<EncSym> tab = enc_table<I>(freqs, k, scale_bits);
@@ -164,8 +154,9 @@ int64_t encode_typed(const I* idx, const detail::Chunks& chunks, const uint32_t*
       unsigned ok = 1;
       for (int64_t i = s; i < e; ++i) ok &= valid[idx[i]];
       if (!ok) check_symbols(idx, s, e, freqs, k);
-      sizes[size_t(c)] =
-          encode_chunk_with(states, idx + s, e - s, tab.data(), out + (c + 1) * slot);
+      sizes[size_t(c)] = detail::with_states(states, [&](auto st) {
+        return encode_chunk<decltype(st)::value>(idx + s, e - s, tab.data(), out + (c + 1) * slot);
+      });
     }
   });
   offsets[0] = 0;

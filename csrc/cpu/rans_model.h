@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "wsc/rans.h"
@@ -43,6 +44,18 @@ inline uint64_t rans_grid_value(uint64_t level, int q) {
 }
 // The largest level whose grid value is at most v (v < 2^40).
 uint64_t rans_grid_floor(uint64_t v, int q);
+
+// f(std::integral_constant<int, S>{}) for the state count S = states, one of 1, 2, 4 and 8
+// (checked by rans_check_states), so encoder and decoder instantiate the same four.
+template <class F>
+decltype(auto) with_states(int states, F&& f) {
+  switch (states) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
+}
 
 // Bits of the gamma code of v >= 1.
 inline int64_t gamma_bits(uint64_t v) { return 2 * (63 - __builtin_clzll(v)) + 1; }
