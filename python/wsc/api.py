@@ -226,6 +226,14 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     def objective(s: tuple[float, float]) -> float:
         return 1.0 - s[0] if confidence is None else s[1]
 
+    def merge_scorer(cache: search.ScoreCache):
+        """What merge() scores codebooks with: (value, bound) pairs, or values alone without a
+        confidence level."""
+        def score_many(cbs):
+            got = cache.many([(c.key, c) for c in cbs])
+            return got if confidence is not None else [v for v, _ in got]
+        return score_many
+
     bar = 1.0 - base_search + tolerance if confidence is None else tolerance  # objective() within the bar
 
     def size_of(cb: Codebook) -> float:
@@ -252,15 +260,12 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
         after: list[tuple[Codebook, tuple[float, float]]] = []
         if merge:
-            def score_many(cbs):
-                got = search_cache.many([(c.key, c) for c in cbs])
-                return got if confidence is not None else [v for v, _ in got]
-
             # merge="within": only the solutions within the bar (the only ones choose() can pick;
             # the merge costs most of the evaluations); True: every front solution (the paper's)
             todo = [(cb, s) for cb, s in before if merge is True or objective(s) <= bar]
             for i, (cb, s) in enumerate(todo, 1):
-                merged, _ = merge_codebook(cb, score_many, tolerance=tolerance, bounded=confidence is not None)
+                merged, _ = merge_codebook(cb, merge_scorer(search_cache), tolerance=tolerance,
+                                           bounded=confidence is not None)
                 ms = search_cache.get(merged.key, merged)
                 after.append((merged, ms))
                 checkpoint()
@@ -276,14 +281,11 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             cands = [cb.compensate(level) for cb in plain for level in range(1, len(RATES) + 1)]
             comp = list(zip(cands, comp_search.many([(c.key, c) for c in cands])))
             if merge:
-                def comp_many(cbs):
-                    got = comp_search.many([(c.key, c) for c in cbs])
-                    return got if confidence is not None else [v for v, _ in got]
-
                 within = [(c, s) for c, s in comp if objective(s) <= bar]
                 best = search.non_dominated([(objective(s), size_of(c)) for c, s in within])
                 for cb, s in (within[i] for i in best):
-                    merged, _ = merge_codebook(cb, comp_many, tolerance=tolerance, bounded=confidence is not None)
+                    merged, _ = merge_codebook(cb, merge_scorer(comp_search), tolerance=tolerance,
+                                               bounded=confidence is not None)
                     comp.append((merged, comp_search.get(merged.key, merged)))
             keep = search.non_dominated([(objective(s), size_of(c)) for c, s in comp])
             comp = [comp[i] for i in keep]

@@ -313,6 +313,11 @@ class Codebook:
     def compensated(self) -> bool:
         return self.compensation > 0
 
+    @property
+    def index_type(self) -> type:
+        """numpy dtype of the indices into its values: uint8 up to 256 values, else uint16."""
+        return np.uint8 if self.size <= 256 else np.uint16
+
     @cached_property
     def group_of_bin(self) -> np.ndarray:
         """int64[len(bins)]: the group of each non-empty bin."""

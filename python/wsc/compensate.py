@@ -155,11 +155,17 @@ def second_moments(model: nn.Module, names: Iterable[str], batches: Iterable) ->
     return {n: (sums[n] / counts[n]).cpu() for n in targets if counts[n]}
 
 
+def _above(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """For each element of ``x``, the index i of the sorted ``values`` (two or more) such that
+    values[i - 1] and values[i] are the two around it (the end pair beyond the range)."""
+    return torch.searchsorted(values, x.contiguous()).clamp(1, values.numel() - 1)
+
+
 def nearest(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Index of the nearest of the sorted ``values`` for every element of ``x`` (ties: the lower)."""
     if values.numel() == 1:
         return torch.zeros(x.shape, dtype=torch.long)
-    i = torch.searchsorted(values, x.contiguous()).clamp(1, values.numel() - 1)
+    i = _above(x, values)
     return torch.where((x - values[i - 1]).abs() <= (values[i] - x).abs(), i - 1, i)
 
 
@@ -174,7 +180,7 @@ def choose(x: torch.Tensor, values: torch.Tensor, bits: torch.Tensor | None, rat
     cheaper in squared distance over spacing plus ``rate`` x bits of the two around it."""
     if rate == 0 or values.numel() == 1:
         return nearest(x, values)
-    j = torch.searchsorted(values, x.contiguous()).clamp(1, values.numel() - 1)
+    j = _above(x, values)
     spacing = (values[-1] - values[0]) / (values.numel() - 1)
     cand = torch.stack([j - 1, j], 1)
     cost = ((x[:, None] - values[cand]) / spacing) ** 2 + rate * bits[cand]

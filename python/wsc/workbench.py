@@ -220,13 +220,12 @@ class Workbench:
             raise RuntimeError("a compensated codebook needs Workbench.calibrate() first")
         values = torch.from_numpy(cb.values.astype(np.float64))
         work = self.scoped(cb.scheme.scope)[1]
-        itype = np.uint8 if cb.size <= 256 else np.uint16
         out = {}
         for name, flat in work.items():
             if name in self.moments:
                 w = flat.to(torch.float64).reshape(self.originals[name].shape)
                 q = assign_tensor(w, self.moments[name], values, RATES[cb.compensation - 1])
-                out[name] = q.numpy().astype(itype)
+                out[name] = q.numpy().astype(cb.index_type)
             else:
                 out[name] = self.tensor_indices(name, cb.compensate(0))
         with self._assign_lock:
@@ -301,9 +300,9 @@ class Workbench:
     def tensor_indices(self, name: str, cb: Codebook) -> np.ndarray:
         """Flat codebook indices (uint8 for <= 256 values, else uint16) of one shared tensor,
         binned in blocks (no temporary larger than a block), or as compensated."""
-        itype = np.uint8 if cb.size <= 256 else np.uint16
         if cb.compensated:
             return self.assigned(cb)[name]
+        itype = cb.index_type
         lut = cb.index_map.astype(itype)
         work = self.scoped(cb.scheme.scope)[1][name]
         out = np.empty(work.numel(), dtype=itype)
