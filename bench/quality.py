@@ -35,7 +35,10 @@ import numpy as np
 
 MODELS = ["lenet5-fmnist", "lenet300-fmnist", "dwcnn-fmnist", "gru-fmnist"]
 CALIBRATION = 1024  # training images (never the test images the splits come from)
-_PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None, "merge": "within"}
+_PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None, "merge": "within",
+          "stored": "exact"}
+_COMBINED = {"codebook": "auto", "clip": True, "size": "bits", "confidence": 0.95, "merge": "within",
+             "stored": "compact"}
 METHODS = {  # the paper merges every front solution; the others only those within the bar
     "paper": {**_PAPER, "merge": True},
     "+confidence": {**_PAPER, "confidence": 0.95},
@@ -43,13 +46,13 @@ METHODS = {  # the paper merges every front solution; the others only those with
     "+clip": {**_PAPER, "clip": True},
     "+kmeans": {**_PAPER, "codebook": "kmeans"},
     "+bits": {**_PAPER, "size": "bits"},
-    "combined": {"codebook": "auto", "clip": True, "size": "bits", "confidence": 0.95, "merge": "within"},
-    "combined, values": {"codebook": "auto", "clip": True, "size": "values", "confidence": 0.95, "merge": "within"},
-    "combined, all": {"codebook": "auto", "clip": True, "size": "bits", "confidence": 0.95, "merge": "within",
-                      "params": "all"},
-    # the combination, then its final front with GPTQ error compensation from 1,024 training images
-    "combined + gptq": {"codebook": "auto", "clip": True, "size": "bits", "confidence": 0.95, "merge": "within",
-                        "calibration": CALIBRATION},
+    "+compact": {**_PAPER, "stored": "compact"},  # BatchNorm folded into its affine map, float16 (wsc.stored)
+    "combined": _COMBINED,
+    "combined, values": {**_COMBINED, "size": "values"},
+    "combined, all": {**_COMBINED, "params": "all"},
+    # the combination with 1,024 training images: BatchNorm statistics re-estimated for every
+    # codebook, and the final fronts with GPTQ error compensation
+    "combined + gptq": {**_COMBINED, "calibration": CALIBRATION},
 }
 COST = {"dwcnn-fmnist": 3.0, "lenet5-fmnist": 1.0, "gru-fmnist": 1.0, "lenet300-fmnist": 0.2}  # relative run time
 DEFAULT_METHODS = [m for m in METHODS if m != "combined, values"]  # that one is an ablation: run it on request

@@ -182,7 +182,7 @@ def test_not_a_wsc_file(tmp_path):
 
 @pytest.mark.parametrize("coder", ["huffman", "rans"])
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(version=5), "unsupported .wsc format version 5"),
+    (lambda m: m.update(version=6), "unsupported .wsc format version 6"),
     (lambda m: m.update(coder="zstd"), "unknown coder 'zstd'"),
     (lambda m: m.update(format="other"), "format field"),
     (lambda m: m.pop("tensors"), "'tensors' is missing"),
@@ -342,7 +342,7 @@ def test_version_2_rans_files_still_read():
     p = container.Payload(a.codebook.numpy(), [container.SharedTensor(f"t{j}", a.indices(j), (a.indices(j).size,),
                                                                      torch.float32) for j in range(len(a.streams))], {})
     b = container.read(container.to_bytes(p, coder="rans"))
-    assert b.version == container.VERSION == 4
+    assert b.version == container.VERSION == 5
     for j, s in enumerate(streams):
         np.testing.assert_array_equal(b.indices(j), a.indices(j))
         assert s.n_symbols == a.indices(j).size
@@ -358,7 +358,7 @@ def test_version_3_files_still_read():
     bench = Workbench(Mixed())
     p = bench.payload(bench.codebook(33, Scheme("uniform", "channel", 2)))
     b = container.read(container.to_bytes(p, coder="rans"))
-    assert b.version == 4 and [b.coded_stream(j).states for j in range(5)] == [1] * 5
+    assert b.version == 5 and [b.coded_stream(j).states for j in range(5)] == [1] * 5
     assert a.tensors["data"].numel() - b.tensors["data"].numel() >= 5 * 20 and b.file_bytes < a.file_bytes - 100
     for j in range(5):
         np.testing.assert_array_equal(b.indices(j), a.indices(j))

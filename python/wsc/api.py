@@ -25,7 +25,7 @@ from wsc.workbench import Workbench
 SIZES = ("values", "bits")
 # The paper's method (MO-UB) as options of compress(): one global codebook of uniform bins
 # over the full range, the number of values as the size, selection by the point estimate.
-PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None, "merge": True}
+PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None, "merge": True, "stored": "exact"}
 
 
 def _int(name: str, v, lo: int, hi: int | None = None) -> int:
@@ -107,7 +107,8 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              seed: int = 0, merge: bool | str = "within", tolerance: float = 0.01, confidence: float | None = 0.95,
              codebook: str = "auto", scale: str = "channel", clip: bool = True, workers: int = 1,
              progress=True, size: str = "bits", nan: str = "error", cache=None,
-             resume: bool = False, coder: str = container.DEFAULT_CODER, calibration=None) -> CompressionResult:
+             resume: bool = False, coder: str = container.DEFAULT_CODER, calibration=None,
+             stored: str = "compact") -> CompressionResult:
     """Compress ``model`` by weight sharing: NSGA-II over k (and the scheme), then the iterative merge.
 
     ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
@@ -144,7 +145,11 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     error compensation on those inputs, at each rate weight of
     ``wsc.compensate.RATES`` (:mod:`wsc.compensate`); the best of them within the bar are
     merged further (unless ``merge=False``), and the non-dominated ones join the final front
-    (``front_compensated``). The caller's model is never modified; the result reads its
+    (``front_compensated``); and the running statistics of the model's BatchNorm layers are
+    re-estimated on them for every codebook, the search's included (:mod:`wsc.stored`).
+    ``stored``: the unshared tensors (biases, BatchNorm) go into the file bit for bit
+    (``"exact"``) or with each BatchNorm folded into its affine map and in float16
+    (``"compact"``; every score is of that model). The caller's model is never modified; the result reads its
     weights until saved, so leave them unchanged until then.
     """
     t0 = time.perf_counter()
@@ -164,12 +169,13 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
                         f"got {type(calibration).__name__}")
     report = _reporter(progress)
     evaluator = as_evaluator(evaluate)
-    bench = Workbench(model, params, nan=nan)
+    bench = Workbench(model, params, nan=nan, stored=stored)
     calibrated = bench.calibrate(calibration) if calibration is not None else []
     settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
                 "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
                 "confidence": confidence, "codebook": codebook, "scale": scale, "clip": clip,
-                "workers": workers, "size": size, "nan": nan, "coder": coder, "compensated": calibrated}
+                "workers": workers, "size": size, "nan": nan, "coder": coder, "compensated": calibrated,
+                "stored": stored, "batchnorm_recalibrated": bench.recalibrating}
     if bench.non_finite:
         settings["non_finite"] = dict(bench.non_finite)
 

@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-clip", action="store_true", help="bins always cover the full range (no clipping variable)")
     c.add_argument("--paper", action="store_true",
                    help="the paper's method: --codebook uniform --no-clip --size values --confidence 0 "
-                        "--merge-all")
+                        "--merge-all --stored exact")
     c.add_argument("--params", choices=("weights", "all"), default="weights", help="tensors to share")
     c.add_argument("--size", choices=("values", "bits"), default="bits",
                    help="second objective: estimated coded bits of the file (default) or shared values")
@@ -123,8 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--merge-all", action="store_true",
                    help="merge every front solution (the paper's), not only those within the bar")
     c.add_argument("--calibration", type=_nonneg, default=None,
-                   help=f"training examples for GPTQ error compensation of Linear/Conv weights (default "
-                        f"{DEFAULT_CALIBRATION} when the data has a train split; 0: off)")
+                   help=f"training examples for GPTQ error compensation of Linear/Conv weights and for "
+                        f"re-estimating BatchNorm statistics (default {DEFAULT_CALIBRATION} when the data has a "
+                        f"train split; 0: off)")
+    c.add_argument("--stored", choices=("exact", "compact"), default=None,
+                   help="unshared tensors (biases, BatchNorm) in the file: compact (each BatchNorm folded into "
+                        "its affine map, float16; default) or exact (bit for bit; the default with --paper)")
     c.add_argument("--workers", type=_positive, default=1, help="parallel scoring threads (default 1)")
     c.add_argument("--nan", choices=("error", "zero", "skip"), default="error",
                    help="NaN/Inf in a shared tensor: stop naming it (default), replace them by 0 before "
@@ -268,7 +272,9 @@ def _compress(args) -> int:
     try:
         method = (dict(wsc.PAPER) if args.paper else
                   {"codebook": args.codebook, "clip": not args.no_clip, "size": args.size,
-                   "confidence": args.confidence or None})
+                   "confidence": args.confidence or None, "stored": "compact"})
+        if args.stored is not None:
+            method["stored"] = args.stored
         method["merge"] = False if args.no_merge else (True if args.paper or args.merge_all else "within")
         result = wsc.compress(model, evaluator, params=args.params, k_range=(args.k_min, args.k_max),
                               pop_size=args.pop_size, generations=args.generations, seed=args.seed,

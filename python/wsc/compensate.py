@@ -100,7 +100,7 @@ def _moment(p: torch.Tensor) -> torch.Tensor:
     return g
 
 
-def _on(device: torch.device, batch):
+def inputs_on(device: torch.device, batch):
     """A calibration batch as the model takes it: its tensors on ``device``."""
     move = lambda v: v.to(device) if isinstance(v, torch.Tensor) else v  # noqa: E731
     if isinstance(batch, dict):
@@ -146,7 +146,7 @@ def second_moments(model: nn.Module, names: Iterable[str], batches: Iterable) ->
     try:
         with torch.no_grad():
             for batch in batches:
-                x = _on(device, batch)
+                x = inputs_on(device, batch)
                 model(**x) if isinstance(x, dict) else model(x)
     finally:
         model.train(training)
@@ -231,5 +231,5 @@ def assign_tensor(weight: torch.Tensor, h: torch.Tensor, values: torch.Tensor, r
     return torch.cat(parts).reshape(-1)
 
 
-__all__ = ["second_moments", "assign", "assign_tensor", "nearest", "choose", "code_lengths", "LAYERS", "DAMP",
+__all__ = ["second_moments", "inputs_on", "assign", "assign_tensor", "nearest", "choose", "code_lengths", "LAYERS", "DAMP",
            "RATES"]

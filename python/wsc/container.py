@@ -15,13 +15,16 @@ Tensors in the file (few and flat, so the header stays small):
   per-channel scope, :mod:`wsc.scheme`), in order, their scales back to back (absent when
   no tensor has any): one per tensor or one per slice along dimension 0; such a tensor's
   entry records how many (``"scales"``) and its weights are ``fl32(codebook[i] * scale)``;
-- ``stored.<dtype>``: 1-D, the tensors stored unchanged, flattened and concatenated by
-  dtype in state-dict order.
+- ``stored.<dtype>``: 1-D, the other (unshared) tensors, flattened and concatenated by
+  the dtype they are stored in, in state-dict order. Since version 5 a tensor may be
+  stored in a narrower float dtype than its own (``"stored_as"``, e.g. float16 for a
+  float32 BatchNorm vector; widened back on reading), and a tensor whose elements are all
+  the same (bit for bit) holds no data: its entry records the value (``"fill"``).
 
 The metadata is one JSON text, zlib-compressed in the uint8 tensor ``meta`` (the safetensors
 metadata says ``"wsc.meta": "zlib"`` and holds the text's CRC-32 under ``"wsc.crc32"``);
 files written before version 3 hold the text itself under ``"wsc"``, which is still read.
-The JSON: format, version (4), the coder (``"huffman"``, ``"rans"``, or ``"auto"`` when the
+The JSON: format, version (5), the coder (``"huffman"``, ``"rans"``, or ``"auto"`` when the
 streams use both), codebook size and CRC-32, the chunk size of the
 Huffman streams (when there are any), and the list of state-dict names in order, each with
 shape, dtype, whether it is shared, and a CRC-32, or, for a name tied to another tensor,
@@ -30,7 +33,7 @@ payload bits (Huffman: the code bits, padding excluded; rANS: the payload bytes 
 its coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
 chunk size, its states per chunk (``"states"``: 1, 2, 4 or 8) and the size of its packed
 table; its CRC-32 covers its code lengths or table, offsets and payload (and its scales).
-Version 3 files (every rANS stream with 8 states), version 2 files (rANS tables in encoding
+Version 4 files (no ``stored_as``, no ``fill``), version 3 files (every rANS stream with 8 states), version 2 files (rANS tables in encoding
 1, no scales, metadata uncompressed) and version 1 files (Huffman only, written before rANS)
 are still read.
 The reader checks all of it and raises :class:`wsc.FormatError` on any inconsistency.
@@ -55,9 +58,9 @@ from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
-VERSION = 4
-READABLE = (1, 2, 3, 4)
-TABLE_ENCODING = {2: 1, 3: 2, 4: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
+VERSION = 5
+READABLE = (1, 2, 3, 4, 5)
+TABLE_ENCODING = {2: 1, 3: 2, 4: 2, 5: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
 OLD_RANS_STATES = 8  # the states per chunk of every rANS stream before version 4
 CODERS = ("huffman", "rans")  # the coder of one stream
 CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
@@ -67,6 +70,8 @@ META_LIMIT = 100 * 2**20  # bytes of metadata JSON a reader inflates at most
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
+_NARROW = ("float32", "float16", "bfloat16")  # what a float tensor may be stored as (version 5)
+FILL_LIMIT = 1 << 31  # elements of constant tensors a file may declare in all (they take no bytes)
 
 
 @dataclass
@@ -91,7 +96,9 @@ class SharedTensor:
 
 @dataclass
 class Payload:
-    """Everything a .wsc file holds, before coding. ``order``: all names (aliases too)."""
+    """Everything a .wsc file holds, before coding. ``order``: all names (aliases too).
+    ``stored``: the unshared tensors as the file stores them; ``restore``: the dtype of those
+    stored narrower than their own (widened back on reading)."""
 
     codebook: np.ndarray
     shared: list[SharedTensor]
@@ -99,6 +106,11 @@ class Payload:
     aliases: dict[str, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    restore: dict[str, torch.dtype] = field(default_factory=dict)
+
+    def restored(self) -> dict[str, torch.Tensor]:
+        """The unshared tensors as a reader gets them (in their own dtype)."""
+        return {n: t.to(self.restore[n]) if n in self.restore else t for n, t in self.stored.items()}
 
 
 def _alphabet(m: int) -> int:
@@ -268,9 +280,18 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for name, t in p.stored.items():
         t = t.detach().cpu().contiguous()
-        entries[name] = {"name": name, "shape": list(t.shape), "dtype": _dtype_name(t.dtype), "shared": False,
-                         "crc32": _crc(t)}
-        by_dtype.setdefault(t.dtype, []).append(t)
+        own = p.restore.get(name, t.dtype)
+        e = entries[name] = {"name": name, "shape": list(t.shape), "dtype": _dtype_name(own), "shared": False,
+                             "crc32": _crc(t)}
+        if own != t.dtype:
+            if _dtype_name(own) not in _FLOATS or _dtype_name(t.dtype) not in _NARROW:
+                raise ValueError(f"{name}: a {own} tensor cannot be stored as {t.dtype} (floats only)")
+            e["stored_as"] = _dtype_name(t.dtype)
+        fill = _fill_value(t)
+        if fill is None:
+            by_dtype.setdefault(t.dtype, []).append(t)
+        else:
+            e["fill"] = fill
     tensors = {"codebook": (torch.float32, (m,), [cb]),
                "offsets": (torch.int64, (sum(c.offsets.size for c in coded),), [c.offsets for c in coded]),
                "data": (torch.uint8, (sum(c.data.size for c in coded),), [c.data for c in coded])}
@@ -299,6 +320,34 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
     tensors["meta"] = (torch.uint8, (packed.size,), [packed])
     head, buffers = _safetensors.serialize(tensors, {"wsc.meta": "zlib", "wsc.crc32": crc})
     return Layout(head, buffers, meta)
+
+
+def _fill_value(t: torch.Tensor):
+    """The one value of a tensor whose elements are all equal bit for bit (a finite float,
+    an int or a bool, as JSON holds it exactly), else None."""
+    if t.numel() == 0 or t.is_complex():
+        return None
+    flat = t.reshape(-1)
+    bits = flat.view(torch.uint8).reshape(flat.numel(), -1)
+    if not bool((bits == bits[0]).all()):
+        return None
+    v = flat[0].item()
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
+def _filled(e: dict, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    """The tensor of a ``fill`` entry, checked against its dtype."""
+    v = e["fill"]
+    kind = bool if dtype == torch.bool else (int if not dtype.is_floating_point else (int, float))
+    _check(isinstance(v, kind) and (dtype == torch.bool or not isinstance(v, bool))
+           and (not isinstance(v, float) or math.isfinite(v)),
+           f"{_name(e)}: fill {_show(v, 40)} is not a {dtype} value")
+    try:
+        t = torch.full(shape, v, dtype=dtype)
+    except (RuntimeError, OverflowError, TypeError):
+        raise FormatError(f"{_name(e)}: fill {_show(v, 40)} is not a {dtype} value") from None
+    _check(t.numel() == 0 or t.reshape(-1)[0].item() == v, f"{_name(e)}: fill {_show(v, 40)} is not a {dtype} value")
+    return t
 
 
 def shared_coders(meta: dict) -> list[str]:
@@ -519,7 +568,7 @@ class Archive:
         _check(len(self.shared) >= 1, "the file holds no shared tensor")
         self.streams = self._split_streams()
         self._stored_views = self._split_stored()
-        expected = {"codebook", "offsets", "data"} | {f"stored.{e['dtype']}" for e in self.stored}
+        expected = {"codebook", "offsets", "data"} | self._stored_keys
         expected |= {"lengths"} if any(s.coder == "huffman" for s in self.streams) else set()
         expected |= {"tables"} if any(s.coder == "rans" for s in self.streams) else set()
         expected |= {"scales"} if any(s.scale is not None for s in self.streams) else set()
@@ -620,23 +669,52 @@ class Archive:
         _check(tables is None or t == tables.size, f"{0 if tables is None else tables.size - t} table bytes left over")
         return streams
 
-    def _split_stored(self) -> list[torch.Tensor]:
+    def _stored_dtype(self, e: dict) -> tuple[str, str]:
+        """(its own dtype, the dtype the file stores it in) of an unshared entry, checked."""
+        dt, sa = e.get("dtype"), e.get("stored_as", e.get("dtype"))
+        _check(isinstance(dt, str) and isinstance(getattr(torch, dt, None), torch.dtype),
+               f"{_name(e)}: dtype {_show(dt, 40)} is not a dtype name")
+        if "stored_as" in e:
+            _check(self.version >= 5, f"{_name(e)}: stored_as in a version {self.version} file")
+            _check(sa in _NARROW and dt in _FLOATS, f"{_name(e)}: a {dt} tensor stored as {_show(sa, 40)}")
+        return dt, sa
+
+    def _split_stored(self) -> list[torch.Tensor | None]:
+        """Views of the unshared tensors into the file (None for a fill, made when read)."""
         pos: dict[str, int] = {}
-        views = []
+        views: list[torch.Tensor | None] = []
+        filled = 0
         for e in self.stored:
-            dt, shape = e.get("dtype"), _shape(e)
-            _check(isinstance(dt, str), f"{_name(e)}: dtype {_show(dt, 40)} is not a name")
-            key = f"stored.{dt}"
+            dt, sa = self._stored_dtype(e)
+            shape = _shape(e)
+            n = math.prod(shape)
+            if "fill" in e:
+                _check(self.version >= 5, f"{_name(e)}: fill in a version {self.version} file")
+                filled += n
+                _check(filled <= FILL_LIMIT, f"constant tensors of more than {FILL_LIMIT} elements in all")
+                _filled(e, getattr(torch, sa), (1,))  # the value, checked; the tensor is made when read
+                views.append(None)
+                continue
+            key = f"stored.{sa}"
             _check(key in self.tensors, f"{_name(e)}: tensor {key[:60]!r} is missing")
             flat = self.tensors[key]
-            _check(flat.dim() == 1 and _dtype_name(flat.dtype) == dt, f"tensor {key!r} must be 1-D {dt}")
-            start, n = pos.get(key, 0), math.prod(shape)
+            _check(flat.dim() == 1 and _dtype_name(flat.dtype) == sa, f"tensor {key!r} must be 1-D {sa}")
+            start = pos.get(key, 0)
             _check(n <= flat.numel() - start, f"{_name(e)}: {key!r} is too short (file inconsistent)")
             views.append(flat[start:start + n].reshape(shape))
             pos[key] = start + n
         for key, end in pos.items():
             _check(end == self.tensors[key].numel(), f"{self.tensors[key].numel() - end} values left over in {key!r}")
+        self._stored_keys = set(pos)
         return views
+
+    def _stored_raw(self, j: int) -> torch.Tensor:
+        """Unshared tensor j as the file stores it (a view, or its fill made)."""
+        v = self._stored_views[j]
+        if v is not None:
+            return v
+        e = self.stored[j]
+        return _filled(e, getattr(torch, self._stored_dtype(e)[1]), _shape(e))
 
     def stream_ok(self, j: int) -> bool:
         """True when the CRC-32 of shared tensor j's stream matches the metadata."""
@@ -645,7 +723,7 @@ class Archive:
         return _crc(*parts) == s.entry.get("crc32")
 
     def stored_ok(self, j: int) -> bool:
-        return _crc(self._stored_views[j]) == self.stored[j].get("crc32")
+        return _crc(self._stored_raw(j)) == self.stored[j].get("crc32")
 
     def coded_stream(self, j: int):
         """Shared tensor j's stream as a :class:`wsc.huffman.HuffmanStream` or
@@ -712,8 +790,11 @@ class Archive:
         return out.to(dtype).reshape(_shape(e))
 
     def stored_tensor(self, j: int) -> torch.Tensor:
-        _check(self.stored_ok(j), f"{self.stored[j]['name']!r}: checksum mismatch: the stored tensor is corrupt")
-        return self._stored_views[j].clone()
+        e = self.stored[j]
+        raw = self._stored_raw(j)
+        _check(_crc(raw) == e.get("crc32"), f"{e['name']!r}: checksum mismatch: the stored tensor is corrupt")
+        own = getattr(torch, e["dtype"])
+        return raw.to(own) if raw.dtype != own else raw.clone()
 
     def verify(self) -> list[str]:
         """Every problem of the file, one line each (empty: the file is sound): checks the
@@ -780,12 +861,14 @@ def inspect(source) -> dict:
                        "bits_per_weight": e["bits"] / e["numel"],
                        "original_bytes": e["numel"] * _FLOATS[e["dtype"]].itemsize, "checksum_ok": a.stream_ok(j)})
     for j, e in enumerate(a.stored):
-        v = a._stored_views[j]
+        v, n = a._stored_views[j], math.prod(e["shape"])
         stored.append({"name": e["name"], "shape": e["shape"], "dtype": e["dtype"],
-                       "bytes": v.numel() * v.element_size(), "checksum_ok": a.stored_ok(j)})
+                       "stored_as": e.get("stored_as", e["dtype"]), "fill": e.get("fill"),
+                       "bytes": 0 if v is None else v.numel() * v.element_size(),
+                       "original_bytes": n * getattr(torch, e["dtype"]).itemsize, "checksum_ok": a.stored_ok(j)})
     n_shared = sum(s["numel"] for s in shared)
     bpw = sum(s.entry["bits"] for s in a.streams) / n_shared
-    original = sum(s["original_bytes"] for s in shared) + sum(s["bytes"] for s in stored)
+    original = sum(s["original_bytes"] for s in shared + stored)
     coders = {c: sum(s.coder == c for s in a.streams) for c in CODERS if any(s.coder == c for s in a.streams)}
     return {"format": FORMAT, "version": a.version, "coder": a.meta["coder"], "coders": coders,
             "file_bytes": a.file_bytes, "codebook_size": a.codebook.numel(), "codebook_checksum_ok": a.codebook_ok,

@@ -39,12 +39,14 @@ def _crc(t) -> int:
 
 def fingerprint(bench, evaluator, params_label: str, confidence: float | None = None) -> str:
     """SHA-256 (hex) of what the scores depend on: every tensor's bytes (CRC-32), names, shapes
-    and dtypes, which are shared, the NaN policy, the evaluator's description and the
-    confidence level of the drop bounds."""
+    and dtypes, which are shared, the NaN policy, how unshared tensors are stored, the
+    calibration inputs when they re-estimate BatchNorm statistics, the evaluator's
+    description and the confidence level of the drop bounds."""
     tensors = [[n, list(t.shape), str(t.dtype), _crc(t), n in bench.originals]
                for n, t in {**bench.originals, **bench.stored}.items()]
     what = {"tensors": tensors, "aliases": sorted(bench.selection.aliases.items()), "params": params_label,
-            "nan": bench.nan, "evaluator": evaluator.describe(), "confidence": confidence}
+            "nan": bench.nan, "evaluator": evaluator.describe(), "confidence": confidence,
+            "stored": bench.stored_policy, "recalibration": bench.calibration_digest()}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 

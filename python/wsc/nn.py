@@ -153,7 +153,7 @@ def _compact_source(source):
         p = source.payload(source.choose())
         shared = {t.name: (lambda t=t: t.indices) for t in p.shared}
         meta = {t.name: (tuple(t.shape), t.dtype, t.scale) for t in p.shared}
-        return torch.from_numpy(np.asarray(p.codebook, dtype=np.float32)), shared, meta, dict(p.stored), dict(p.aliases)
+        return torch.from_numpy(np.asarray(p.codebook, dtype=np.float32)), shared, meta, p.restored(), dict(p.aliases)
     if not isinstance(source, (str, bytes, os.PathLike)):
         raise TypeError(f"source must be a .wsc path, its bytes or a CompressionResult; got {type(source).__name__}")
     a = container.read(source)

@@ -17,6 +17,12 @@ codebook (:meth:`wsc.codebook.Codebook.compensate`) assigns the weights of Linea
 layers by GPTQ instead (:mod:`wsc.compensate`); its indices are made once and kept for the
 few most recent such codebooks.
 
+The unshared tensors go into the file exactly or compact (``stored``, :mod:`wsc.stored`:
+BatchNorm folded into its affine map, float16); after :meth:`Workbench.calibrate` the
+BatchNorm statistics are re-estimated for each codebook. Either way each working copy
+holds, for the codebook it scores, exactly the unshared tensors its file would restore
+(made once per codebook and kept for the most recent few).
+
 Schemes with a per-tensor or per-channel scope (:mod:`wsc.scheme`) bin normalised weights:
 each tensor divided by its scale (the standard deviation of the tensor or of each slice
 along dimension 0, rounded to bfloat16, which is how the file stores it). Those float32
@@ -32,6 +38,7 @@ import functools
 import queue
 import threading
 import warnings
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -42,6 +49,7 @@ from wsc._arrays import index_dtype
 from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
 from wsc.compensate import RATES, assign_tensor, second_moments
 from wsc.scheme import PAPER, Scheme, clip_range
+from wsc.stored import STATS, batchnorms, check_stored, compact, recalibrate
 
 # Up to this many shared weights the codebooks come from sorted copies (12 bytes per weight,
 # O(k log N) per codebook); above it from streaming passes (no copy, O(N) per codebook), so
@@ -53,6 +61,7 @@ from wsc.params import ParamSpec, Selection, select
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 NAN_POLICIES = ("error", "zero", "skip")
 ASSIGNED_KEPT = 4  # compensated codebooks whose indices stay in memory
+STORED_KEPT = 16  # codebooks whose recalibrated unshared tensors stay in memory
 
 
 def check_model(model: torch.nn.Module) -> None:
@@ -85,11 +94,14 @@ class Workbench:
     ``nan``: what to do with shared tensors holding NaN or Inf: ``"error"`` (default: a
     ValueError naming them), ``"zero"`` (replace those values by 0 before sharing; the
     baseline is still scored on the original model) or ``"skip"`` (store such tensors
-    unchanged, unshared).
+    unchanged, unshared). ``stored``: how the unshared tensors go into the file,
+    ``"exact"`` or ``"compact"`` (:mod:`wsc.stored`).
     """
 
-    def __init__(self, model: torch.nn.Module, params: ParamSpec = "weights", *, nan: str = "error"):
+    def __init__(self, model: torch.nn.Module, params: ParamSpec = "weights", *, nan: str = "error",
+                 stored: str = "exact"):
         check_model(model)
+        self.stored_policy = check_stored(stored)
         if nan not in NAN_POLICIES:
             raise ValueError(f"nan must be one of {NAN_POLICIES}; got {nan!r}")
         selection = select(model, params)
@@ -129,6 +141,12 @@ class Workbench:
         self.moments: dict[str, torch.Tensor] = {}  # weight name -> E[x x^T] of its layer's inputs
         self._assigned: OrderedDict = OrderedDict()  # compensated codebook key -> {name: indices}
         self._assign_lock = threading.Lock()
+        unshared = selection.unshared
+        self._folded = ({p: m.eps for p, m in batchnorms(base, unshared, ("weight", "bias", *STATS)).items()}
+                        if stored == "compact" else {})
+        self._norms = list(batchnorms(base, unshared))  # BatchNorms whose statistics calibration re-estimates
+        self._calibration: list | None = None
+        self._stored: OrderedDict = OrderedDict()  # codebook key (or None) -> (file tensors, restore dtypes)
 
     def _readable(self, name: str, t: torch.Tensor) -> torch.Tensor:
         """t flat, as the kernels read it: in place when possible, else a CPU float32 copy."""
@@ -193,8 +211,10 @@ class Workbench:
     # ------------------------------------------------------------ compensation
     def calibrate(self, batches) -> list[str]:
         """Collect the second moments of the inputs of every shared Linear / Conv weight over
-        ``batches`` (run through the original model), for compensated codebooks; returns the
-        names of those weights. ValueError when the model has none or no batch reached them."""
+        ``batches`` (run through the original model), for compensated codebooks, and keep the
+        batches to re-estimate BatchNorm statistics for every codebook; returns the names of
+        those weights. ValueError when the model has none or no batch reached them."""
+        batches = list(batches)
         with self.model(None) as m:
             moments = second_moments(m, self._work, batches)
         bad = [n for n, h in moments.items() if not bool(torch.isfinite(h).all())]
@@ -204,6 +224,8 @@ class Workbench:
         self.moments = {n: h for n, h in moments.items() if n not in bad}
         with self._assign_lock:
             self._assigned.clear()
+            self._stored.clear()
+        self._calibration = batches if self.moments and self._norms else None
         if not self.moments:
             raise ValueError("calibration: no shared weight of a Linear or Conv layer received inputs (wsc "
                              "compensates those; pass batches the model accepts, or no calibration)")
@@ -233,6 +255,58 @@ class Workbench:
             while len(self._assigned) > ASSIGNED_KEPT:
                 self._assigned.popitem(last=False)
         return out
+
+    @property
+    def recalibrating(self) -> bool:
+        """Whether each codebook's BatchNorm statistics are re-estimated (after calibrate())."""
+        return self._calibration is not None
+
+    def calibration_digest(self) -> int | None:
+        """CRC-32 of the calibration inputs when they move the scores (BatchNorm statistics
+        re-estimated), else None."""
+        if not self.recalibrating:
+            return None
+        crc = 0
+        for batch in self._calibration:
+            for t in (batch.values() if isinstance(batch, dict) else
+                      batch[:1] if isinstance(batch, (tuple, list)) else [batch]):
+                if isinstance(t, torch.Tensor):
+                    crc = zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
+        return crc
+
+    def stored_file(self, cb: Codebook, item=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.dtype]]:
+        """(the unshared tensors as the file of ``cb`` stores them, {name: own dtype} of those
+        stored narrower): exact or compact, with re-estimated BatchNorm statistics after
+        calibrate(). ``item``: a working copy (model, state) holding ``cb``'s shared weights."""
+        key = cb.key if self.recalibrating else None
+        with self._assign_lock:
+            if key in self._stored:
+                self._stored.move_to_end(key)
+                return self._stored[key]
+        tensors = dict(self.stored)
+        if self.recalibrating:
+            if item is None:
+                with self._copy_holding(cb) as held:
+                    tensors.update(self._recalibrated(*held))
+            else:
+                tensors.update(self._recalibrated(*item))
+        out = compact(tensors, self._folded) if self.stored_policy == "compact" else (tensors, {})
+        with self._assign_lock:
+            self._stored[key] = out
+            while len(self._stored) > STORED_KEPT:
+                self._stored.popitem(last=False)
+        return out
+
+    def _recalibrated(self, model: torch.nn.Module, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Re-estimated statistics of the BatchNorms of a working copy holding shared weights
+        (their affine parameters first set back to the originals)."""
+        modules = dict(model.named_modules())
+        with torch.no_grad():
+            for p in self._norms:
+                for leaf in ("weight", "bias"):
+                    if f"{p}.{leaf}" in self.stored:
+                        target[f"{p}.{leaf}"].copy_(self.stored[f"{p}.{leaf}"])
+        return recalibrate(model, {p: modules[p] for p in self._norms}, self._calibration)
 
     def scale_bytes(self, scheme: Scheme) -> int:
         """Bytes the scales of a scheme add to the file (bfloat16, one per tensor or per channel)."""
@@ -284,17 +358,28 @@ class Workbench:
                     t.copy_(ops.share(work, cb.lo, cb.hi, table).reshape(t.shape))
 
     @contextlib.contextmanager
-    def model(self, cb: Codebook | None):
-        """A working copy of the model holding the shared weights of ``cb`` (None: the originals)."""
+    def _copy_holding(self, cb: Codebook | None):
+        """A working copy (model, state) from the pool holding the shared weights of ``cb``."""
         try:
             item = self._pool.get_nowait()
         except queue.Empty:
             item = self._new_copy()
         try:
             self.apply(item[1], cb)
-            yield item[0]
+            yield item
         finally:
             self._pool.put(item)
+
+    @contextlib.contextmanager
+    def model(self, cb: Codebook | None):
+        """A working copy of the model as the file of ``cb`` restores it (None: the original model)."""
+        with self._copy_holding(cb) as item:
+            if self.stored_policy == "compact" or self.recalibrating:  # else the copies hold the originals
+                tensors = self.stored if cb is None else self.stored_file(cb, item)[0]
+                with torch.no_grad():
+                    for name, t in tensors.items():
+                        item[1][name].copy_(t)
+            yield item[0]
 
     # ------------------------------------------------------------ files
     def tensor_indices(self, name: str, cb: Codebook) -> np.ndarray:
@@ -324,8 +409,9 @@ class Workbench:
         scales = self.scoped(cb.scheme.scope)[0]
         shared = [SharedTensor(n, functools.partial(self.tensor_indices, n, cb), tuple(self.originals[n].shape),
                                self.originals[n].dtype, scales.get(n)) for n in self._work]
-        return Payload(cb.values, shared, dict(self.stored), dict(self.selection.aliases),
-                       list(self.selection.order), info or {})
+        stored, restore = self.stored_file(cb)
+        return Payload(cb.values, shared, dict(stored), dict(self.selection.aliases),
+                       list(self.selection.order), info or {}, dict(restore))
 
 
 def _source(tensors: dict[str, torch.Tensor]):
