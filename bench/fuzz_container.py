@@ -100,6 +100,8 @@ def _seed_files() -> list[bytes]:
     files.append(container.to_bytes(bench.payload(cb), coder="rans"))
     compact = Workbench(_Mixed(), stored="compact")  # float16-narrowed and constant (fill) stored tensors
     files.append(container.to_bytes(compact.payload(compact.codebook(20)), coder="auto"))
+    coded = Workbench(torch.nn.Linear(40, 64), stored="compact")  # a bias of 64 values as uint8 codes
+    files.append(container.to_bytes(coded.payload(coded.codebook(9)), coder="rans"))
     files.append(container.to_bytes(big.payload(big.codebook(64)), chunk_size=50, coder="rans"))
     files.append(_mixed_file())
     files.append(_level_table_file())
@@ -360,7 +362,7 @@ def m_meta(rng, raw: bytes, seeds) -> bytes:
         text = _pick(rng, ["", "null", "[]", "{", '{"format": "wsc"}', "[" * 100000 + "]" * 100000,
                            '{"a":' * 5000 + "1" + "}" * 5000, "\udcff", "1" * 5000, json.dumps(meta)[:-1]])
         return _join(_with_meta(header, text), body)
-    elif what == 10:  # stored tensors: lie about shape, dtype, fill or narrow dtype
+    elif what == 10:  # stored tensors: lie about shape, dtype, fill, narrow dtype or range of codes
         stored = [t for t in meta["tensors"] if t.get("shared") is False]
         t = _pick(rng, stored)
         r = rng.random()
@@ -368,10 +370,12 @@ def m_meta(rng, raw: bytes, seeds) -> bytes:
             t["shape"] = _pick(rng, [[], [0], [1], [2**40], [3, 2**31], [1] * 40, [-1]])
         elif r < 0.55:
             t["dtype"] = _pick(rng, ["float32", "int64", "bool", "complex64", "object", "../x", None])
-        elif r < 0.8:
+        elif r < 0.7:
             t["fill"] = _pick(rng, [0, -0.0, 1.5, 2**70, -1, True, None, "x", [1], float("inf"), 1e300])
+        elif r < 0.85:
+            t["stored_as"] = _pick(rng, ["float16", "bfloat16", "float32", "float64", "uint8", "int8", "bool", None])
         else:
-            t["stored_as"] = _pick(rng, ["float16", "bfloat16", "float32", "float64", "int8", "bool", None])
+            t["range"] = _pick(rng, [[0, 1], [1, 0], [0], [0, 1e308], [-1e308, 1e308], ["a", 1], None, 5])
     else:
         meta["tensors"].reverse()
     return _join(_with_meta(header, meta, fix_crc=rng.random() < 0.9), body)

@@ -152,6 +152,8 @@ def test_compress_method_options(tmp_path, capsys):
     s = json.loads(capsys.readouterr().out)["settings"]
     assert (s["codebook"], s["clip"], s["size"], s["confidence"], s["merge"]) == ("uniform", False, "values", None, True)
     assert s["compensated"] == []  # the paper's method rounds to the bins
+    assert s["stored"] == "exact"  # bit for bit
+    assert all(e["stored_as"] == e["dtype"] for e in wsc.inspect(tmp_path / "p" / "model.wsc")["stored"])
     assert main([*base, "--codebook", "normalized", "--scale", "tensor", "--no-clip", "--confidence", "0.9",
                  "--out", str(tmp_path / "n")]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -161,6 +163,11 @@ def test_compress_method_options(tmp_path, capsys):
     assert {r["scheme"]["scope"] for r in report["front_before_merge"]} == {"tensor"}
     assert {r["scheme"]["clip"] for r in report["front_before_merge"]} == {0}
     assert wsc.inspect(tmp_path / "n" / "model.wsc")["shared"][0]["scales"] == 1
+    assert s["stored"] == "compact"  # biases of 300 and 100 values as 8-bit codes, that of 10 in float16
+    assert {e["name"]: e["stored_as"] for e in wsc.inspect(tmp_path / "n" / "model.wsc")["stored"]} == {
+        "fc1.bias": "uint8", "fc2.bias": "uint8", "fc3.bias": "float16"}
+    assert main([*base, "--paper", "--stored", "compact", "--out", str(tmp_path / "c")]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["stored"] == "compact"
 
 
 @pytest.mark.parametrize("argv, message", [

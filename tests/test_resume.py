@@ -118,6 +118,8 @@ def test_resume_refuses_a_cache_of_another_model_or_evaluator(trained_mlp, digit
         wsc.compress(copy.deepcopy(trained_mlp), digits_eval, cache=cache, resume=True, params="all", **FAST)
     with pytest.raises(ValueError, match="another model"):
         wsc.compress(copy.deepcopy(trained_mlp), lambda m: 0.5, cache=cache, resume=True, **FAST)
+    with pytest.raises(ValueError, match="another model"):  # other unshared tensors: other scores
+        wsc.compress(copy.deepcopy(trained_mlp), digits_eval, cache=cache, resume=True, stored="exact", **FAST)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -10,6 +10,7 @@ from torch import nn
 
 import wsc
 from wsc import container, stored
+from wsc.container import Narrowed
 from wsc.errors import FormatError
 from wsc.scheme import Scheme
 from wsc.workbench import Workbench
@@ -31,17 +32,28 @@ def _values():
             "bytes": torch.full((9,), 200, dtype=torch.uint8), "mixed": torch.tensor([0.0, -0.0]),
             "plain": torch.randn(6, generator=torch.Generator().manual_seed(0)),
             "narrow": torch.randn(10, generator=torch.Generator().manual_seed(1)).half(),
-            "narrow_const": torch.full((8,), 0.1).bfloat16()}
+            "narrow_const": torch.full((8,), 0.1).bfloat16(),
+            "codes": torch.tensor([0, 7, 255, 128], dtype=torch.uint8)}
+
+
+NARROWED = {"narrow": Narrowed(torch.float32), "narrow_const": Narrowed(torch.float64),
+            "codes": Narrowed(torch.float32, (-1.5, 2.25))}
 
 
 def test_fills_and_narrow_dtypes_round_trip():
     """Constant tensors hold no data (their value is in the metadata, bit for bit, -0.0
-    included); tensors stored narrower come back widened to their own dtype."""
+    included); tensors stored narrower come back widened to their own dtype, uint8 codes as
+    lo + c * (hi - lo) / 255."""
     vals = _values()
-    raw = _file(vals, {"narrow": torch.float32, "narrow_const": torch.float64})
+    raw = _file(vals, NARROWED)
     a = container.read(raw)
     state = wsc.load_state_dict(raw)
+    want = torch.tensor([c * (3.75 / 255) - 1.5 for c in (0, 7, 255, 128)], dtype=torch.float64).float()
+    assert torch.equal(state["codes"], want) and state["codes"][2] == 2.25
+    assert all(torch.equal(state[n], t) for n, t in container.restore_stored(vals, NARROWED).items())
     for name, t in vals.items():
+        if name == "codes":
+            continue
         want = t.to({"narrow": torch.float32, "narrow_const": torch.float64}.get(name, t.dtype))
         assert state[name].dtype == want.dtype and state[name].shape == want.shape, name
         assert torch.equal(state[name].view(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8)), name
@@ -50,7 +62,8 @@ def test_fills_and_narrow_dtypes_round_trip():
     assert filled == {"zeros", "negzero", "ones16", "count", "mask", "bytes", "narrow_const"}
     assert entries["narrow"]["stored_as"] == "float16" and entries["narrow"]["dtype"] == "float32"
     # only the non-constant tensors take bytes: "mixed" (+0 and -0 differ in bits), "plain", "narrow"
-    assert sorted(k for k in a.tensors if k.startswith("stored.")) == ["stored.float16", "stored.float32"]
+    assert sorted(k for k in a.tensors if k.startswith("stored.")) == ["stored.float16", "stored.float32",
+                                                                        "stored.uint8"]
     assert a.tensors["stored.float32"].numel() == 2 + 6 and a.tensors["stored.float16"].numel() == 10
     info = wsc.inspect(raw)
     by = {s["name"]: s for s in info["stored"]}
@@ -73,7 +86,7 @@ def test_version_4_files_still_read(tmp_path):
 
 def _edited(tmp_path, edit):
     path = tmp_path / "f.wsc"
-    path.write_bytes(_file(_values(), {"narrow": torch.float32}))
+    path.write_bytes(_file(_values(), NARROWED))
     return _rewrite(path, tmp_path / "bad.wsc", meta_fn=lambda m: edit({e["name"]: e for e in m["tensors"]}, m))
 
 
@@ -93,6 +106,13 @@ def _edited(tmp_path, edit):
     (lambda e, m: e["count"].update(stored_as="float16"), "a int64 tensor stored as 'float16'"),
     (lambda e, m: e["narrow"].update(dtype="nonsense"), "dtype 'nonsense' is not a dtype name"),
     (lambda e, m: e["narrow"].pop("stored_as"), "'stored.float32' is too short|left over"),
+    (lambda e, m: e["codes"].pop("range"), "uint8 codes need a range"),
+    (lambda e, m: e["codes"].update(range=[2, 1]), "uint8 codes need a range"),
+    (lambda e, m: e["codes"].update(range=[0, float("inf")]), "uint8 codes need a range"),
+    (lambda e, m: e["codes"].update(range=[0, "1"]), "uint8 codes need a range"),
+    (lambda e, m: e["codes"].update(range=[0]), "uint8 codes need a range"),
+    (lambda e, m: e["narrow"].update(range=[0, 1]), "a range for a tensor not stored as uint8 codes"),
+    (lambda e, m: e["codes"].pop("stored_as"), "a range for a tensor not stored as uint8 codes"),
 ])
 def test_malformed_fills_and_narrow_entries(tmp_path, edit, message):
     with pytest.raises(FormatError, match=message):
@@ -106,9 +126,23 @@ def test_a_changed_fill_is_a_checksum_error(tmp_path, edit):
         wsc.load_state_dict(_edited(tmp_path, edit))
 
 
-def test_payload_refuses_to_narrow_a_non_float():
-    with pytest.raises(ValueError, match="cannot be stored as"):
-        _file({"count": torch.arange(4)}, {"count": torch.float32})
+@pytest.mark.parametrize("t, how, message", [
+    (torch.arange(4), Narrowed(torch.float32), "cannot be stored as"),
+    (torch.arange(4, dtype=torch.uint8), Narrowed(torch.float32), "cannot be stored as"),
+    (torch.arange(4).half(), Narrowed(torch.float32, (0.0, 1.0)), "cannot be stored as"),
+    (torch.arange(4, dtype=torch.uint8), Narrowed(torch.float32, (1.0, 1.0)), "finite with lo < hi"),
+])
+def test_payload_refuses_what_cannot_be_read_back(t, how, message):
+    with pytest.raises(ValueError, match=message):
+        _file({"t": t}, {"t": how})
+
+
+def test_quantize8_codes_the_range_in_256_steps():
+    t = torch.tensor([-2.0, -1.0, 0.0, 0.5, 6.0])
+    codes, span = container.quantize8(t)
+    assert span == (-2.0, 6.0) and codes.tolist() == [0, 32, 64, 80, 255]
+    back = container.dequantize8(codes, span, torch.float32)
+    assert back[0] == -2.0 and back[-1] == 6.0 and float((back - t).abs().max()) <= 8 / 255 / 2 + 1e-6
 
 
 class ConvBN(nn.Module):
@@ -138,25 +172,31 @@ class ConvBN(nn.Module):
 
 def test_compact_folds_batchnorm_and_keeps_the_outputs():
     model = ConvBN()
-    tensors = {n: t for n, t in model.state_dict().items()}
+    tensors = {n: t for n, t in model.state_dict().items() if t.dim() <= 1}  # the unshared ones
     norms = {p: m.eps for p, m in stored.batchnorms(model, tensors, ("weight", "bias", *stored.STATS)).items()}
     assert sorted(norms) == ["body.1", "body.4", "body.7"]
-    out, restore = stored.compact(tensors, norms)
-    assert all(out[f"{p}.running_mean"].abs().max() == 0 for p in norms)
-    assert all(restore[n] == torch.float32 and out[n].dtype == torch.float16 for n in restore)
-    assert "body.1.num_batches_tracked" not in restore
-    folded = copy.deepcopy(model)
-    folded.load_state_dict({n: t.to(tensors[n].dtype) for n, t in out.items()})
     x = torch.randn(16, 1, 8, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(folded(x), model(x), rtol=3e-3, atol=3e-3)
+    for codes in (False, True):
+        out, restore = stored.compact(tensors, norms, codes=codes)
+        assert all(out[f"{p}.running_mean"].abs().max() == 0 for p in norms)
+        assert all(r.dtype == torch.float32 for r in restore.values()) and "body.1.num_batches_tracked" not in restore
+        kinds = {out[n].dtype for n in restore}
+        assert kinds == {torch.float16}  # 4 to 16 values: below CODES_FROM
+        folded = copy.deepcopy(model)
+        folded.load_state_dict(container.restore_stored(out, restore), strict=False)
+        with torch.no_grad():
+            torch.testing.assert_close(folded(x), model(x), rtol=3e-3, atol=3e-3)
+    wide = {"v": torch.linspace(-1, 3, 100), "short": torch.linspace(-1, 3, 32)}
+    out, restore = stored.compact(wide, {})
+    assert out["v"].dtype == torch.uint8 and restore["v"].span == (-1.0, 3.0)
+    assert out["short"].dtype == torch.float16 and restore["short"].span is None
 
 
 def test_compact_leaves_what_float16_cannot_hold():
     tensors = {"big": torch.tensor([1e6, 1.0]), "nan": torch.tensor([float("nan"), 1.0]),
                "f64": torch.tensor([0.5, 2.0], dtype=torch.float64), "bf16": torch.tensor([1.0, 3.0]).bfloat16()}
     out, restore = stored.compact(tensors, {})
-    assert restore == {"f64": torch.float64} and out["f64"].dtype == torch.float16
+    assert restore == {"f64": Narrowed(torch.float64)} and out["f64"].dtype == torch.float16
     assert out["big"] is tensors["big"] and out["nan"] is tensors["nan"] and out["bf16"] is tensors["bf16"]
 
 
@@ -279,4 +319,4 @@ def test_compress_default_is_compact_and_paper_is_exact():
         assert folded == (name == "compact")
     assert wsc.PAPER["stored"] == "exact"
     with pytest.raises(ValueError, match="stored must be one of"):
-        wsc.compress(model, score, stored="float16", progress=False)
+        wsc.compress(model, score, stored="int4", progress=False)

@@ -148,8 +148,9 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     (``front_compensated``); and the running statistics of the model's BatchNorm layers are
     re-estimated on them for every codebook, the search's included (:mod:`wsc.stored`).
     ``stored``: the unshared tensors (biases, BatchNorm) go into the file bit for bit
-    (``"exact"``) or with each BatchNorm folded into its affine map and in float16
-    (``"compact"``; every score is of that model). The caller's model is never modified; the result reads its
+    (``"exact"``), or with each BatchNorm folded into its affine map and in float16
+    (``"float16"``), or so and vectors of more than 32 values as 8-bit codes over their
+    range (``"compact"``); every score is of the model so stored (:mod:`wsc.stored`). The caller's model is never modified; the result reads its
     weights until saved, so leave them unchanged until then.
     """
     t0 = time.perf_counter()

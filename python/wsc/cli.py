@@ -126,9 +126,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"training examples for GPTQ error compensation of Linear/Conv weights and for "
                         f"re-estimating BatchNorm statistics (default {DEFAULT_CALIBRATION} when the data has a "
                         f"train split; 0: off)")
-    c.add_argument("--stored", choices=("exact", "compact"), default=None,
+    c.add_argument("--stored", choices=("exact", "float16", "compact"), default=None,
                    help="unshared tensors (biases, BatchNorm) in the file: compact (each BatchNorm folded into "
-                        "its affine map, float16; default) or exact (bit for bit; the default with --paper)")
+                        "its affine map, vectors of more than 32 values as 8-bit codes, the rest float16; "
+                        "default), float16 (folded, float16) or exact (bit for bit; the default with --paper)")
     c.add_argument("--workers", type=_positive, default=1, help="parallel scoring threads (default 1)")
     c.add_argument("--nan", choices=("error", "zero", "skip"), default="error",
                    help="NaN/Inf in a shared tensor: stop naming it (default), replace them by 0 before "

@@ -16,10 +16,12 @@ Tensors in the file (few and flat, so the header stays small):
   no tensor has any): one per tensor or one per slice along dimension 0; such a tensor's
   entry records how many (``"scales"``) and its weights are ``fl32(codebook[i] * scale)``;
 - ``stored.<dtype>``: 1-D, the other (unshared) tensors, flattened and concatenated by
-  the dtype they are stored in, in state-dict order. Since version 5 a tensor may be
-  stored in a narrower float dtype than its own (``"stored_as"``, e.g. float16 for a
-  float32 BatchNorm vector; widened back on reading), and a tensor whose elements are all
-  the same (bit for bit) holds no data: its entry records the value (``"fill"``).
+  the dtype they are stored in, in state-dict order. Since version 5 a float tensor may be
+  stored narrower than its own dtype (``"stored_as"``): as float16 / bfloat16 / float32
+  (widened back on reading), or as uint8 codes c of 256 equal steps over its range
+  (``"range": [lo, hi]``; the value is ``lo + c * (hi - lo) / 255`` in float64, then
+  rounded to its dtype: :func:`dequantize8`); and a tensor whose elements are all the same
+  (bit for bit) holds no data: its entry records the value (``"fill"``).
 
 The metadata is one JSON text, zlib-compressed in the uint8 tensor ``meta`` (the safetensors
 metadata says ``"wsc.meta": "zlib"`` and holds the text's CRC-32 under ``"wsc.crc32"``);
@@ -70,7 +72,7 @@ META_LIMIT = 100 * 2**20  # bytes of metadata JSON a reader inflates at most
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
-_NARROW = ("float32", "float16", "bfloat16")  # what a float tensor may be stored as (version 5)
+_NARROW = ("float32", "float16", "bfloat16", "uint8")  # what a float tensor may be stored as (version 5)
 FILL_LIMIT = 1 << 31  # elements of constant tensors a file may declare in all (they take no bytes)
 
 
@@ -97,8 +99,8 @@ class SharedTensor:
 @dataclass
 class Payload:
     """Everything a .wsc file holds, before coding. ``order``: all names (aliases too).
-    ``stored``: the unshared tensors as the file stores them; ``restore``: the dtype of those
-    stored narrower than their own (widened back on reading)."""
+    ``stored``: the unshared tensors as the file stores them; ``restore``: how to read back
+    those stored narrower than their own dtype (:class:`Narrowed`)."""
 
     codebook: np.ndarray
     shared: list[SharedTensor]
@@ -106,11 +108,43 @@ class Payload:
     aliases: dict[str, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
-    restore: dict[str, torch.dtype] = field(default_factory=dict)
+    restore: dict[str, "Narrowed"] = field(default_factory=dict)
 
     def restored(self) -> dict[str, torch.Tensor]:
         """The unshared tensors as a reader gets them (in their own dtype)."""
-        return {n: t.to(self.restore[n]) if n in self.restore else t for n, t in self.stored.items()}
+        return restore_stored(self.stored, self.restore)
+
+
+@dataclass(frozen=True)
+class Narrowed:
+    """A stored tensor kept narrower than its own ``dtype``: in a narrower float dtype, or
+    (``span`` = (lo, hi)) as uint8 codes of 256 equal steps over [lo, hi]."""
+
+    dtype: torch.dtype
+    span: tuple[float, float] | None = None
+
+
+def quantize8(t: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
+    """uint8 codes of a float tensor of two or more distinct finite values, 256 equal steps over its range."""
+    x = t.detach().to(torch.float64)
+    lo, hi = float(x.min()), float(x.max())
+    codes = torch.round((x - lo) * (255 / (hi - lo))).clamp_(0, 255).to(torch.uint8)
+    return codes, (lo, hi)
+
+
+def dequantize8(codes: torch.Tensor, span: tuple[float, float], dtype: torch.dtype) -> torch.Tensor:
+    """The values of uint8 codes over ``span`` in ``dtype`` (computed in float64, then rounded)."""
+    lo, hi = span
+    return (codes.to(torch.float64) * ((hi - lo) / 255) + lo).to(dtype)
+
+
+def restore_stored(stored: dict[str, torch.Tensor], restore: dict[str, Narrowed]) -> dict[str, torch.Tensor]:
+    """Stored tensors in their own dtype, as a reader restores them."""
+    out = {}
+    for n, t in stored.items():
+        r = restore.get(n)
+        out[n] = t if r is None else (dequantize8(t, r.span, r.dtype) if r.span else t.to(r.dtype))
+    return out
 
 
 def _alphabet(m: int) -> int:
@@ -280,13 +314,21 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for name, t in p.stored.items():
         t = t.detach().cpu().contiguous()
-        own = p.restore.get(name, t.dtype)
+        r = p.restore.get(name)
+        own = t.dtype if r is None else r.dtype
         e = entries[name] = {"name": name, "shape": list(t.shape), "dtype": _dtype_name(own), "shared": False,
                              "crc32": _crc(t)}
-        if own != t.dtype:
-            if _dtype_name(own) not in _FLOATS or _dtype_name(t.dtype) not in _NARROW:
-                raise ValueError(f"{name}: a {own} tensor cannot be stored as {t.dtype} (floats only)")
+        if r is not None:
+            ok = _dtype_name(own) in _FLOATS and _dtype_name(t.dtype) in _NARROW
+            if not ok or (t.dtype == torch.uint8) != (r.span is not None):
+                raise ValueError(f"{name}: a {own} tensor cannot be stored as {t.dtype}"
+                                 f"{' with a range' if r.span else ''} (floats only; uint8 codes with a range)")
             e["stored_as"] = _dtype_name(t.dtype)
+            if r.span is not None:
+                lo, hi = map(float, r.span)
+                if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                    raise ValueError(f"{name}: the range of uint8 codes must be finite with lo < hi; got {r.span}")
+                e["range"] = [lo, hi]
         fill = _fill_value(t)
         if fill is None:
             by_dtype.setdefault(t.dtype, []).append(t)
@@ -677,6 +719,13 @@ class Archive:
         if "stored_as" in e:
             _check(self.version >= 5, f"{_name(e)}: stored_as in a version {self.version} file")
             _check(sa in _NARROW and dt in _FLOATS, f"{_name(e)}: a {dt} tensor stored as {_show(sa, 40)}")
+        span = e.get("range")
+        if sa == "uint8" and "stored_as" in e:
+            _check(isinstance(span, list) and len(span) == 2 and all(isinstance(v, (int, float)) and
+                   not isinstance(v, bool) and math.isfinite(v) for v in span) and span[0] < span[1],
+                   f"{_name(e)}: uint8 codes need a range [lo, hi] of finite numbers, lo < hi; got {_show(span, 60)}")
+        else:
+            _check("range" not in e, f"{_name(e)}: a range for a tensor not stored as uint8 codes")
         return dt, sa
 
     def _split_stored(self) -> list[torch.Tensor | None]:
@@ -794,6 +843,8 @@ class Archive:
         raw = self._stored_raw(j)
         _check(_crc(raw) == e.get("crc32"), f"{e['name']!r}: checksum mismatch: the stored tensor is corrupt")
         own = getattr(torch, e["dtype"])
+        if "range" in e:
+            return dequantize8(raw, tuple(map(float, e["range"])), own)
         return raw.to(own) if raw.dtype != own else raw.clone()
 
     def verify(self) -> list[str]:
@@ -878,6 +929,6 @@ def inspect(source) -> dict:
             "shared": shared, "stored": stored, "aliases": a.aliases, "info": a.meta.get("info", {})}
 
 
-__all__ = ["Payload", "SharedTensor", "Layout", "layout", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
+__all__ = ["Payload", "SharedTensor", "Narrowed", "quantize8", "dequantize8", "restore_stored", "Layout", "layout", "encode", "to_bytes", "write", "write_bytes", "read", "Archive",
            "load_state_dict", "inspect", "verify", "check_coder", "shared_coders", "FormatError", "FORMAT", "VERSION",
            "READABLE", "CODERS", "CODER_OPTIONS", "DEFAULT_CODER"]

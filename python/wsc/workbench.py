@@ -55,7 +55,7 @@ from wsc.stored import STATS, batchnorms, check_stored, compact, recalibrate
 # O(k log N) per codebook); above it from streaming passes (no copy, O(N) per codebook), so
 # a model of 1e9 weights compresses in about 1.5x its float32 size.
 SORT_LIMIT = 1 << 25
-from wsc.container import Payload, SharedTensor, rescale, scale_counts
+from wsc.container import Payload, SharedTensor, rescale, restore_stored, scale_counts
 from wsc.params import ParamSpec, Selection, select
 
 _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
@@ -143,10 +143,10 @@ class Workbench:
         self._assign_lock = threading.Lock()
         unshared = selection.unshared
         self._folded = ({p: m.eps for p, m in batchnorms(base, unshared, ("weight", "bias", *STATS)).items()}
-                        if stored == "compact" else {})
+                        if stored != "exact" else {})
         self._norms = list(batchnorms(base, unshared))  # BatchNorms whose statistics calibration re-estimates
         self._calibration: list | None = None
-        self._stored: OrderedDict = OrderedDict()  # codebook key (or None) -> (file tensors, restore dtypes)
+        self._stored: OrderedDict = OrderedDict()  # codebook key (or None) -> (file tensors, restore, restored)
 
     def _readable(self, name: str, t: torch.Tensor) -> torch.Tensor:
         """t flat, as the kernels read it: in place when possible, else a CPU float32 copy."""
@@ -274,10 +274,11 @@ class Workbench:
                     crc = zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
         return crc
 
-    def stored_file(self, cb: Codebook, item=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.dtype]]:
-        """(the unshared tensors as the file of ``cb`` stores them, {name: own dtype} of those
-        stored narrower): exact or compact, with re-estimated BatchNorm statistics after
-        calibrate(). ``item``: a working copy (model, state) holding ``cb``'s shared weights."""
+    def stored_file(self, cb: Codebook, item=None) -> tuple[dict, dict, dict]:
+        """(the unshared tensors as the file of ``cb`` stores them, {name: Narrowed} of those
+        stored narrower, the tensors as its reader restores them): exact or compact, with
+        re-estimated BatchNorm statistics after calibrate(). ``item``: a working copy
+        (model, state) holding ``cb``'s shared weights."""
         key = cb.key if self.recalibrating else None
         with self._assign_lock:
             if key in self._stored:
@@ -290,7 +291,9 @@ class Workbench:
                     tensors.update(self._recalibrated(*held))
             else:
                 tensors.update(self._recalibrated(*item))
-        out = compact(tensors, self._folded) if self.stored_policy == "compact" else (tensors, {})
+        out = (tensors, {}) if self.stored_policy == "exact" else compact(
+            tensors, self._folded, codes=self.stored_policy == "compact")
+        out = (*out, restore_stored(*out))
         with self._assign_lock:
             self._stored[key] = out
             while len(self._stored) > STORED_KEPT:
@@ -374,8 +377,8 @@ class Workbench:
     def model(self, cb: Codebook | None):
         """A working copy of the model as the file of ``cb`` restores it (None: the original model)."""
         with self._copy_holding(cb) as item:
-            if self.stored_policy == "compact" or self.recalibrating:  # else the copies hold the originals
-                tensors = self.stored if cb is None else self.stored_file(cb, item)[0]
+            if self.stored_policy != "exact" or self.recalibrating:  # else the copies hold the originals
+                tensors = self.stored if cb is None else self.stored_file(cb, item)[2]
                 with torch.no_grad():
                     for name, t in tensors.items():
                         item[1][name].copy_(t)
@@ -409,7 +412,7 @@ class Workbench:
         scales = self.scoped(cb.scheme.scope)[0]
         shared = [SharedTensor(n, functools.partial(self.tensor_indices, n, cb), tuple(self.originals[n].shape),
                                self.originals[n].dtype, scales.get(n)) for n in self._work]
-        stored, restore = self.stored_file(cb)
+        stored, restore, _ = self.stored_file(cb)
         return Payload(cb.values, shared, dict(stored), dict(self.selection.aliases),
                        list(self.selection.order), info or {}, dict(restore))
 
