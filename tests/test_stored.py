@@ -270,6 +270,22 @@ def test_workbench_scores_the_model_its_file_restores(policy):
     assert files["compact"] < files["exact"] - 4 * 32 * 2  # 32 channels: 4 float32 -> 2 float16 each, at least
 
 
+def test_recalibrated_statistics_do_not_depend_on_what_a_copy_held_before():
+    """The statistics of a codebook are the same whichever codebooks a working copy scored
+    before (its biases before the BatchNorms are compact, not the originals, after one)."""
+    model = ConvBN()
+    with torch.no_grad():
+        model.body[0].bias = nn.Parameter(torch.randn(8) * 0.3 + 0.0123)  # rounded in float16
+    first, second = Workbench(model, stored="compact"), Workbench(model, stored="compact")
+    for bench in (first, second):
+        bench.calibrate(_calibration())
+    cb = first.codebook(6)
+    with second.model(second.codebook(9)):  # the copy now holds compact biases
+        pass
+    a, b = first.stored_file(cb)[2], second.stored_file(second.codebook(6))[2]
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
 @needs_fmnist
 def test_recalibrated_statistics_rescue_the_depthwise_cnn():
     """On the built-in depthwise-separable CNN (Fashion-MNIST), 12 shared values cost about

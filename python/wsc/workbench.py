@@ -291,24 +291,33 @@ class Workbench:
                     tensors.update(self._recalibrated(*held))
             else:
                 tensors.update(self._recalibrated(*item))
-        out = (tensors, {}) if self.stored_policy == "exact" else compact(
-            tensors, self._folded, codes=self.stored_policy == "compact")
-        out = (*out, restore_stored(*out))
+        out = self._encoded(tensors)
         with self._assign_lock:
             self._stored[key] = out
             while len(self._stored) > STORED_KEPT:
                 self._stored.popitem(last=False)
         return out
 
+    def _encoded(self, tensors: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
+        """(file tensors, restore, restored tensors) of unshared tensors under the policy."""
+        out = (tensors, {}) if self.stored_policy == "exact" else compact(
+            tensors, self._folded, codes=self.stored_policy == "compact")
+        return (*out, restore_stored(*out))
+
+    @functools.cached_property
+    def _restored_plain(self) -> dict[str, torch.Tensor]:
+        """The unshared tensors as a file restores them without re-estimated statistics."""
+        return self._encoded(dict(self.stored))[2]
+
     def _recalibrated(self, model: torch.nn.Module, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Re-estimated statistics of the BatchNorms of a working copy holding shared weights
-        (their affine parameters first set back to the originals)."""
+        """Re-estimated statistics of the BatchNorms of a working copy holding shared weights.
+        Its unshared tensors are first set to what the file restores (the BatchNorms' affine
+        parameters to the originals), so the statistics never depend on what the copy held."""
         modules = dict(model.named_modules())
+        affine = {f"{p}.{leaf}" for p in self._norms for leaf in ("weight", "bias")}
         with torch.no_grad():
-            for p in self._norms:
-                for leaf in ("weight", "bias"):
-                    if f"{p}.{leaf}" in self.stored:
-                        target[f"{p}.{leaf}"].copy_(self.stored[f"{p}.{leaf}"])
+            for name, t in self._restored_plain.items():
+                target[name].copy_(self.stored[name] if name in affine else t)
         return recalibrate(model, {p: modules[p] for p in self._norms}, self._calibration)
 
     def scale_bytes(self, scheme: Scheme) -> int:
