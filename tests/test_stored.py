@@ -111,6 +111,12 @@ def _edited(tmp_path, edit):
     (lambda e, m: e["codes"].update(range=[0, float("inf")]), "uint8 codes need a range"),
     (lambda e, m: e["codes"].update(range=[0, "1"]), "uint8 codes need a range"),
     (lambda e, m: e["codes"].update(range=[0]), "uint8 codes need a range"),
+    (lambda e, m: e["codes"].update(range=[0, 10**400]), "uint8 codes need a range"),
+    (lambda e, m: e["codes"].update(range=[-1e308, 1e308]), "uint8 codes need a range"),
+    (lambda e, m: e["codes"].update(range=[0, 1e39]), "uint8 codes need a range"),  # beyond float32
+    (lambda e, m: e["codes"].update(range=[0, True]), "uint8 codes need a range"),
+    (lambda e, m: e["count"].update(shape=[2**24], dtype="float64", stored_as="float16", fill=0.5),
+     "constant tensors of more than"),
     (lambda e, m: e["narrow"].update(range=[0, 1]), "a range for a tensor not stored as uint8 codes"),
     (lambda e, m: e["codes"].pop("stored_as"), "a range for a tensor not stored as uint8 codes"),
 ])
@@ -126,11 +132,40 @@ def test_a_changed_fill_is_a_checksum_error(tmp_path, edit):
         wsc.load_state_dict(_edited(tmp_path, edit))
 
 
+def test_a_huge_constant_tensor_is_stored_as_data_and_a_huge_fill_is_refused(tmp_path):
+    """Fills hold no bytes, so a file may declare at most FILL_LIMIT bytes of them: the
+    writer stores a larger constant tensor as data; a reader refuses a file declaring more."""
+    big = torch.zeros(container.FILL_LIMIT // 4 + 1)
+    a = container.read(_file({"big": big, "small": torch.zeros(3)}))
+    assert [("fill" in e) for e in a.stored] == [False, True]
+    assert a.stored_ok(0) and a.stored_ok(1) and torch.equal(a.stored_tensor(0), big)
+    hostile = _rewrite_entry(tmp_path, "small", shape=[container.FILL_LIMIT // 4 + 1])
+    with pytest.raises(FormatError, match="constant tensors of more than"):
+        wsc.inspect(hostile)
+
+
+def _rewrite_entry(tmp_path, name, **fields):
+    path = tmp_path / "f.wsc"
+    path.write_bytes(_file({"small": torch.zeros(3)}))
+    return _rewrite(path, tmp_path / "bad.wsc",
+                    meta_fn=lambda m: next(e for e in m["tensors"] if e["name"] == name).update(fields))
+
+
+def test_a_fill_checksum_is_computed_without_making_the_tensor():
+    n = 3_000_001
+    raw = _file({"ones": torch.ones(n, dtype=torch.float16)})
+    a = container.read(raw)
+    assert a._stored_views[0] is None and a.stored_ok(0)
+    assert container._fill_crc(torch.ones(1, dtype=torch.float16), n) == container._crc(torch.ones(n).half())
+
+
 @pytest.mark.parametrize("t, how, message", [
     (torch.arange(4), Narrowed(torch.float32), "cannot be stored as"),
     (torch.arange(4, dtype=torch.uint8), Narrowed(torch.float32), "cannot be stored as"),
     (torch.arange(4).half(), Narrowed(torch.float32, (0.0, 1.0)), "cannot be stored as"),
     (torch.arange(4, dtype=torch.uint8), Narrowed(torch.float32, (1.0, 1.0)), "finite with lo < hi"),
+    (torch.arange(4, dtype=torch.uint8), Narrowed(torch.float64, (-1e308, 1e308)), "finite with lo < hi"),
+    (torch.arange(4, dtype=torch.uint8), Narrowed(torch.float32, (0.0, 1e39)), "finite with lo < hi"),
 ])
 def test_payload_refuses_what_cannot_be_read_back(t, how, message):
     with pytest.raises(ValueError, match=message):
@@ -179,6 +214,8 @@ def test_compact_folds_batchnorm_and_keeps_the_outputs():
     for codes in (False, True):
         out, restore = stored.compact(tensors, norms, codes=codes)
         assert all(out[f"{p}.running_mean"].abs().max() == 0 for p in norms)
+        assert all(out[f"{p}.running_var"].dtype == torch.float32 and bool((out[f"{p}.running_var"] == 1 - 1e-5).all())
+                   for p in norms)  # constant: kept in its dtype (the file holds one value)
         assert all(r.dtype == torch.float32 for r in restore.values()) and "body.1.num_batches_tracked" not in restore
         kinds = {out[n].dtype for n in restore}
         assert kinds == {torch.float16}  # 4 to 16 values: below CODES_FROM
@@ -190,6 +227,21 @@ def test_compact_folds_batchnorm_and_keeps_the_outputs():
     out, restore = stored.compact(wide, {})
     assert out["v"].dtype == torch.uint8 and restore["v"].span == (-1.0, 3.0)
     assert out["short"].dtype == torch.float16 and restore["short"].span is None
+
+
+def test_compact_codes_only_where_the_steps_are_fine_for_the_bulk():
+    """One outlier (the folded scale of a nearly dead BatchNorm channel) would leave the
+    other values a few codes: such a tensor stays float16."""
+    g = torch.Generator().manual_seed(0)
+    bulk = torch.rand(128, generator=g) * 0.4 + 0.6
+    outlier = bulk.clone()
+    outlier[5] = 301.0
+    out, restore = stored.compact({"bulk": bulk, "outlier": outlier, "f64": torch.tensor([-1e308, 1e308] * 20,
+                                                                                          dtype=torch.float64)}, {})
+    assert out["bulk"].dtype == torch.uint8 and out["outlier"].dtype == torch.float16
+    assert "f64" not in restore  # a range float64 cannot subtract, beyond float16: kept as it is
+    back = container.restore_stored(out, restore)
+    assert float((back["outlier"] - outlier).abs()[outlier < 2].max()) < 1e-3
 
 
 def test_compact_leaves_what_float16_cannot_hold():
@@ -284,6 +336,93 @@ def test_recalibrated_statistics_do_not_depend_on_what_a_copy_held_before():
         pass
     a, b = first.stored_file(cb)[2], second.stored_file(second.codebook(6))[2]
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_new_working_copies_have_the_models_modes_and_momenta():
+    """A copy made while the first one is in the middle of a re-estimation (BatchNorms in
+    train mode, momentum None) still gets the model's modes and momenta."""
+    model = ConvBN()
+    bench = Workbench(model)
+    base = bench._base
+    base.body[1].train()
+    base.body[1].momentum = None
+    copy_model, _ = bench._new_copy()
+    assert not copy_model.body[1].training and copy_model.body[1].momentum == 0.1
+    assert not copy_model.training
+
+
+def test_calibration_digest_sees_how_inputs_are_batched():
+    x = torch.randn(8, 1, 8, 8)
+    digests = []
+    for batches in ([x[:2], x[2:]], [x[:6], x[6:]], [(x[:2], 0), (x[2:], 0)], [{"x": x[:2]}, {"x": x[2:]}]):
+        bench = Workbench(ConvBN())
+        bench.calibrate(batches if not isinstance(batches[0], dict) else [b["x"] for b in batches])
+        digests.append(bench.calibration_digest())
+    assert len(set(digests[:3])) == 3
+    from wsc.workbench import _digest
+    assert _digest([{"x": x[:2]}]) != _digest([{"y": x[:2]}]) and _digest([((x, x),)]) != _digest([((x,),)])
+
+
+def test_batches_of_one_example_are_skipped_by_the_reestimation():
+    model = ConvBN()
+    batches = _calibration()
+    bench = Workbench(model)
+    bench.calibrate(batches + [batches[0][:1]])
+    one = Workbench(model)
+    one.calibrate(batches)
+    cb = bench.codebook(6)
+    a, b = bench.stored_file(cb)[2], one.stored_file(one.codebook(6))[2]
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    with pytest.raises(ValueError, match="one example"):
+        Workbench(model).calibrate([t[:1] for t in batches])
+
+
+def test_a_failed_calibration_leaves_no_reestimated_statistics_behind():
+    """After a second calibrate() that fails, every working copy scores the original
+    statistics again (they are written back, not assumed)."""
+    model = ConvBN()
+    bench = Workbench(model)
+    bench.calibrate(_calibration())
+    cb = bench.codebook(6)
+    with bench.model(cb), bench.model(cb):  # two copies, both with re-estimated statistics
+        pass
+    with pytest.raises(ValueError):
+        bench.calibrate([])
+    x = torch.randn(4, 1, 8, 8)
+    with bench.model(None) as m1, bench.model(None) as m2:
+        assert torch.equal(m1(x), model(x)) and torch.equal(m2(x), model(x))
+
+
+class TiedBN(nn.Module):
+    """Two BatchNorms sharing their affine parameters, each with its own statistics."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, bias=False)
+        self.a, self.b = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+        self.b.weight, self.b.bias = self.a.weight, self.a.bias
+        with torch.no_grad():
+            self.a.weight.uniform_(0.5, 2)
+            self.a.running_var.uniform_(0.5, 2)
+            self.b.running_var.uniform_(3, 4)
+        self.eval()
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.a(y) + self.b(y * 2)
+
+
+def test_batchnorms_with_tied_parameters_are_not_folded():
+    model = TiedBN()
+    bench = Workbench(model, stored="compact")
+    assert bench._folded == {}
+    x = torch.randn(2, 1, 6, 6)
+    cb = bench.codebook(16)
+    with bench.model(cb) as m:
+        scored = m(x)
+    loaded = wsc.load_into(TiedBN(), container.to_bytes(bench.payload(cb), coder="auto"))
+    assert torch.equal(loaded(x), scored)
 
 
 @needs_fmnist

@@ -73,7 +73,7 @@ _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
 _NARROW = ("float32", "float16", "bfloat16", "uint8")  # what a float tensor may be stored as (version 5)
-FILL_LIMIT = 1 << 31  # elements of constant tensors a file may declare in all (they take no bytes)
+FILL_LIMIT = 1 << 24  # bytes of constant tensors a file may hold as fills, in all (larger ones are stored as data)
 
 
 @dataclass
@@ -312,6 +312,7 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
             lengths.append(c.code)
         entries[s.name] = e
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    filled = 0  # bytes of the fills so far
     for name, t in p.stored.items():
         t = t.detach().cpu().contiguous()
         r = p.restore.get(name)
@@ -326,14 +327,16 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
             e["stored_as"] = _dtype_name(t.dtype)
             if r.span is not None:
                 lo, hi = map(float, r.span)
-                if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                    raise ValueError(f"{name}: the range of uint8 codes must be finite with lo < hi; got {r.span}")
+                if _span_problem(lo, hi, own):
+                    raise ValueError(f"{name}: the range of uint8 codes must be finite with lo < hi within "
+                                     f"{own}; got {r.span}")
                 e["range"] = [lo, hi]
         fill = _fill_value(t)
-        if fill is None:
-            by_dtype.setdefault(t.dtype, []).append(t)
-        else:
+        if fill is not None and filled + t.numel() * t.element_size() <= FILL_LIMIT:
             e["fill"] = fill
+            filled += t.numel() * t.element_size()
+        else:
+            by_dtype.setdefault(t.dtype, []).append(t)
     tensors = {"codebook": (torch.float32, (m,), [cb]),
                "offsets": (torch.int64, (sum(c.offsets.size for c in coded),), [c.offsets for c in coded]),
                "data": (torch.uint8, (sum(c.data.size for c in coded),), [c.data for c in coded])}
@@ -375,6 +378,22 @@ def _fill_value(t: torch.Tensor):
         return None
     v = flat[0].item()
     return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
+def _span_problem(lo: float, hi: float, dtype: torch.dtype) -> bool:
+    """Whether [lo, hi] cannot be the range of uint8 codes of a ``dtype`` tensor."""
+    top = torch.finfo(dtype).max
+    return not (math.isfinite(hi - lo) and lo < hi and -top <= lo and hi <= top)
+
+
+def _fill_crc(value: torch.Tensor, n: int) -> int:
+    """CRC-32 of ``n`` copies of the one element of ``value``, a block at a time (no tensor of n made)."""
+    one = value.reshape(-1)[:1].contiguous().view(torch.uint8).numpy().tobytes()
+    per = max(1, min(n, (1 << 20) // len(one)))
+    block, c = one * per, 0
+    for _ in range(n // per):
+        c = zlib.crc32(block, c)
+    return zlib.crc32(one * (n % per), c)
 
 
 def _filled(e: dict, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
@@ -721,9 +740,14 @@ class Archive:
             _check(sa in _NARROW and dt in _FLOATS, f"{_name(e)}: a {dt} tensor stored as {_show(sa, 40)}")
         span = e.get("range")
         if sa == "uint8" and "stored_as" in e:
-            _check(isinstance(span, list) and len(span) == 2 and all(isinstance(v, (int, float)) and
-                   not isinstance(v, bool) and math.isfinite(v) for v in span) and span[0] < span[1],
-                   f"{_name(e)}: uint8 codes need a range [lo, hi] of finite numbers, lo < hi; got {_show(span, 60)}")
+            ok = isinstance(span, list) and len(span) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in span)
+            try:
+                ok = ok and not _span_problem(float(span[0]), float(span[1]), getattr(torch, dt))
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+            _check(ok, f"{_name(e)}: uint8 codes need a range [lo, hi] of finite numbers, lo < hi, within "
+                       f"{dt}; got {_show(span, 60)}")
         else:
             _check("range" not in e, f"{_name(e)}: a range for a tensor not stored as uint8 codes")
         return dt, sa
@@ -739,8 +763,8 @@ class Archive:
             n = math.prod(shape)
             if "fill" in e:
                 _check(self.version >= 5, f"{_name(e)}: fill in a version {self.version} file")
-                filled += n
-                _check(filled <= FILL_LIMIT, f"constant tensors of more than {FILL_LIMIT} elements in all")
+                filled += n * getattr(torch, sa).itemsize
+                _check(filled <= FILL_LIMIT, f"constant tensors of more than {FILL_LIMIT} bytes in all")
                 _filled(e, getattr(torch, sa), (1,))  # the value, checked; the tensor is made when read
                 views.append(None)
                 continue
@@ -772,7 +796,11 @@ class Archive:
         return _crc(*parts) == s.entry.get("crc32")
 
     def stored_ok(self, j: int) -> bool:
-        return _crc(self._stored_raw(j)) == self.stored[j].get("crc32")
+        e, v = self.stored[j], self._stored_views[j]
+        if v is None:  # a fill: its CRC without making the tensor
+            one = _filled(e, getattr(torch, self._stored_dtype(e)[1]), (1,))
+            return _fill_crc(one, math.prod(_shape(e))) == e.get("crc32")
+        return _crc(v) == e.get("crc32")
 
     def coded_stream(self, j: int):
         """Shared tensor j's stream as a :class:`wsc.huffman.HuffmanStream` or
@@ -840,8 +868,8 @@ class Archive:
 
     def stored_tensor(self, j: int) -> torch.Tensor:
         e = self.stored[j]
+        _check(self.stored_ok(j), f"{e['name']!r}: checksum mismatch: the stored tensor is corrupt")
         raw = self._stored_raw(j)
-        _check(_crc(raw) == e.get("crc32"), f"{e['name']!r}: checksum mismatch: the stored tensor is corrupt")
         own = getattr(torch, e["dtype"])
         if "range" in e:
             return dequantize8(raw, tuple(map(float, e["range"])), own)

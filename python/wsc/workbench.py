@@ -49,7 +49,7 @@ from wsc._arrays import index_dtype
 from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
 from wsc.compensate import RATES, assign_tensor, second_moments
 from wsc.scheme import PAPER, Scheme, clip_range
-from wsc.stored import STATS, batchnorms, check_stored, compact, recalibrate
+from wsc.stored import STATS, batchnorms, check_stored, compact, examples, recalibrate
 
 # Up to this many shared weights the codebooks come from sorted copies (12 bytes per weight,
 # O(k log N) per codebook); above it from streaming passes (no copy, O(N) per codebook), so
@@ -141,11 +141,15 @@ class Workbench:
         self.moments: dict[str, torch.Tensor] = {}  # weight name -> E[x x^T] of its layer's inputs
         self._assigned: OrderedDict = OrderedDict()  # compensated codebook key -> {name: indices}
         self._assign_lock = threading.Lock()
-        unshared = selection.unshared
+        tied = set(selection.aliases.values())  # tensors another name also uses: never rewritten
+        unshared = [n for n in selection.unshared if n not in tied]
         self._folded = ({p: m.eps for p, m in batchnorms(base, unshared, ("weight", "bias", *STATS)).items()}
                         if stored != "exact" else {})
         self._norms = list(batchnorms(base, unshared))  # BatchNorms whose statistics calibration re-estimates
         self._calibration: list | None = None
+        self._stored_written = False  # whether copies may hold unshared tensors other than the originals
+        # modes and BatchNorm momenta of the model, which re-estimation changes for a while on a copy
+        self._modes = [(m.training, getattr(m, "momentum", None)) for m in base.modules()]
         self._stored: OrderedDict = OrderedDict()  # codebook key (or None) -> (file tensors, restore, restored)
 
     def _readable(self, name: str, t: torch.Tensor) -> torch.Tensor:
@@ -226,6 +230,10 @@ class Workbench:
             self._assigned.clear()
             self._stored.clear()
         self._calibration = batches if self.moments and self._norms else None
+        if self._calibration is not None and all(_examples(b) == 1 for b in batches):
+            self._calibration = None
+            raise ValueError("calibration: every batch holds one example; the model's BatchNorm statistics "
+                             "are re-estimated from batches of two or more (batch the inputs)")
         if not self.moments:
             raise ValueError("calibration: no shared weight of a Linear or Conv layer received inputs (wsc "
                              "compensates those; pass batches the model accepts, or no calibration)")
@@ -264,15 +272,7 @@ class Workbench:
     def calibration_digest(self) -> int | None:
         """CRC-32 of the calibration inputs when they move the scores (BatchNorm statistics
         re-estimated), else None."""
-        if not self.recalibrating:
-            return None
-        crc = 0
-        for batch in self._calibration:
-            for t in (batch.values() if isinstance(batch, dict) else
-                      batch[:1] if isinstance(batch, (tuple, list)) else [batch]):
-                if isinstance(t, torch.Tensor):
-                    crc = zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
-        return crc
+        return _digest(self._calibration) if self.recalibrating else None
 
     def stored_file(self, cb: Codebook, item=None) -> tuple[dict, dict, dict]:
         """(the unshared tensors as the file of ``cb`` stores them, {name: Narrowed} of those
@@ -346,8 +346,15 @@ class Workbench:
         return model, model.state_dict()
 
     def _new_copy(self):
+        """A new working copy, made from the first one (with the modes and momenta of the
+        model: the first may be in the middle of a re-estimation on another thread)."""
         with self._copy_lock:
-            return self._targets(copy.deepcopy(self._base))
+            model = copy.deepcopy(self._base)
+        for m, (training, momentum) in zip(model.modules(), self._modes):
+            m.training = training
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = momentum
+        return self._targets(model)
 
     def apply(self, target: dict[str, torch.Tensor], cb: Codebook | None) -> None:
         """Write the shared weights of ``cb`` (or the originals when None) into a copy's tensors."""
@@ -386,7 +393,8 @@ class Workbench:
     def model(self, cb: Codebook | None):
         """A working copy of the model as the file of ``cb`` restores it (None: the original model)."""
         with self._copy_holding(cb) as item:
-            if self.stored_policy != "exact" or self.recalibrating:  # else the copies hold the originals
+            if self.stored_policy != "exact" or self.recalibrating or self._stored_written:
+                self._stored_written = True  # else the copies hold the originals, as always before
                 tensors = self.stored if cb is None else self.stored_file(cb, item)[2]
                 with torch.no_grad():
                     for name, t in tensors.items():
@@ -424,6 +432,30 @@ class Workbench:
         stored, restore, _ = self.stored_file(cb)
         return Payload(cb.values, shared, dict(stored), dict(self.selection.aliases),
                        list(self.selection.order), info or {}, dict(restore))
+
+
+def _examples(batch) -> int | None:
+    """Examples in a calibration batch (a tensor, a tuple / list whose first element is the input, or a dict)."""
+    return examples(batch[0] if isinstance(batch, (tuple, list)) and batch else batch)
+
+
+def _digest(obj, crc: int = 0) -> int:
+    """CRC-32 of nested batches: every tensor's dtype, shape and bytes, every container's
+    kind, length and keys, every other leaf's repr, in order."""
+    if isinstance(obj, torch.Tensor):
+        crc = zlib.crc32(f"T{obj.dtype}{tuple(obj.shape)}".encode(), crc)
+        return zlib.crc32(obj.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
+    if isinstance(obj, dict):
+        crc = zlib.crc32(f"D{len(obj)}".encode(), crc)
+        for k in sorted(obj, key=repr):
+            crc = _digest(obj[k], zlib.crc32(repr(k).encode(), crc))
+        return crc
+    if isinstance(obj, (list, tuple)):
+        crc = zlib.crc32(f"{type(obj).__name__}{len(obj)}".encode(), crc)
+        for v in obj:
+            crc = _digest(v, crc)
+        return crc
+    return zlib.crc32(f"R{obj!r}".encode(), crc)
 
 
 def _source(tensors: dict[str, torch.Tensor]):
