@@ -95,7 +95,7 @@ class Workbench:
     ValueError naming them), ``"zero"`` (replace those values by 0 before sharing; the
     baseline is still scored on the original model) or ``"skip"`` (store such tensors
     unchanged, unshared). ``stored``: how the unshared tensors go into the file,
-    ``"exact"`` or ``"compact"`` (:mod:`wsc.stored`).
+    ``"exact"``, ``"float16"`` or ``"compact"`` (:mod:`wsc.stored`).
     """
 
     def __init__(self, model: torch.nn.Module, params: ParamSpec = "weights", *, nan: str = "error",
