@@ -102,10 +102,14 @@ def _codes_fit(t: torch.Tensor) -> bool:
     return math.isfinite(span) and span / 255 <= STEP_OF_IQR * (q3 - q1)
 
 
-def examples(x) -> int | None:
-    """Examples in a batch of model inputs (its first tensor's first dimension), if known."""
-    first = next((v for v in x.values() if isinstance(v, torch.Tensor)), None) if isinstance(x, dict) else x
-    return first.shape[0] if isinstance(first, torch.Tensor) and first.dim() else None
+def examples(batch) -> int | None:
+    """Examples in a calibration batch (a tensor, a tuple / list whose first element is the
+    input, or a dict of keyword inputs): its first tensor's first dimension, if known."""
+    if isinstance(batch, dict):
+        batch = next((v for v in batch.values() if isinstance(v, torch.Tensor)), None)
+    elif isinstance(batch, (tuple, list)):
+        batch = batch[0] if batch else None
+    return batch.shape[0] if isinstance(batch, torch.Tensor) and batch.dim() else None
 
 
 def recalibrate(model: nn.Module, norms: dict[str, nn.Module], batches: Iterable) -> dict[str, torch.Tensor]:
@@ -124,9 +128,9 @@ def recalibrate(model: nn.Module, norms: dict[str, nn.Module], batches: Iterable
             m.train()
         with torch.no_grad():
             for batch in batches:
-                x = inputs_on(device, batch)
-                if examples(x) == 1:  # train-mode BatchNorm needs two or more; the average skips it
+                if examples(batch) == 1:  # train-mode BatchNorm needs two or more; the average skips it
                     continue
+                x = inputs_on(device, batch)
                 model(**x) if isinstance(x, dict) else model(x)
         return {f"{p}.{s}": getattr(m, s).detach().clone() for p, m in norms.items() for s in STATS}
     finally:

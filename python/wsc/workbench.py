@@ -150,7 +150,7 @@ class Workbench:
         self._stored_written = False  # whether copies may hold unshared tensors other than the originals
         # modes and BatchNorm momenta of the model, which re-estimation changes for a while on a copy
         self._modes = [(m.training, getattr(m, "momentum", None)) for m in base.modules()]
-        self._stored: OrderedDict = OrderedDict()  # codebook key (or None) -> (file tensors, restore, restored)
+        self._stored: OrderedDict = OrderedDict()  # codebook key -> (file tensors, restore, restored)
 
     def _readable(self, name: str, t: torch.Tensor) -> torch.Tensor:
         """t flat, as the kernels read it: in place when possible, else a CPU float32 copy."""
@@ -230,7 +230,7 @@ class Workbench:
             self._assigned.clear()
             self._stored.clear()
         self._calibration = batches if self.moments and self._norms else None
-        if self._calibration is not None and all(_examples(b) == 1 for b in batches):
+        if self._calibration is not None and all(examples(b) == 1 for b in batches):
             self._calibration = None
             raise ValueError("calibration: every batch holds one example; the model's BatchNorm statistics "
                              "are re-estimated from batches of two or more (batch the inputs)")
@@ -279,21 +279,20 @@ class Workbench:
         stored narrower, the tensors as its reader restores them): exact or compact, with
         re-estimated BatchNorm statistics after calibrate(). ``item``: a working copy
         (model, state) holding ``cb``'s shared weights."""
-        key = cb.key if self.recalibrating else None
+        if not self.recalibrating:
+            return self._plain
         with self._assign_lock:
-            if key in self._stored:
-                self._stored.move_to_end(key)
-                return self._stored[key]
-        tensors = dict(self.stored)
-        if self.recalibrating:
-            if item is None:
-                with self._copy_holding(cb) as held:
-                    tensors.update(self._recalibrated(*held))
-            else:
-                tensors.update(self._recalibrated(*item))
-        out = self._encoded(tensors)
+            if cb.key in self._stored:
+                self._stored.move_to_end(cb.key)
+                return self._stored[cb.key]
+        if item is None:
+            with self._copy_holding(cb) as held:
+                stats = self._recalibrated(*held)
+        else:
+            stats = self._recalibrated(*item)
+        out = self._encoded({**self.stored, **stats})
         with self._assign_lock:
-            self._stored[key] = out
+            self._stored[cb.key] = out
             while len(self._stored) > STORED_KEPT:
                 self._stored.popitem(last=False)
         return out
@@ -305,9 +304,9 @@ class Workbench:
         return (*out, restore_stored(*out))
 
     @functools.cached_property
-    def _restored_plain(self) -> dict[str, torch.Tensor]:
-        """The unshared tensors as a file restores them without re-estimated statistics."""
-        return self._encoded(dict(self.stored))[2]
+    def _plain(self) -> tuple[dict, dict, dict]:
+        """:meth:`stored_file` of every codebook without re-estimated statistics."""
+        return self._encoded(dict(self.stored))
 
     def _recalibrated(self, model: torch.nn.Module, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Re-estimated statistics of the BatchNorms of a working copy holding shared weights.
@@ -316,7 +315,7 @@ class Workbench:
         modules = dict(model.named_modules())
         affine = {f"{p}.{leaf}" for p in self._norms for leaf in ("weight", "bias")}
         with torch.no_grad():
-            for name, t in self._restored_plain.items():
+            for name, t in self._plain[2].items():
                 target[name].copy_(self.stored[name] if name in affine else t)
         return recalibrate(model, {p: modules[p] for p in self._norms}, self._calibration)
 
@@ -432,11 +431,6 @@ class Workbench:
         stored, restore, _ = self.stored_file(cb)
         return Payload(cb.values, shared, dict(stored), dict(self.selection.aliases),
                        list(self.selection.order), info or {}, dict(restore))
-
-
-def _examples(batch) -> int | None:
-    """Examples in a calibration batch (a tensor, a tuple / list whose first element is the input, or a dict)."""
-    return examples(batch[0] if isinstance(batch, (tuple, list)) and batch else batch)
 
 
 def _digest(obj, crc: int = 0) -> int:
