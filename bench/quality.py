@@ -1,6 +1,6 @@
 """Compression-quality benchmark: the paper's method, each improvement, and their combination.
 
-    python bench/quality.py                                  # four models, nine methods
+    python bench/quality.py                                  # four models, ten methods
     python bench/quality.py --methods "combined, values" "combined, all"   # the ablations
     python bench/quality.py --models lenet5-fmnist --methods paper combined --out /tmp/q
     python bench/quality.py --combine a/quality.json b/quality.json --out c   # one table of both
@@ -9,7 +9,8 @@ On the built-in models trained on Fashion-MNIST (LeNet-5, LeNet-300-100, a depth
 CNN and a row-by-row GRU), with a class-balanced search split of 2,000 test images (seed 0)
 and the other 8,000 held out, every method runs the same NSGA-II budget and the same bar
 (tolerance 1 point). Besides the paper's method, each improvement alone (``+compact``: the
-unshared tensors stored compactly, :mod:`wsc.stored`) and their combination (with calibration
+unshared tensors stored compactly, :mod:`wsc.stored`; ``+steps``: a bin-width level per
+group of tensors, :mod:`wsc.scheme`) and their combination (with calibration
 data: BatchNorm statistics re-estimated for every codebook, and GPTQ on the final fronts),
 and two variants of the combination, run on request: with the number of values as the size
 objective (``"combined, values"``: is coded size the better default?) and sharing every
@@ -37,15 +38,16 @@ import numpy as np
 
 MODELS = ["lenet5-fmnist", "lenet300-fmnist", "dwcnn-fmnist", "gru-fmnist"]
 CALIBRATION = 1024  # training images (never the test images the splits come from)
-_PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None, "merge": "within",
+_PAPER = {"codebook": "uniform", "clip": False, "steps": False, "size": "values", "confidence": None, "merge": "within",
           "stored": "exact"}
-_COMBINED = {"codebook": "auto", "clip": True, "size": "bits", "confidence": 0.95, "merge": "within",
+_COMBINED = {"codebook": "auto", "clip": True, "steps": True, "size": "bits", "confidence": 0.95, "merge": "within",
              "stored": "compact"}
 METHODS = {  # the paper merges every front solution; the others only those within the bar
     "paper": {**_PAPER, "merge": True},
     "+confidence": {**_PAPER, "confidence": 0.95},
     "+scope": {**_PAPER, "codebook": ["uniform", "normalized"]},
     "+clip": {**_PAPER, "clip": True},
+    "+steps": {**_PAPER, "steps": True},  # a step level (bin width) per group of tensors
     "+kmeans": {**_PAPER, "codebook": "kmeans"},
     "+bits": {**_PAPER, "size": "bits"},
     "+compact": {**_PAPER, "stored": "compact"},  # BatchNorm folded, vectors as 8-bit codes (wsc.stored)
@@ -155,6 +157,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         s = r["scheme"]
         chosen = f"{s['placement']} {s['scope']}, range {s['range_kept']:.2g}, {r['values']} values"
+        chosen += f", steps {''.join(map(str, s['steps']))}" if s.get("steps") else ""
         chosen += ", GPTQ" if r.get("compensated") else ""
         vs = f"{r['x_smaller_than_paper']:.2f}x smaller" if r.get("x_smaller_than_paper") else "–"
         lines.append(f"| {r['model']} | {r['method']} | {r['file_bytes']:,} | {r['ratio']:.2f}x | "

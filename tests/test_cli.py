@@ -150,18 +150,20 @@ def test_compress_method_options(tmp_path, capsys):
     base = ["compress", "--model", "lenet300-fmnist", *QUICK, "--json"]
     assert main([*base, "--paper", "--out", str(tmp_path / "p")]) == 0
     s = json.loads(capsys.readouterr().out)["settings"]
-    assert (s["codebook"], s["clip"], s["size"], s["confidence"], s["merge"]) == ("uniform", False, "values", None, True)
+    assert (s["codebook"], s["clip"], s["steps"], s["size"], s["confidence"], s["merge"]) == (
+        "uniform", False, False, "values", None, True)
     assert s["compensated"] == []  # the paper's method rounds to the bins
     assert s["stored"] == "exact"  # bit for bit
     assert all(e["stored_as"] == e["dtype"] for e in wsc.inspect(tmp_path / "p" / "model.wsc")["stored"])
-    assert main([*base, "--codebook", "normalized", "--scale", "tensor", "--no-clip", "--confidence", "0.9",
-                 "--out", str(tmp_path / "n")]) == 0
+    assert main([*base, "--codebook", "normalized", "--scale", "tensor", "--no-clip", "--no-steps",
+                 "--confidence", "0.9", "--out", str(tmp_path / "n")]) == 0
     report = json.loads(capsys.readouterr().out)
     s = report["settings"]
     assert (s["codebook"], s["scale"], s["clip"], s["confidence"], s["merge"]) == ("normalized", "tensor", False,
                                                                                    0.9, "within")
     assert {r["scheme"]["scope"] for r in report["front_before_merge"]} == {"tensor"}
     assert {r["scheme"]["clip"] for r in report["front_before_merge"]} == {0}
+    assert s["steps"] is False and not any("steps" in r["scheme"] for r in report["front_before_merge"])
     assert wsc.inspect(tmp_path / "n" / "model.wsc")["shared"][0]["scales"] == 1
     assert s["stored"] == "compact"  # biases of 300 and 100 values as 8-bit codes, that of 10 in float16
     assert {e["name"]: e["stored_as"] for e in wsc.inspect(tmp_path / "n" / "model.wsc")["stored"]} == {

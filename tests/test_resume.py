@@ -104,6 +104,8 @@ def test_a_finished_cache_makes_a_rerun_free(trained_mlp, digits_eval, tmp_path,
     r = wsc.compress(copy.deepcopy(trained_mlp), ev, cache=cache, resume=True, **FAST)
     assert ev.calls == 2  # the baseline only
     assert _fronts(r) == _fronts(full)
+    stepped = [e for e in json.loads(cache.read_text())["search"] if len(e[0]) == 4]
+    assert stepped and all(any(e[0][3]) for e in stepped)  # step levels are part of the keys kept
 
 
 def test_resume_refuses_a_cache_of_another_model_or_evaluator(trained_mlp, digits_eval, tmp_path):

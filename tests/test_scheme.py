@@ -14,7 +14,7 @@ import torch
 from wsc import container, nn as wnn
 from wsc.codebook import Codebook, SortedWeights, bin_rule
 from wsc.errors import FormatError
-from wsc.scheme import CLIP_MAX, Scheme, check_codebook, clip_range, lloyd_groups
+from wsc.scheme import CLIP_MAX, STEP_GROUPS, STEP_MAX, Scheme, check_codebook, clip_range, lloyd_groups, step_groups
 from wsc.workbench import Workbench
 
 from conftest import weights_like
@@ -22,7 +22,9 @@ from conftest import weights_like
 from pipeline_fixtures import resave
 
 SCHEMES = [Scheme(), Scheme("uniform", "global", 6), Scheme("uniform", "tensor", 3), Scheme("uniform", "channel"),
-           Scheme("kmeans", "global"), Scheme("kmeans", "channel", 4), Scheme("kmeans", "tensor", CLIP_MAX)]
+           Scheme("kmeans", "global"), Scheme("kmeans", "channel", 4), Scheme("kmeans", "tensor", CLIP_MAX),
+           Scheme("uniform", "global", 0, (2, 0, 1)), Scheme("uniform", "channel", 2, (0, STEP_MAX, 3)),
+           Scheme("kmeans", "tensor", 0, (1, 1, 0))]
 
 
 class Net(torch.nn.Module):
@@ -54,6 +56,12 @@ def test_scheme_checks_its_fields():
         Scheme("uniform", "layer")
     with pytest.raises(ValueError, match="clip"):
         Scheme(clip=CLIP_MAX + 1)
+    for bad in ((STEP_MAX + 1,), (-1,), (True,), [1], (0,) * (STEP_GROUPS + 1)):
+        with pytest.raises(ValueError, match="steps must be"):
+            Scheme(steps=bad)
+    assert Scheme(steps=(0, 0)) == Scheme() and Scheme(steps=(0, 0)).key == Scheme().key
+    assert Scheme(steps=(0, 2)).key == ("uniform", "global", 0, (0, 2))
+    assert Scheme(steps=(0, 2)).describe()["steps"] == [0, 2]
     with pytest.raises(ValueError, match="codebook must be one of"):
         check_codebook("normalised", "tensor")
     with pytest.raises(ValueError, match="scale must be one of"):
@@ -148,6 +156,51 @@ def test_normalised_scope_rescues_layers_on_other_scales():
             a, b = m.fc.weight.detach(), model.fc.weight.detach()
             errs[scope] = float(((a - b) ** 2).mean() / (b ** 2).mean())
     assert errs["channel"] < 0.05 < errs["global"]
+
+
+def test_step_groups_are_runs_of_consecutive_tensors():
+    assert step_groups(3) == [0, 1, 2]
+    g = step_groups(40)
+    assert g == sorted(g) and set(g) == set(range(STEP_GROUPS))
+    assert max(np.bincount(g)) - min(np.bincount(g)) <= 1
+
+
+def test_a_step_level_widens_one_tensors_bins():
+    """Level j divides a tensor by 2 ** (j / 2) (its own bfloat16 scale in the global scope),
+    so the same codebook gives it fewer values; the others keep theirs and have no scale."""
+    model = Net()
+    bench = Workbench(model)
+    assert bench.step_group_count == 3
+    glob = Scheme(steps=(0, 0, STEP_MAX))
+    assert bench.scale_bytes(glob) == 2
+    scales = bench.scoped(glob)[0]
+    assert list(scales) == ["fc.weight"] and float(scales["fc.weight"]) == 2.0 ** (STEP_MAX / 2)
+    plain, wide = (bench.codebook(16, Scheme(scope="tensor", steps=s)) for s in ((), (0, 0, STEP_MAX)))
+    base = bench.scoped(plain.scheme)[0]["fc.weight"]
+    assert torch.equal(bench.scoped(wide.scheme)[0]["fc.weight"], (base.float() * 4).to(torch.bfloat16))
+    used = {cb: [np.count_nonzero(c) for c in bench.tensor_counts(cb)] for cb in (plain, wide)}
+    # fewer values for fc; the others keep theirs or gain (the joint range can only narrow)
+    assert used[wide][2] < used[plain][2] and all(a >= b for a, b in zip(used[wide][:2], used[plain][:2]))
+    for cb in (plain, wide):  # the counts the search sizes by are those of the file's indices
+        for c, i in zip(bench.tensor_counts(cb), bench.indices(cb).values()):
+            assert np.array_equal(c, np.bincount(i, minlength=cb.size))
+    with pytest.raises(ValueError, match="one level per group"):
+        bench.codebook(16, Scheme(steps=(1, 2)))
+
+
+def test_step_copies_are_bounded_and_rebuilt_alike(monkeypatch):
+    from wsc import workbench
+
+    monkeypatch.setattr(workbench, "STEPPED_WEIGHTS", 1)
+    bench = Workbench(Net())
+    first = {}
+    for rnd in range(2):  # the second round finds most copies evicted and makes them again
+        for steps in [(1, 0, 0), (0, 2, 3), (4, 4, 4), (1, 2, 3), (0, 0, 1)]:
+            cb = bench.codebook(12, Scheme(scope="tensor", steps=steps))
+            held = sum(e[1].numel() for e in bench._stepped.values())
+            assert held <= bench.n_shared or len(bench._stepped) == 1
+            got = (cb.key, cb.counts.tolist(), [i.tolist() for i in bench.indices(cb).values()])
+            assert first.setdefault(steps, got) == got
 
 
 def _scaled_file():

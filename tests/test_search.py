@@ -42,6 +42,29 @@ def test_search_is_seeded_and_records_every_k_once():
     assert run(_toy(Counter()), space=[(9, 9)], pop_size=4, generations=3, seed=0).front == [(9,)]
 
 
+def test_zero_half_starts_half_the_population_at_the_lower_bound():
+    seen = []
+
+    def objectives(configs):
+        seen.extend(configs)
+        return [(1.0 / k + 0.01 * j, float(k)) for k, j in configs]
+
+    run(objectives, space=[(2, 5000), (0, 4)], pop_size=20, generations=1, seed=3, zero_half=[1])
+    first = seen[:20]
+    assert sum(j == 0 for _, j in first) >= 10 and any(j > 0 for _, j in first)
+
+
+def test_compress_searches_step_levels_unless_told_not_to(mlp, digits_eval):
+    for steps in (False, True):
+        r = wsc.compress(mlp, digits_eval, k_range=(2, 24), pop_size=8, generations=2, seed=0, progress=False,
+                         steps=steps, merge=False)
+        assert r.settings["steps"] is steps
+        if not steps:
+            assert all(not s.scheme.steps for s in r.front)
+    with pytest.raises(TypeError, match="steps must be a bool"):
+        wsc.compress(mlp, digits_eval, steps="yes")
+
+
 def test_score_cache_computes_each_key_once_across_threads():
     calls = Counter()
     lock = threading.Lock()

@@ -19,13 +19,14 @@ from wsc.evaluate import as_evaluator
 from wsc.merge import merge as merge_codebook
 from wsc.params import ParamSpec
 from wsc.result import CompressionResult, Solution, solution_info
-from wsc.scheme import CLIP_MAX, Scheme, check_codebook
+from wsc.scheme import CLIP_MAX, STEP_MAX, Scheme, check_codebook
 from wsc.workbench import Workbench
 
 SIZES = ("values", "bits")
 # The paper's method (MO-UB) as options of compress(): one global codebook of uniform bins
 # over the full range, the number of values as the size, selection by the point estimate.
-PAPER = {"codebook": "uniform", "clip": False, "size": "values", "confidence": None, "merge": True, "stored": "exact"}
+PAPER = {"codebook": "uniform", "clip": False, "steps": False, "size": "values", "confidence": None, "merge": True,
+         "stored": "exact"}
 
 
 def _int(name: str, v, lo: int, hi: int | None = None) -> int:
@@ -105,7 +106,7 @@ def _params_label(params: ParamSpec) -> str:
 def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              k_range: tuple[int, int] = (2, 1024), pop_size: int = 100, generations: int = 100,
              seed: int = 0, merge: bool | str = "within", tolerance: float = 0.01, confidence: float | None = 0.95,
-             codebook: str = "auto", scale: str = "channel", clip: bool = True, workers: int = 1,
+             codebook: str = "auto", scale: str = "channel", clip: bool = True, steps: bool = True, workers: int = 1,
              progress=True, size: str = "bits", nan: str = "error", cache=None,
              resume: bool = False, coder: str = container.DEFAULT_CODER, calibration=None,
              stored: str = "compact") -> CompressionResult:
@@ -123,7 +124,9 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     global codebook), ``"normalized"`` (over weights divided by a scale per tensor or per
     channel, ``scale``), ``"kmeans"`` (k-means centres, O(N)) or ``"auto"`` (the search
     chooses among all of them, both scales included); ``clip``: the search also chooses the
-    fraction of the range the bins cover (:mod:`wsc.scheme`). ``merge``: ``"within"`` (merge
+    fraction of the range the bins cover; ``steps``: it also chooses, per group of shared
+    tensors, how many times wider (1, 1.4, 2, 2.8 or 4) that group's bins are, so the one
+    codebook spends fewer values where accuracy allows (:mod:`wsc.scheme`). ``merge``: ``"within"`` (merge
     the front solutions within the bar: the only ones :meth:`CompressionResult.choose` can
     pick, at a fraction of the evaluations), True (every front solution, the paper's) or
     False. ``wsc.PAPER`` holds the options of the paper's method. ``workers``: threads that
@@ -159,8 +162,9 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     if merge not in (True, False, "within"):
         raise ValueError(f"merge must be True, False or 'within'; got {merge!r}")
     kinds = check_codebook(codebook, scale)
-    if not isinstance(clip, bool):
-        raise TypeError(f"clip must be a bool; got {type(clip).__name__}")
+    for name, flag in (("clip", clip), ("steps", steps)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool; got {type(flag).__name__}")
     if resume and cache is None:
         raise ValueError("resume=True needs cache=PATH (where the scores of the interrupted run are)")
     if isinstance(calibration, torch.Tensor):  # one tensor of inputs: batches of 256
@@ -174,7 +178,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     calibrated = bench.calibrate(calibration) if calibration is not None else []
     settings = {"params": _params_label(params), "k_range": [k_min, k_max], "pop_size": pop_size,
                 "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
-                "confidence": confidence, "codebook": codebook, "scale": scale, "clip": clip,
+                "confidence": confidence, "codebook": codebook, "scale": scale, "clip": clip, "steps": steps,
                 "workers": workers, "size": size, "nan": nan, "coder": coder, "compensated": calibrated,
                 "stored": stored, "batchnorm_recalibrated": bench.recalibrating}
     if bench.non_finite:
@@ -223,12 +227,13 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
                            heldout_cache.snapshot(), settings)
 
     bits_cache: dict[tuple, int] = {}
-    space = [(k_min, k_max), (0, CLIP_MAX if clip else 0), (0, len(kinds) - 1)]
+    groups = bench.step_group_count if steps else 0
+    space = [(k_min, k_max), (0, CLIP_MAX if clip else 0), (0, len(kinds) - 1)] + [(0, STEP_MAX)] * groups
 
     @functools.lru_cache(maxsize=64)  # recent ones only: a k-means codebook holds up to 65,536 bins
-    def make(config: tuple[int, int, int]) -> Codebook:
-        k, level, kind = config
-        return bench.codebook(k, Scheme(*kinds[kind], clip=level))
+    def make(config: tuple[int, ...]) -> Codebook:
+        k, level, kind, *levels = config
+        return bench.codebook(k, Scheme(*kinds[kind], clip=level, steps=tuple(levels)))
 
     def objective(s: tuple[float, float]) -> float:
         return 1.0 - s[0] if confidence is None else s[1]
@@ -250,7 +255,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             bits_cache[cb.key] = bench.coded_bits(cb, coder)
         return float(bits_cache[cb.key])
 
-    def objectives(configs: list[tuple[int, int, int]]) -> list[tuple[float, float]]:
+    def objectives(configs: list[tuple[int, ...]]) -> list[tuple[float, float]]:
         cbs = [make(c) for c in configs]
         scores = search_cache.many([(cb.key, cb) for cb in cbs])
         return [(objective(s), size_of(cb)) for cb, s in zip(cbs, scores)]
@@ -261,8 +266,8 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
     finished = False
     try:
-        outcome = search.run(objectives, space=space, pop_size=pop_size,
-                             generations=generations, seed=seed, on_generation=generation_done)
+        outcome = search.run(objectives, space=space, pop_size=pop_size, generations=generations, seed=seed,
+                             on_generation=generation_done, zero_half=range(3, 3 + groups))
         before = [(make(c), search_cache.get(make(c).key, None)) for c in outcome.front]
 
         after: list[tuple[Codebook, tuple[float, float]]] = []

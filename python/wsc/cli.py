@@ -111,8 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--scale", choices=SCALES, default="channel",
                    help="the scale of --codebook normalized: per tensor or per output channel (default)")
     c.add_argument("--no-clip", action="store_true", help="bins always cover the full range (no clipping variable)")
+    c.add_argument("--no-steps", action="store_true",
+                   help="every tensor's bins equally wide (no step level per group of tensors)")
     c.add_argument("--paper", action="store_true",
-                   help="the paper's method: --codebook uniform --no-clip --size values --confidence 0 "
+                   help="the paper's method: --codebook uniform --no-clip --no-steps --size values --confidence 0 "
                         "--merge-all --stored exact")
     c.add_argument("--params", choices=("weights", "all"), default="weights", help="tensors to share")
     c.add_argument("--size", choices=("values", "bits"), default="bits",
@@ -244,6 +246,7 @@ def _table(result) -> str:
     for s in result.front:
         sc = s.scheme
         kind = f"{sc.placement}/{sc.scope}" + (f"/clip {sc.fraction:.2g}" if sc.clip else "")
+        kind += f"/steps {''.join(map(str, sc.steps))}" if sc.steps else ""
         kind += "/GPTQ" if s.compensated else ""
         rows.append((str(s.k), str(s.values), kind, s.coder, f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
                      str(s.file_bytes), f"{s.ratio:.2f}x", f"{s.paper_style_ratio:.2f}x",
@@ -272,7 +275,7 @@ def _compress(args) -> int:
     cache = os.path.join(args.out, CACHE)
     try:
         method = (dict(wsc.PAPER) if args.paper else
-                  {"codebook": args.codebook, "clip": not args.no_clip, "size": args.size,
+                  {"codebook": args.codebook, "clip": not args.no_clip, "steps": not args.no_steps, "size": args.size,
                    "confidence": args.confidence or None, "stored": "compact"})
         if args.stored is not None:
             method["stored"] = args.stored

@@ -30,6 +30,7 @@ neighbouring groups.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 import threading
@@ -233,6 +234,21 @@ class SortedTensors(_RecentBins):
             w.lo, w.hi = self.lo, self.hi
         self.n = sum(w.n for w in self.sorted)
         self._init_recent()
+
+    @classmethod
+    def of(cls, parts: list[SortedWeights]) -> "SortedTensors":
+        """The tensors of ``parts`` (already sorted, shared, never changed) as one source, with
+        their joint range."""
+        self = cls.__new__(cls)
+        self.block = cls.BLOCK
+        self.sorted = [copy.copy(w) for w in parts]  # the range below is this source's own
+        self.lo = float(min(w.values[0] for w in parts))
+        self.hi = float(max(w.values[-1] for w in parts))
+        for w in self.sorted:
+            w.lo, w.hi = self.lo, self.hi
+        self.n = sum(w.n for w in parts)
+        self._init_recent()
+        return self
 
     def _compute(self, k: int, lo: float, hi: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """Binary search in each sorted tensor, the thresholds found once for all."""

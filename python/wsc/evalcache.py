@@ -54,16 +54,25 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _scheme_key(s) -> tuple | None:
+    """A scheme key [placement, scope, clip] or [placement, scope, clip, [steps]] as a tuple; None if malformed."""
+    ok = (isinstance(s, list) and len(s) in (3, 4) and isinstance(s[0], str) and isinstance(s[1], str)
+          and _safetensors.is_int(s[2]))
+    if ok and len(s) == 4:
+        ok = isinstance(s[3], list) and all(_safetensors.is_int(j) for j in s[3])
+        return (*s[:3], tuple(s[3])) if ok else None
+    return tuple(s) if ok else None
+
+
 def _key(entry, where: str, scores: int) -> tuple:
-    """(key, score) of an entry [[placement, scope, clip], k, [groups], *scores]."""
-    ok = (isinstance(entry, list) and len(entry) == 3 + scores and isinstance(entry[0], list) and len(entry[0]) == 3
-          and isinstance(entry[0][0], str) and isinstance(entry[0][1], str) and _safetensors.is_int(entry[0][2])
+    """(key, score) of an entry [scheme key, k, [groups], *scores]."""
+    ok = (isinstance(entry, list) and len(entry) == 3 + scores and _scheme_key(entry[0]) is not None
           and _safetensors.is_int(entry[1]) and isinstance(entry[2], list)
           and all(_safetensors.is_int(g) for g in entry[2]) and all(_number(v) for v in entry[3:]))
     if not ok:
         raise ValueError(f"{where}: a malformed entry {str(entry)[:80]}; remove the file to start afresh")
     values = tuple(float(v) for v in entry[3:])
-    return (tuple(entry[0]), entry[1], tuple(entry[2])), (values if scores > 1 else values[0])
+    return (_scheme_key(entry[0]), entry[1], tuple(entry[2])), (values if scores > 1 else values[0])
 
 
 def load(path, fp: str) -> dict:

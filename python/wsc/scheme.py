@@ -10,7 +10,11 @@ A :class:`Scheme` is the part of a configuration beyond the number of values:
   sixteenth); values beyond are clamped into the end bins (whose means they join);
 - ``placement``: ``"uniform"`` (k equal bins, the paper) or ``"kmeans"`` (the k-means
   centres of the weights, by Lloyd's iterations on a fine histogram: O(N + iterations x
-  histogram), no pass over the weights per iteration).
+  histogram), no pass over the weights per iteration);
+- ``steps``: per group of shared tensors (:func:`step_groups`), a coarsening level j: the
+  group's weights are divided by ``2 ** (j / 2)`` before binning (and the values multiplied
+  back, by a stored scale), so the same codebook gives that group fewer, wider bins: the
+  search spends bits where accuracy needs them (empty: every level 0, the paper's).
 
 ``wsc.compress(codebook=...)`` names the schemes the search may use: ``"uniform"`` (the
 paper's), ``"normalized"`` (uniform bins over per-tensor or per-channel normalised
@@ -31,6 +35,8 @@ CODEBOOKS = ("uniform", "normalized", "kmeans", "auto")
 SCALES = ("tensor", "channel")
 CLIP_STEPS = 4  # clip levels per halving of the range
 CLIP_MAX = 16  # the narrowest range kept: 2 ** (-16 / 4) = 1/16 of the full one
+STEP_MAX = 4  # the coarsest step level: bins 2 ** (4 / 2) = 4 times wider
+STEP_GROUPS = 16  # at most this many step levels (consecutive shared tensors share one beyond)
 KMEANS_BINS = 65536  # bins of the histogram k-means iterates on
 LLOYD_ITERATIONS = 2000  # converges long before on weight histograms (stops when stable)
 
@@ -42,6 +48,7 @@ class Scheme:
     placement: str = "uniform"
     scope: str = "global"
     clip: int = 0
+    steps: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.placement not in PLACEMENTS:
@@ -50,6 +57,13 @@ class Scheme:
             raise ValueError(f"scope must be one of {SCOPES}; got {self.scope!r}")
         if isinstance(self.clip, bool) or not isinstance(self.clip, int) or not 0 <= self.clip <= CLIP_MAX:
             raise ValueError(f"clip must be an int in [0, {CLIP_MAX}]; got {self.clip!r}")
+        ok = isinstance(self.steps, tuple) and len(self.steps) <= STEP_GROUPS and all(
+            isinstance(j, int) and not isinstance(j, bool) and 0 <= j <= STEP_MAX for j in self.steps)
+        if not ok:
+            raise ValueError(f"steps must be a tuple of at most {STEP_GROUPS} ints in [0, {STEP_MAX}]; "
+                             f"got {self.steps!r}")
+        if not any(self.steps):  # all level 0: the same scheme as no steps
+            object.__setattr__(self, "steps", ())
 
     @property
     def fraction(self) -> float:
@@ -57,12 +71,15 @@ class Scheme:
         return 2.0 ** (-self.clip / CLIP_STEPS)
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.placement, self.scope, self.clip)
+    def key(self) -> tuple:
+        base = (self.placement, self.scope, self.clip)
+        return base + (self.steps,) if self.steps else base
 
     def describe(self) -> dict:
-        return {"placement": self.placement, "scope": self.scope, "clip": self.clip,
-                "range_kept": self.fraction}
+        d = {"placement": self.placement, "scope": self.scope, "clip": self.clip, "range_kept": self.fraction}
+        if self.steps:
+            d["steps"] = list(self.steps)
+        return d
 
 
 PAPER = Scheme()
@@ -84,6 +101,17 @@ def check_codebook(codebook, scale) -> list[tuple[str, str]]:
     if not kinds:
         raise ValueError("codebook must name at least one kind of codebook")
     return list(dict.fromkeys(kinds))
+
+
+def step_multiplier(level: int) -> float:
+    """How many times wider the bins of a step level are."""
+    return 2.0 ** (level / 2)
+
+
+def step_groups(n: int) -> list[int]:
+    """The step group of each of ``n`` shared tensors, in order: one group each up to
+    STEP_GROUPS tensors, else STEP_GROUPS runs of consecutive tensors of (nearly) equal count."""
+    return [i * min(n, STEP_GROUPS) // n for i in range(n)]
 
 
 def clip_range(lo: float, hi: float, fraction: float) -> tuple[float, float]:
@@ -175,5 +203,6 @@ def _starts(cuts: np.ndarray, n: int) -> np.ndarray:
     return s[s < n].astype(np.int64)
 
 
-__all__ = ["Scheme", "PAPER", "SCOPES", "PLACEMENTS", "CODEBOOKS", "SCALES", "CLIP_MAX", "KMEANS_BINS",
-           "check_codebook", "clip_range", "lloyd_groups"]
+__all__ = ["Scheme", "PAPER", "SCOPES", "PLACEMENTS", "CODEBOOKS", "SCALES", "CLIP_MAX", "STEP_MAX",
+           "STEP_GROUPS", "KMEANS_BINS", "check_codebook", "step_multiplier", "step_groups", "clip_range",
+           "lloyd_groups"]

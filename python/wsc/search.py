@@ -2,7 +2,7 @@
 
 Decision variables: integers, each in its own inclusive range: the number of values k in
 [k_min, k_max] (the paper's only variable) and, when the caller searches them, the
-clipping level and the scheme (:mod:`wsc.scheme`). Objectives (both minimised): the error
+clipping level, the scheme and the step levels (:mod:`wsc.scheme`). Objectives (both minimised): the error
 on the search split (1 - score; or the upper confidence bound of the drop) and the size
 (number of shared values, or the coded size in bits). pymoo's NSGA-II with the paper's
 defaults: integer random sampling, SBX crossover and polynomial mutation with rounding to
@@ -138,6 +138,21 @@ def _recording(objectives, evaluated: dict):
     return f
 
 
+class _Sampling(IntegerRandomSampling):
+    """Integer random sampling, except that the first half of the samples have the variables
+    ``low`` at their lower bound (step levels: half the first population as the paper's)."""
+
+    def __init__(self, low: Sequence[int]):
+        super().__init__()
+        self._low = list(low)
+
+    def _do(self, problem, n_samples: int, *args, random_state=None, **kwargs) -> np.ndarray:
+        x = super()._do(problem, n_samples, *args, random_state=random_state, **kwargs)
+        if self._low:
+            x[: n_samples // 2, self._low] = np.asarray(problem.bounds()[0])[self._low]
+        return x
+
+
 class _Progress(Callback):
     def __init__(self, report):
         super().__init__()
@@ -149,9 +164,10 @@ class _Progress(Callback):
 
 def run(objectives: Callable[[list[Config]], list[tuple[float, float]]], *, space: Sequence[tuple[int, int]],
         pop_size: int, generations: int, seed: int,
-        on_generation: Callable[[dict], None] | None = None) -> SearchOutcome:
+        on_generation: Callable[[dict], None] | None = None, zero_half: Sequence[int] = ()) -> SearchOutcome:
     """NSGA-II over integer configurations, variable i in the inclusive range ``space[i]``;
-    ``objectives(configs)`` returns (error, size) for each configuration (the caller caches)."""
+    ``objectives(configs)`` returns (error, size) for each configuration (the caller caches).
+    ``zero_half``: variables at their lower bound in the first half of the first population."""
     space = [(int(a), int(b)) for a, b in space]
     free = [i for i, (a, b) in enumerate(space) if a < b]  # variables fixed to one value are not searched
     fixed = tuple(a for a, _ in space)
@@ -186,7 +202,7 @@ def run(objectives: Callable[[list[Config]], list[tuple[float, float]]], *, spac
     else:
         algorithm = NSGA2(
             pop_size=pop_size,
-            sampling=IntegerRandomSampling(),
+            sampling=_Sampling([free.index(i) for i in zero_half if i in free]),
             crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
             mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
             eliminate_duplicates=True,

@@ -28,6 +28,10 @@ each tensor divided by its scale (the standard deviation of the tensor or of eac
 along dimension 0, rounded to bfloat16, which is how the file stores it). Those float32
 copies (and their sorted form) are made the first time such a scheme is asked for; a
 shared weight is then ``fl32(value * scale)``, computed the same way when a file is read.
+Step levels (``Scheme.steps``) work the same way: a tensor at level j > 0 is divided by its
+scale times ``2 ** (j / 2)`` (a scale of its own in the global scope); its copies are made
+per (scope, tensor, level), the most recent kept up to 4 copies of the shared weights in all
+(sorted models) or one (streamed models).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from wsc import ops
 from wsc._arrays import index_dtype
 from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
 from wsc.compensate import RATES, assign_tensor, second_moments
-from wsc.scheme import PAPER, Scheme, clip_range
+from wsc.scheme import PAPER, Scheme, clip_range, step_groups, step_multiplier
 from wsc.stored import STATS, batchnorms, check_stored, compact, examples, recalibrate
 
 # Up to this many shared weights the codebooks come from sorted copies (12 bytes per weight,
@@ -62,6 +66,8 @@ _NATIVE = (torch.float32, torch.float16, torch.bfloat16)
 NAN_POLICIES = ("error", "zero", "skip")
 ASSIGNED_KEPT = 4  # compensated codebooks whose indices stay in memory
 STORED_KEPT = 16  # codebooks whose recalibrated unshared tensors stay in memory
+STEPPED_WEIGHTS = 4  # copies at other step levels kept, in weights, per shared weight of the model
+STEPPED_KEPT = 16  # step-level combinations whose bins sources stay in memory
 
 
 def check_model(model: torch.nn.Module) -> None:
@@ -132,6 +138,9 @@ class Workbench:
         self.weights = _source(self._work)
         self.lo, self.hi = self.weights.lo, self.weights.hi
         self._scoped: dict[str, tuple[dict, dict, object]] = {}  # scope -> (scales, normalised, source)
+        self._stepped: OrderedDict = OrderedDict()  # (scope, name, level) -> (scale, normalised, sorted or None)
+        self._stepped_sources: OrderedDict = OrderedDict()  # (scope, levels) -> (scales, normalised, source)
+        self._step_groups = step_groups(len(self._work))
         self._scope_lock = threading.Lock()
         base = copy.deepcopy(model)  # the working copy: the only full copy made of the caller's model
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
@@ -182,9 +191,34 @@ class Workbench:
         return sum(t.numel() * t.element_size() for t in ts)
 
     # ------------------------------------------------------------ scopes
-    def scoped(self, scope: str) -> tuple[dict, dict, object]:
-        """(scales, normalised flat weights, their bins source) of a scope; the global scope
-        has no scales and bins the weights themselves."""
+    def scoped(self, scheme: Scheme | str) -> tuple[dict, dict, object]:
+        """(scales, normalised flat weights, their bins source) of a scheme (or a scope name);
+        the global scope without steps has no scales and bins the weights themselves."""
+        scope, steps = (scheme, ()) if isinstance(scheme, str) else (scheme.scope, scheme.steps)
+        base = self._scope(scope)
+        if not steps:
+            return base
+        levels = self.tensor_levels(steps)
+        key = (scope, levels)
+        with self._scope_lock:
+            if key in self._stepped_sources:
+                self._stepped_sources.move_to_end(key)
+                return self._stepped_sources[key]
+        scales, norm, parts = dict(base[0]), dict(base[1]), []
+        for i, (name, j) in enumerate(zip(self._work, levels)):
+            if j:
+                scales[name], norm[name], part = self._stepped_tensor(scope, name, j)
+            else:
+                part = base[2].sorted[i] if isinstance(base[2], SortedTensors) else None
+            parts.append(part)
+        src = SortedTensors.of(parts) if isinstance(base[2], SortedTensors) else WeightStream(norm)
+        with self._scope_lock:
+            self._stepped_sources[key] = (scales, norm, src)
+            while len(self._stepped_sources) > STEPPED_KEPT:
+                self._stepped_sources.popitem(last=False)
+        return scales, norm, src
+
+    def _scope(self, scope: str) -> tuple[dict, dict, object]:
         if scope == "global":
             return {}, self._work, self.weights
         with self._scope_lock:
@@ -194,9 +228,48 @@ class Workbench:
                 self._scoped[scope] = (scales, norm, _source(norm))
             return self._scoped[scope]
 
+    def tensor_levels(self, steps: tuple[int, ...]) -> tuple[int, ...]:
+        """The step level of each shared tensor, in order, from the levels of its groups."""
+        groups = max(self._step_groups) + 1
+        if len(steps) != groups:
+            raise ValueError(f"steps must hold one level per group of shared tensors ({groups} for this "
+                             f"model's {len(self._work)} shared tensors); got {len(steps)}")
+        return tuple(steps[g] for g in self._step_groups)
+
+    @property
+    def step_group_count(self) -> int:
+        """How many step levels a scheme of this model holds (wsc.scheme.step_groups)."""
+        return max(self._step_groups) + 1
+
+    def _stepped_tensor(self, scope: str, name: str, level: int) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """(bfloat16 scale, normalised flat weights, their sorted form or None) of one tensor at
+        a step level: divided by its scope's scale times the level's multiplier."""
+        key = (scope, name, level)
+        with self._scope_lock:
+            if key in self._stepped:
+                self._stepped.move_to_end(key)
+                return self._stepped[key]
+        base = self._scope(scope)[0].get(name)
+        base = torch.ones(1) if base is None else base.float()
+        s = (base * step_multiplier(level)).to(torch.bfloat16)
+        s = torch.where((s > 0) & torch.isfinite(s), s, torch.ones_like(s))
+        norm = _divide(self._work[name], s)
+        part = SortedTensors({name: norm}).sorted[0] if isinstance(self.weights, SortedTensors) else None
+        entry = (s, norm, part)
+        # sorted models: a few copies; streamed ones (too big to sort): at most one copy in all
+        budget = (STEPPED_WEIGHTS if part is not None else 1) * self.n_shared
+        with self._scope_lock:
+            self._stepped[key] = entry
+            while sum(e[1].numel() for e in self._stepped.values()) > budget and len(self._stepped) > 1:
+                (sc, n, j), _ = self._stepped.popitem(last=False)
+                at = list(self._work).index(n)  # and the sources holding that copy
+                for old in [k for k in self._stepped_sources if k[0] == sc and k[1][at] == j]:
+                    del self._stepped_sources[old]
+        return entry
+
     def codebook(self, k: int, scheme: Scheme = PAPER) -> Codebook:
         """The codebook of ``k`` values (uniform bins or k-means clusters) under ``scheme``."""
-        _, _, src = self.scoped(scheme.scope)
+        _, _, src = self.scoped(scheme)
         lo, hi = clip_range(src.lo, src.hi, scheme.fraction)
         make = Codebook.uniform if scheme.placement == "uniform" else Codebook.kmeans
         return make(src, k, lo, hi, scheme)
@@ -205,7 +278,7 @@ class Workbench:
         """Per shared tensor, how many of its weights take each codebook value."""
         if cb.compensated:
             return [np.bincount(i, minlength=cb.size) for i in self.assigned(cb).values()]
-        per, _, _ = self.scoped(cb.scheme.scope)[2].tensor_bins(cb.k, cb.lo, cb.hi)
+        per, _, _ = self.scoped(cb.scheme)[2].tensor_bins(cb.k, cb.lo, cb.hi)
         return [np.add.reduceat(c[cb.bins], list(cb.groups)) for c in per]
 
     def entropy(self, cb: Codebook) -> float:
@@ -249,7 +322,7 @@ class Workbench:
         if not self.moments:
             raise RuntimeError("a compensated codebook needs Workbench.calibrate() first")
         values = torch.from_numpy(cb.values.astype(np.float64))
-        work = self.scoped(cb.scheme.scope)[1]
+        work = self.scoped(cb.scheme)[1]
         out = {}
         for name, flat in work.items():
             if name in self.moments:
@@ -321,7 +394,7 @@ class Workbench:
 
     def scale_bytes(self, scheme: Scheme) -> int:
         """Bytes the scales of a scheme add to the file (bfloat16, one per tensor or per channel)."""
-        return sum(2 * int(s.numel()) for s in self.scoped(scheme.scope)[0].values())
+        return sum(2 * int(s.numel()) for s in self.scoped(scheme)[0].values())
 
     def coded_bits(self, cb: Codebook, coder: str = "huffman") -> int:
         """Estimated coded size in bits: payloads, code tables and the codebook.
@@ -358,7 +431,7 @@ class Workbench:
     def apply(self, target: dict[str, torch.Tensor], cb: Codebook | None) -> None:
         """Write the shared weights of ``cb`` (or the originals when None) into a copy's tensors."""
         table = None if cb is None else torch.from_numpy(cb.table())
-        scales, source, _ = self.scoped(PAPER.scope if cb is None else cb.scheme.scope)
+        scales, source, _ = self.scoped(PAPER if cb is None else cb.scheme)
         assigned = self.assigned(cb) if cb is not None and cb.compensated else None
         with torch.no_grad():
             for name, work in source.items():
@@ -408,7 +481,7 @@ class Workbench:
             return self.assigned(cb)[name]
         itype = cb.index_type
         lut = cb.index_map.astype(itype)
-        work = self.scoped(cb.scheme.scope)[1][name]
+        work = self.scoped(cb.scheme)[1][name]
         out = np.empty(work.numel(), dtype=itype)
         block = self.weights.block
         buf = torch.empty(min(block, work.numel()), dtype=index_dtype(cb.k))
@@ -425,7 +498,7 @@ class Workbench:
     def payload(self, cb: Codebook, info: dict | None = None) -> Payload:
         """What the file of ``cb`` holds; each tensor's indices are made when the writer codes it."""
         self.check_unchanged()
-        scales = self.scoped(cb.scheme.scope)[0]
+        scales = self.scoped(cb.scheme)[0]
         shared = [SharedTensor(n, functools.partial(self.tensor_indices, n, cb), tuple(self.originals[n].shape),
                                self.originals[n].dtype, scales.get(n)) for n in self._work]
         stored, restore, _ = self.stored_file(cb)
