@@ -230,7 +230,7 @@ class Workbench:
 
     def tensor_levels(self, steps: tuple[int, ...]) -> tuple[int, ...]:
         """The step level of each shared tensor, in order, from the levels of its groups."""
-        groups = max(self._step_groups) + 1
+        groups = self.step_group_count
         if len(steps) != groups:
             raise ValueError(f"steps must hold one level per group of shared tensors ({groups} for this "
                              f"model's {len(self._work)} shared tensors); got {len(steps)}")
@@ -251,8 +251,7 @@ class Workbench:
                 return self._stepped[key]
         base = self._scope(scope)[0].get(name)
         base = torch.ones(1) if base is None else base.float()
-        s = (base * step_multiplier(level)).to(torch.bfloat16)
-        s = torch.where((s > 0) & torch.isfinite(s), s, torch.ones_like(s))
+        s = _bf16_scale(base * step_multiplier(level))
         norm = _divide(self._work[name], s)
         part = SortedTensors({name: norm}).sorted[0] if isinstance(self.weights, SortedTensors) else None
         entry = (s, norm, part)
@@ -535,8 +534,12 @@ def _scale(original: torch.Tensor, flat: torch.Tensor, scope: str) -> torch.Tens
     """bfloat16 scales of a tensor: its standard deviation ("tensor"), or that of each slice
     along dimension 0 ("channel", tensors of two or more dimensions); 1 where it is 0."""
     rows = max(scale_counts(original.shape)) if scope == "channel" else 1
-    std = flat.float().reshape(rows, -1).std(dim=1, unbiased=False)
-    s = std.to(torch.bfloat16)
+    return _bf16_scale(flat.float().reshape(rows, -1).std(dim=1, unbiased=False))
+
+
+def _bf16_scale(x: torch.Tensor) -> torch.Tensor:
+    """x rounded to bfloat16, as the file stores scales; 1 where that is 0 or not finite."""
+    s = x.to(torch.bfloat16)
     return torch.where((s > 0) & torch.isfinite(s), s, torch.ones_like(s))
 
 
