@@ -39,7 +39,7 @@ def test_inspect_text_and_json(wsc_file, capsys):
 def test_inspect_reports_a_bad_checksum_with_exit_code_1(wsc_file, tmp_path, capsys):
     from wsc import container
 
-    meta, tensors, _ = container._read_raw(wsc_file)
+    meta, tensors, _, _ = container._read_raw(wsc_file)
     tensors["data"][3] ^= 0xFF
     bad = tmp_path / "bad.wsc"
     bad.write_bytes(resave(meta, tensors))
@@ -133,6 +133,12 @@ def test_compress_json_and_quiet(tmp_path, capsys):
     # by default 1,024 training images calibrate GPTQ compensation of the three Linear weights
     assert report["settings"]["compensated"] == ["fc1.weight", "fc2.weight", "fc3.weight"]
     assert report["front_compensated"] and all(s["compensated"] for s in report["front_compensated"])
+    assert report["settings"]["compensate"] == "search"  # GPTQ is one of the search's choices
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--no-merge", "--json", "--compensate", "front",
+                 "--out", str(tmp_path / "f")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["compensate"] == "front" and report["front_compensated"]
+    assert not any(s["compensated"] for s in report["front_before_merge"])  # the search rounded to the bins
     assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--quiet", "--coder", "rans",
                  "--calibration", "0", "--out", str(tmp_path / "b")]) == 0
     captured = capsys.readouterr()

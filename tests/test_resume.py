@@ -108,6 +108,46 @@ def test_a_finished_cache_makes_a_rerun_free(trained_mlp, digits_eval, tmp_path,
     assert stepped and all(any(e[0][3]) for e in stepped)  # step levels are part of the keys kept
 
 
+def test_resume_with_compensation_searched(trained_mlp, digits, digits_eval, tmp_path):
+    """Compensated candidates are cached with their rate level; the cache belongs to the
+    calibration inputs (GPTQ depends on them); a resumed run ends as an uninterrupted one."""
+    x, _ = digits
+    opts = dict(FAST, calibration=[x[:300:2]], compensate="search")
+    full = wsc.compress(copy.deepcopy(trained_mlp), digits_eval, **opts)
+    cache = tmp_path / "evaluations.json"
+    with pytest.raises(KeyboardInterrupt):
+        wsc.compress(copy.deepcopy(trained_mlp), Counting(digits_eval, stop=20), cache=cache, **opts)
+    ev = Counting(digits_eval)
+    r = wsc.compress(copy.deepcopy(trained_mlp), ev, cache=cache, resume=True, **opts)
+    assert _fronts(r) == _fronts(full) and r.evaluations == full.evaluations
+    assert [s.codebook.key for s in r.front] == [s.codebook.key for s in full.front]
+    tagged = [e for e in json.loads(cache.read_text())["search"] if len(e) == 6]
+    assert tagged and all(e[3][0] == "gptq" and e[3][1] >= 1 for e in tagged)
+    with pytest.raises(ValueError, match="another model"):  # other calibration inputs: other GPTQ scores
+        wsc.compress(copy.deepcopy(trained_mlp), digits_eval, cache=cache, resume=True,
+                     **{**opts, "calibration": [x[1:300:2]]})
+
+
+@pytest.mark.parametrize("entry, ok", [
+    ([["uniform", "global", 0], 4, [0, 2], 0.9, 0.01], True),
+    ([["uniform", "global", 0, [1, 0]], 4, [0, 2], ["gptq", 2], 0.9, 0.01], True),
+    ([["uniform", "global", 0], 4, [0, 2], ["gptq", 0], 0.9, 0.01], False),  # level 0 is the plain key
+    ([["uniform", "global", 0], 4, [0, 2], ["rtn", 1], 0.9, 0.01], False),
+    ([["uniform", "global", 0], 4, [0, 2], ["gptq", 1.5], 0.9, 0.01], False),
+    ([["uniform", "global", 0], 4, [0, 2], ["gptq", 1], 0.9], False),
+])
+def test_cache_entries_with_a_rate_level(entry, ok):
+    """A compensated codebook's entry carries ["gptq", level]; it reads back to the codebook's
+    key, and malformed tags are refused."""
+    if not ok:
+        with pytest.raises(ValueError, match="malformed entry"):
+            evalcache._key(entry, "f", 2)
+        return
+    key, score = evalcache._key(entry, "f", 2)
+    assert score == (0.9, 0.01) and key[1:3] == (4, (0, 2))
+    assert key[3:] == ((("gptq", 2),) if len(entry) == 6 else ())
+
+
 def test_resume_refuses_a_cache_of_another_model_or_evaluator(trained_mlp, digits_eval, tmp_path):
     cache = tmp_path / "evaluations.json"
     wsc.compress(copy.deepcopy(trained_mlp), digits_eval, cache=cache, **FAST)

@@ -23,6 +23,7 @@ from wsc.scheme import CLIP_MAX, STEP_MAX, Scheme, check_codebook
 from wsc.workbench import Workbench
 
 SIZES = ("values", "bits")
+COMPENSATE = ("search", "front")  # where calibrated GPTQ enters: every candidate, or the final fronts
 # The paper's method (MO-UB) as options of compress(): one global codebook of uniform bins
 # over the full range, the number of values as the size, selection by the point estimate.
 PAPER = {"codebook": "uniform", "clip": False, "steps": False, "size": "values", "confidence": None, "merge": True,
@@ -109,7 +110,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              codebook: str = "auto", scale: str = "channel", clip: bool = True, steps: bool = True, workers: int = 1,
              progress=True, size: str = "bits", nan: str = "error", cache=None,
              resume: bool = False, coder: str = container.DEFAULT_CODER, calibration=None,
-             stored: str = "compact") -> CompressionResult:
+             compensate: str = "search", stored: str = "compact") -> CompressionResult:
     """Compress ``model`` by weight sharing: NSGA-II over k (and the scheme), then the iterative merge.
 
     ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
@@ -150,6 +151,11 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     merged further (unless ``merge=False``), and the non-dominated ones join the final front
     (``front_compensated``); and the running statistics of the model's BatchNorm layers are
     re-estimated on them for every codebook, the search's included (:mod:`wsc.stored`).
+    ``compensate``: with calibration, ``"search"`` (the search also chooses, for every
+    candidate, whether its layers are compensated and at which rate weight, so it explores the
+    front GPTQ makes rather than the front of plain rounding; each evaluation then pays one
+    GPTQ pass: milliseconds on small models, more on large ones) or ``"front"`` (only the
+    final fronts are compensated).
     ``stored``: the unshared tensors (biases, BatchNorm) go into the file bit for bit
     (``"exact"``), or with each BatchNorm folded into its affine map and in float16
     (``"float16"``), or so and vectors of more than 32 values as 8-bit codes over their
@@ -165,6 +171,8 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     for name, flag in (("clip", clip), ("steps", steps)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool; got {type(flag).__name__}")
+    if compensate not in COMPENSATE:
+        raise ValueError(f"compensate must be one of {COMPENSATE}; got {compensate!r}")
     if resume and cache is None:
         raise ValueError("resume=True needs cache=PATH (where the scores of the interrupted run are)")
     if isinstance(calibration, torch.Tensor):  # one tensor of inputs: batches of 256
@@ -180,6 +188,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
                 "generations": generations, "seed": seed, "merge": merge, "tolerance": tolerance,
                 "confidence": confidence, "codebook": codebook, "scale": scale, "clip": clip, "steps": steps,
                 "workers": workers, "size": size, "nan": nan, "coder": coder, "compensated": calibrated,
+                "compensate": compensate if calibrated else None,
                 "stored": stored, "batchnorm_recalibrated": bench.recalibrating}
     if bench.non_finite:
         settings["non_finite"] = dict(bench.non_finite)
@@ -209,6 +218,8 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             out = evaluator.outcome(m, "search")
         value = _finite(out.value, f"the search score of k={cb.target} with {cb.size} values")
         bound = base_search - value if confidence is None else float(evaluator.drop_bound(base, out, confidence))
+        if cb.compensated:  # sized now, while its GPTQ indices are still kept
+            size_of(cb)
         return value, bound
 
     def heldout_score(key, cb: Codebook) -> float:
@@ -217,9 +228,6 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
     search_cache = search.ScoreCache(search_score, workers, known["search"])
     heldout_cache = search.ScoreCache(heldout_score, workers, known["heldout"])
-    # compensated codebooks: scored afresh each run (cheap: the final front only), never cached on disk
-    comp_search = search.ScoreCache(search_score, workers, {})
-    comp_heldout = search.ScoreCache(heldout_score, workers, {})
 
     def checkpoint() -> None:
         if cache is not None:
@@ -228,12 +236,15 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
     bits_cache: dict[tuple, int] = {}
     groups = bench.step_group_count if steps else 0
-    space = [(k_min, k_max), (0, CLIP_MAX if clip else 0), (0, len(kinds) - 1)] + [(0, STEP_MAX)] * groups
+    searched = bool(calibrated) and compensate == "search"  # the last variable: the GPTQ rate level (0: none)
+    space = ([(k_min, k_max), (0, CLIP_MAX if clip else 0), (0, len(kinds) - 1)] + [(0, STEP_MAX)] * groups
+             + [(0, len(RATES))] * searched)
 
     @functools.lru_cache(maxsize=64)  # recent ones only: a k-means codebook holds up to 65,536 bins
     def make(config: tuple[int, ...]) -> Codebook:
-        k, level, kind, *levels = config
-        return bench.codebook(k, Scheme(*kinds[kind], clip=level, steps=tuple(levels)))
+        k, level, kind, *rest = config
+        levels, rate = (rest[:-1], rest[-1]) if searched else (rest, 0)
+        return bench.codebook(k, Scheme(*kinds[kind], clip=level, steps=tuple(levels))).compensate(rate)
 
     def objective(s: tuple[float, float]) -> float:
         return 1.0 - s[0] if confidence is None else s[1]
@@ -267,7 +278,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     finished = False
     try:
         outcome = search.run(objectives, space=space, pop_size=pop_size, generations=generations, seed=seed,
-                             on_generation=generation_done, zero_half=range(3, 3 + groups))
+                             on_generation=generation_done, zero_half=range(3, 3 + groups + searched))
         before = [(make(c), search_cache.get(make(c).key, None)) for c in outcome.front]
 
         after: list[tuple[Codebook, tuple[float, float]]] = []
@@ -289,19 +300,22 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
         comp: list[tuple[Codebook, tuple[float, float]]] = []
         if calibrated:  # every front codebook at every rate level; then the merge of the best within the bar
+            start = len(search_cache)
             plain = list({cb.key: cb for cb, _ in before + after}.values())
-            cands = [cb.compensate(level) for cb in plain for level in range(1, len(RATES) + 1)]
-            comp = list(zip(cands, comp_search.many([(c.key, c) for c in cands])))
+            rated = (cb.compensate(level) for cb in plain for level in range(1, len(RATES) + 1))
+            cands = list({c.key: c for c in rated}.values())  # a searched front holds some already
+            comp = list(zip(cands, search_cache.many([(c.key, c) for c in cands])))
             if merge:
                 within = [(c, s) for c, s in comp if objective(s) <= bar]
                 best = search.non_dominated([(objective(s), size_of(c)) for c, s in within])
                 for cb, s in (within[i] for i in best):
-                    merged, _ = merge_codebook(cb, merge_scorer(comp_search), tolerance=tolerance,
+                    merged, _ = merge_codebook(cb, merge_scorer(search_cache), tolerance=tolerance,
                                                bounded=confidence is not None)
-                    comp.append((merged, comp_search.get(merged.key, merged)))
+                    comp.append((merged, search_cache.get(merged.key, merged)))
             keep = search.non_dominated([(objective(s), size_of(c)) for c, s in comp])
             comp = [comp[i] for i in keep]
-            report({"stage": "compensate", "solutions": len(cands), "evaluations": len(comp_search),
+            checkpoint()
+            report({"stage": "compensate", "solutions": len(cands), "evaluations": len(search_cache) - start,
                     "kept": len(comp)})
 
         report({"stage": "measure", "solutions": len(before) + len(after) + len(comp)})
@@ -309,19 +323,18 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
         def solution(cb: Codebook, s: tuple[float, float]) -> Solution:
             if cb.key not in measured:
-                held = (comp_heldout if cb.compensated else heldout_cache).get(cb.key, cb)
+                held = heldout_cache.get(cb.key, cb)
                 measured[cb.key] = _measure(bench, cb, s, held, size_of(cb), settings)
             return measured[cb.key]
 
-        heldout_cache.many([(cb.key, cb) for cb, _ in before + after])
-        comp_heldout.many([(cb.key, cb) for cb, _ in comp])
+        heldout_cache.many([(cb.key, cb) for cb, _ in before + after + comp])
         checkpoint()
         front_before = [solution(cb, s) for cb, s in before]
         front_after = [solution(cb, s) for cb, s in after]
         front_compensated = [solution(cb, s) for cb, s in comp]
         finished = True
     finally:
-        for c in (search_cache, heldout_cache, comp_search, comp_heldout):
+        for c in (search_cache, heldout_cache):
             c.close(cancel=not finished)
         if not finished:  # an error or Ctrl-C: keep every score so far for resume
             try:
@@ -334,7 +347,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
     return CompressionResult(
         baseline_search=base_search, baseline_heldout=base_heldout, front_before=front_before,
         front_after=front_after, front_compensated=front_compensated,
-        evaluations=len(search_cache) + len(comp_search), heldout_evaluations=len(heldout_cache) + len(comp_heldout),
+        evaluations=len(search_cache), heldout_evaluations=len(heldout_cache),
         wall_time=time.perf_counter() - t0, tolerance=float(tolerance), n_shared=bench.n_shared,
         original_bytes=bench.original_bytes, settings=settings, evaluator=evaluator.describe(),
         history=outcome.history, _bench=bench)

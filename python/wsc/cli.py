@@ -128,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"training examples for GPTQ error compensation of Linear/Conv weights and for "
                         f"re-estimating BatchNorm statistics (default {DEFAULT_CALIBRATION} when the data has a "
                         f"train split; 0: off)")
+    c.add_argument("--compensate", choices=("search", "front"), default="search",
+                   help="with calibration, GPTQ is a choice of the search for every candidate (search; default) "
+                        "or applied to the final fronts only (front: one GPTQ pass per front solution, for "
+                        "models where a pass per evaluation is too slow)")
     c.add_argument("--stored", choices=("exact", "float16", "compact"), default=None,
                    help="unshared tensors (biases, BatchNorm) in the file: compact (each BatchNorm folded into "
                         "its affine map, vectors of more than 32 values as 8-bit codes, the rest float16; "
@@ -284,7 +288,8 @@ def _compress(args) -> int:
                               pop_size=args.pop_size, generations=args.generations, seed=args.seed,
                               tolerance=args.tolerance, workers=args.workers,
                               progress=progress, nan=args.nan, cache=cache, resume=args.resume,
-                              coder=args.coder, scale=args.scale, calibration=calibration, **method)
+                              coder=args.coder, scale=args.scale, calibration=calibration,
+                              compensate=args.compensate, **method)
     except KeyboardInterrupt:
         from wsc.evalcache import count
 

@@ -2,8 +2,9 @@
 
 ``wsc.compress(..., cache=PATH)`` writes, atomically (temp file + rename), after every
 generation, every merged solution and when it stops for any reason (Ctrl-C included), a
-JSON file holding each configuration scored so far (scheme, k and the merge groups) with
-its search score and drop bound and its held-out score. ``resume=True`` loads it first: a configuration found there is
+JSON file holding each configuration scored so far (scheme, k, the merge groups and, for a
+codebook taken by GPTQ error compensation, its rate level) with its search score and drop
+bound and its held-out score. ``resume=True`` loads it first: a configuration found there is
 not evaluated again. The search is deterministic for a seed and the cached scores are the
 very floats the evaluator returned, so a resumed run proposes the same configurations and
 ends with the same result as one that was never interrupted.
@@ -40,7 +41,7 @@ def _crc(t) -> int:
 def fingerprint(bench, evaluator, params_label: str, confidence: float | None = None) -> str:
     """SHA-256 (hex) of what the scores depend on: every tensor's bytes (CRC-32), names, shapes
     and dtypes, which are shared, the NaN policy, how unshared tensors are stored, the
-    calibration inputs when they re-estimate BatchNorm statistics, the evaluator's
+    calibration inputs (GPTQ and BatchNorm statistics depend on them), the evaluator's
     description and the confidence level of the drop bounds."""
     tensors = [[n, list(t.shape), str(t.dtype), _crc(t), n in bench.originals]
                for n, t in {**bench.originals, **bench.stored}.items()]
@@ -64,15 +65,24 @@ def _scheme_key(s) -> tuple | None:
     return tuple(s) if ok else None
 
 
+def _compensation(v) -> bool:
+    """Whether ``v`` is a compensation tag ["gptq", level >= 1]."""
+    return isinstance(v, list) and len(v) == 2 and v[0] == "gptq" and _safetensors.is_int(v[1]) and v[1] >= 1
+
+
 def _key(entry, where: str, scores: int) -> tuple:
-    """(key, score) of an entry [scheme key, k, [groups], *scores]."""
-    ok = (isinstance(entry, list) and len(entry) == 3 + scores and _scheme_key(entry[0]) is not None
+    """(key, score) of an entry [scheme key, k, [groups], *scores], or of a compensated
+    codebook's [scheme key, k, [groups], ["gptq", level], *scores]."""
+    tagged = isinstance(entry, list) and len(entry) == 4 + scores and _compensation(entry[3])
+    head = 4 if tagged else 3
+    ok = (isinstance(entry, list) and len(entry) == head + scores and _scheme_key(entry[0]) is not None
           and _safetensors.is_int(entry[1]) and isinstance(entry[2], list)
-          and all(_safetensors.is_int(g) for g in entry[2]) and all(_number(v) for v in entry[3:]))
+          and all(_safetensors.is_int(g) for g in entry[2]) and all(_number(v) for v in entry[head:]))
     if not ok:
         raise ValueError(f"{where}: a malformed entry {str(entry)[:80]}; remove the file to start afresh")
-    values = tuple(float(v) for v in entry[3:])
-    return (_scheme_key(entry[0]), entry[1], tuple(entry[2])), (values if scores > 1 else values[0])
+    values = tuple(float(v) for v in entry[head:])
+    key = (_scheme_key(entry[0]), entry[1], tuple(entry[2])) + ((tuple(entry[3]),) if tagged else ())
+    return key, (values if scores > 1 else values[0])
 
 
 def load(path, fp: str) -> dict:
@@ -103,7 +113,7 @@ def load(path, fp: str) -> dict:
 def save(path, fp: str, baseline, search: dict, heldout: dict, settings: dict) -> None:
     """Write the cache atomically (temp file + rename)."""
     def entries(scores):
-        return [[list(k[0]), k[1], list(k[2]), *(s if isinstance(s, tuple) else (s,))]
+        return [[list(k[0]), k[1], list(k[2]), *(list(t) for t in k[3:]), *(s if isinstance(s, tuple) else (s,))]
                 for k, s in sorted(scores.items(), key=lambda kv: kv[0])]
 
     data = {"format": FORMAT, "version": VERSION, "fingerprint": fp, "settings": settings,

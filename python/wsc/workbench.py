@@ -156,6 +156,7 @@ class Workbench:
                         if stored != "exact" else {})
         self._norms = list(batchnorms(base, unshared))  # BatchNorms whose statistics calibration re-estimates
         self._calibration: list | None = None
+        self._calibration_crc: int | None = None  # of the batches calibrate() last took
         self._stored_written = False  # whether copies may hold unshared tensors other than the originals
         # modes and BatchNorm momenta of the model, which re-estimation changes for a while on a copy
         self._modes = [(m.training, getattr(m, "momentum", None)) for m in base.modules()]
@@ -291,6 +292,7 @@ class Workbench:
         batches to re-estimate BatchNorm statistics for every codebook; returns the names of
         those weights. ValueError when the model has none or no batch reached them."""
         batches = list(batches)
+        self._calibration_crc = _digest(batches)
         with self.model(None) as m:
             moments = second_moments(m, self._work, batches)
         bad = [n for n, h in moments.items() if not bool(torch.isfinite(h).all())]
@@ -342,9 +344,9 @@ class Workbench:
         return self._calibration is not None
 
     def calibration_digest(self) -> int | None:
-        """CRC-32 of the calibration inputs when they move the scores (BatchNorm statistics
-        re-estimated), else None."""
-        return _digest(self._calibration) if self.recalibrating else None
+        """CRC-32 of the calibration inputs (they move the scores of compensated codebooks, and
+        of every codebook when BatchNorm statistics are re-estimated), or None before calibrate()."""
+        return self._calibration_crc
 
     def stored_file(self, cb: Codebook, item=None) -> tuple[dict, dict, dict]:
         """(the unshared tensors as the file of ``cb`` stores them, {name: Narrowed} of those
