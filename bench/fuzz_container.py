@@ -313,7 +313,7 @@ def m_header(rng, raw: bytes, seeds) -> bytes:
 
 def m_meta(rng, raw: bytes, seeds) -> bytes:
     if "wsc" not in _split(raw)[0].get("__metadata__", {}):  # compressed: edit its JSON inline
-        meta, tensors, _ = container._read_raw(raw)
+        meta, tensors, _, _ = container._read_raw(raw)
         raw = _resave(meta, tensors)
     header, body = _split(raw)
     meta = json.loads(header["__metadata__"]["wsc"])
@@ -391,7 +391,7 @@ def _resave(meta: dict, tensors: dict) -> bytes:
 
 
 def m_tensors(rng, raw: bytes, seeds) -> bytes:
-    meta, tensors, _ = container._read_raw(raw)
+    meta, tensors, _, _ = container._read_raw(raw)
     tensors = {k: v.clone() for k, v in tensors.items()}
     shared = [t for t in meta["tensors"] if t.get("shared") is True]
     coders = container.shared_coders(meta)
@@ -561,7 +561,7 @@ _BOMB: list[bytes] = []
 def m_zmeta(rng, raw: bytes, seeds) -> bytes:
     """The compressed metadata: a flipped byte, cut short, trailing bytes, inflating past the
     reader's limit, JSON cut inside, or an inline "wsc" beside it."""
-    meta, tensors, _ = container._read_raw(raw)
+    meta, tensors, _, _ = container._read_raw(raw)
     text = json.dumps(meta).encode()
     z, md = zlib.compress(text), {"wsc.meta": "zlib", "wsc.crc32": str(zlib.crc32(text))}
     what = int(rng.integers(6))

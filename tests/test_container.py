@@ -105,7 +105,7 @@ def test_inspect_reports_sizes_and_checksums(mixed_file):
 
 def test_metadata_is_checksummed(mixed_file, tmp_path):
     _, _, path, _ = mixed_file
-    meta, tensors, _ = container._read_raw(path)
+    meta, tensors, _, _ = container._read_raw(path)
     crc = str(zlib.crc32(json.dumps(meta).encode()))  # of the text before the rename
     renamed = json.dumps(meta).replace("conv.weight", "conv.weighs")
     ts = {k: v.clone() for k, v in tensors.items()}
@@ -126,7 +126,7 @@ def test_writing_replaces_atomically(tmp_path, coded_file):
 
 # ---------------------------------------------------------------- damage
 def _rewrite(src, dst, meta_fn=None, tensors_fn=None):
-    meta, tensors, _ = container._read_raw(src)
+    meta, tensors, _, _ = container._read_raw(src)
     if meta_fn:
         meta_fn(meta)
     if tensors_fn:
@@ -137,7 +137,7 @@ def _rewrite(src, dst, meta_fn=None, tensors_fn=None):
 
 def test_flipped_payload_byte_is_a_checksum_error(mixed_file, tmp_path):
     _, _, path, _ = mixed_file
-    meta, tensors, _ = container._read_raw(path)
+    meta, tensors, _, _ = container._read_raw(path)
     data = tensors["data"].clone()
     data[len(data) // 2] ^= 0x10
     bad = _rewrite(path, tmp_path / "bad.wsc", tensors_fn=lambda t: t.update(data=data))
@@ -182,7 +182,7 @@ def test_not_a_wsc_file(tmp_path):
 
 @pytest.mark.parametrize("coder", ["huffman", "rans"])
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(version=6), "unsupported .wsc format version 6"),
+    (lambda m: m.update(version=7), "unsupported .wsc format version 7"),
     (lambda m: m.update(coder="zstd"), "unknown coder 'zstd'"),
     (lambda m: m.update(format="other"), "format field"),
     (lambda m: m.pop("tensors"), "'tensors' is missing"),
@@ -209,7 +209,7 @@ def test_inconsistent_metadata(tmp_path, edit, message, coder):
 def test_a_coder_that_contradicts_the_file_option(tmp_path):
     path = tmp_path / "mixed.wsc"
     container.write_bytes(path, container.to_bytes(_two_value_payload(20_000, *[64] * 40), coder="auto"))
-    meta, _, _ = container._read_raw(path)
+    meta, _, _, _ = container._read_raw(path)
     assert meta["coder"] == "auto" and [e["coder"] for e in meta["tensors"]] == ["rans"] + ["huffman"] * 40
     bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=lambda m: m.update(coder="rans"))
     with pytest.raises(FormatError, match="coder 'rans' in a file written with 'rans'|coder 'huffman' in a file "
@@ -258,7 +258,7 @@ def test_inconsistent_rans_tensors(tmp_path, edit, message):
 def test_a_rans_table_that_passes_its_checksum_but_not_the_decoder(tmp_path):
     """A table rewritten together with its checksum: rejected by the table and stream checks."""
     _, _, path, _ = huffman_file(tmp_path, "rans")
-    meta, tensors, _ = container._read_raw(path)
+    meta, tensors, _, _ = container._read_raw(path)
     e = meta["tensors"][0]
     a = container.read(path)
     s = a.streams[0]
@@ -342,7 +342,7 @@ def test_version_2_rans_files_still_read():
     p = container.Payload(a.codebook.numpy(), [container.SharedTensor(f"t{j}", a.indices(j), (a.indices(j).size,),
                                                                      torch.float32) for j in range(len(a.streams))], {})
     b = container.read(container.to_bytes(p, coder="rans"))
-    assert b.version == container.VERSION == 5
+    assert b.version == container.VERSION == 6
     for j, s in enumerate(streams):
         np.testing.assert_array_equal(b.indices(j), a.indices(j))
         assert s.n_symbols == a.indices(j).size
@@ -358,7 +358,7 @@ def test_version_3_files_still_read():
     bench = Workbench(Mixed())
     p = bench.payload(bench.codebook(33, Scheme("uniform", "channel", 2)))
     b = container.read(container.to_bytes(p, coder="rans"))
-    assert b.version == 5 and [b.coded_stream(j).states for j in range(5)] == [1] * 5
+    assert b.version == 6 and [b.coded_stream(j).states for j in range(5)] == [1] * 5
     assert a.tensors["data"].numel() - b.tensors["data"].numel() >= 5 * 20 and b.file_bytes < a.file_bytes - 100
     for j in range(5):
         np.testing.assert_array_equal(b.indices(j), a.indices(j))

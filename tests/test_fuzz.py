@@ -99,7 +99,7 @@ def test_no_code_path_can_unpickle():
 
 def _file(meta_edit=None, tensors=None, header_edit=None, seeds=None):
     raw = seeds[0]
-    meta, ts, _ = container._read_raw(raw)
+    meta, ts, _, _ = container._read_raw(raw)
     ts = {k: v.clone() for k, v in ts.items()}
     if tensors:
         tensors(ts)
@@ -170,7 +170,7 @@ def test_decoder_bound_checks_run_past_a_corrupt_stream(seeds):
         ts["data"][: ts["data"].numel() // 2] = 0xFF
 
     raw = _file(tensors=damage, seeds=seeds)
-    meta, ts, _ = container._read_raw(raw)
+    meta, ts, _, _ = container._read_raw(raw)
     # recompute the stream checksums, as a careful attacker would
     o = d = 0
     for j, t in enumerate(x for x in meta["tensors"] if x.get("shared") is True):

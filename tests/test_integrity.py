@@ -27,12 +27,12 @@ class Two(torch.nn.Module):
 def good(tmp_path):
     bench = Workbench(Two())
     path = tmp_path / "good.wsc"
-    container.write(path, bench.payload(bench.codebook(16)))
+    container.write(path, bench.payload(bench.codebook(16)), coder="huffman")  # payload bits checked when decoded
     return bench, path
 
 
 def _damaged(src, dst, edit):
-    meta, tensors, _ = container._read_raw(src)
+    meta, tensors, _, _ = container._read_raw(src)
     edit(meta, tensors)
     dst.write_bytes(resave(meta, tensors))
     return dst
@@ -51,7 +51,8 @@ def test_verify_a_sound_file(good, capsys):
 @pytest.mark.parametrize("edit, bad", [
     (lambda m, t: t["data"].__setitem__(len(t["data"]) - 1, int(t["data"][-1]) ^ 0x01), "'b.weight': checksum mismatch"),
     (lambda m, t: t["data"].__setitem__(0, int(t["data"][0]) ^ 0x80), "'a.weight': checksum mismatch"),
-    (lambda m, t: t["stored.float32"].__setitem__(0, 7.0), "'a.bias': checksum mismatch"),
+    # one CRC-32 covers the unshared tensors (version 6): all of them are named, none blamed
+    (lambda m, t: t["stored.float32"].__setitem__(0, 7.0), r"stored tensors \('a.bias', 'b.bias'\): checksum mismatch"),
     (lambda m, t: t["codebook"].__setitem__(0, 0.0), "codebook: checksum mismatch"),
     (lambda m, t: m["tensors"][2].update(bits=m["tensors"][2]["bits"] - 1), "'b.weight': .* payload bits"),
 ])

@@ -209,7 +209,7 @@ def _scaled_file():
 
 
 def test_bad_scales_are_format_errors():
-    meta, tensors, _ = container._read_raw(_scaled_file())
+    meta, tensors, _, _ = container._read_raw(_scaled_file())
     assert meta["tensors"][0]["scales"] == 4
     negative = dict(tensors, scales=tensors["scales"].clone())
     negative["scales"][0] = -negative["scales"][0]
@@ -227,8 +227,8 @@ def test_bad_scales_are_format_errors():
 def test_metadata_is_compressed_and_checked():
     data = _scaled_file()
     header_len = int.from_bytes(data[:8], "little")
-    assert b'"wsc.meta":"zlib"' in data[8:8 + header_len] and b'"wsc":' not in data[8:8 + header_len]
-    meta, tensors, _ = container._read_raw(data)
+    assert b'"wsc.meta":"zlib-dict1"' in data[8:8 + header_len] and b'"wsc":' not in data[8:8 + header_len]
+    meta, tensors, _, _ = container._read_raw(data)
     import json
     import zlib
 
@@ -241,3 +241,17 @@ def test_metadata_is_compressed_and_checked():
         bad = safetensors.torch.save(ts, metadata={"wsc.meta": "zlib", "wsc.crc32": str(zlib.crc32(text))})
         with pytest.raises(FormatError, match=message):
             container.read(bad)
+    deflate = zlib.compressobj(9, zdict=container.META_DICT)
+    z = deflate.compress(text) + deflate.flush()
+    ts = dict(tensors, meta=torch.frombuffer(bytearray(z), dtype=torch.uint8))
+    crc = str(zlib.crc32(text))
+    for packing, message in (("zlib", "corrupt"), ("zlib-dict9", "'wsc.meta' must be one of zlib, zlib-dict1")):
+        bad = safetensors.torch.save(ts, metadata={"wsc.meta": packing, "wsc.crc32": crc})
+        with pytest.raises(FormatError, match=message):  # the dictionary is part of the encoding
+            container.read(bad)
+    old = json.dumps({**meta, "version": 5}).encode()
+    deflate = zlib.compressobj(9, zdict=container.META_DICT)
+    ts = dict(tensors, meta=torch.frombuffer(bytearray(deflate.compress(old) + deflate.flush()), dtype=torch.uint8))
+    bad = safetensors.torch.save(ts, metadata={"wsc.meta": "zlib-dict1", "wsc.crc32": str(zlib.crc32(old))})
+    with pytest.raises(FormatError, match="preset dictionary in a version 5 file"):
+        container.read(bad)

@@ -23,19 +23,24 @@ Tensors in the file (few and flat, so the header stays small):
   rounded to its dtype: :func:`dequantize8`); and a tensor whose elements are all the same
   (bit for bit) holds no data: its entry records the value (``"fill"``).
 
-The metadata is one JSON text, zlib-compressed in the uint8 tensor ``meta`` (the safetensors
-metadata says ``"wsc.meta": "zlib"`` and holds the text's CRC-32 under ``"wsc.crc32"``);
-files written before version 3 hold the text itself under ``"wsc"``, which is still read.
-The JSON: format, version (5), the coder (``"huffman"``, ``"rans"``, or ``"auto"`` when the
+The metadata is one JSON text, deflated in the uint8 tensor ``meta`` (the safetensors
+metadata says ``"wsc.meta": "zlib-dict1"``, zlib with the preset dictionary
+:data:`META_DICT` of the strings every metadata repeats, since version 6; ``"zlib"``, no
+dictionary, in versions 3 to 5; and holds the text's CRC-32 under ``"wsc.crc32"``); files
+written before version 3 hold the text itself under ``"wsc"``, which is still read.
+The JSON: format, version (6), the coder (``"huffman"``, ``"rans"``, or ``"auto"`` when the
 streams use both), codebook size and CRC-32, the chunk size of the
 Huffman streams (when there are any), and the list of state-dict names in order, each with
-shape, dtype, whether it is shared, and a CRC-32, or, for a name tied to another tensor,
-``alias_of``; and free-form ``info``. A shared tensor also records its element count and
+shape, dtype, whether it is shared, and (a shared tensor, or an unshared one before version
+6) a CRC-32, or, for a name tied to another tensor, ``alias_of``; from version 6 one CRC-32
+of every unshared tensor in order, as stored (``stored_crc32``; a fill as its elements);
+and free-form ``info``. A shared tensor also records its element count and
 payload bits (Huffman: the code bits, padding excluded; rANS: the payload bytes times 8),
 its coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
 chunk size, its states per chunk (``"states"``: 1, 2, 4 or 8) and the size of its packed
 table; its CRC-32 covers its code lengths or table, offsets and payload (and its scales).
-Version 4 files (no ``stored_as``, no ``fill``), version 3 files (every rANS stream with 8 states), version 2 files (rANS tables in encoding
+Version 5 files (metadata deflated without a dictionary, a CRC-32 per unshared tensor),
+version 4 files (no ``stored_as``, no ``fill``), version 3 files (every rANS stream with 8 states), version 2 files (rANS tables in encoding
 1, no scales, metadata uncompressed) and version 1 files (Huffman only, written before rANS)
 are still read.
 The reader checks all of it and raises :class:`wsc.FormatError` on any inconsistency.
@@ -60,9 +65,9 @@ from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
-VERSION = 5
-READABLE = (1, 2, 3, 4, 5)
-TABLE_ENCODING = {2: 1, 3: 2, 4: 2, 5: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
+VERSION = 6
+READABLE = (1, 2, 3, 4, 5, 6)
+TABLE_ENCODING = {2: 1, 3: 2, 4: 2, 5: 2, 6: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
 OLD_RANS_STATES = 8  # the states per chunk of every rANS stream before version 4
 CODERS = ("huffman", "rans")  # the coder of one stream
 CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
@@ -74,6 +79,17 @@ _FLOATS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
            "float64": torch.float64}
 _NARROW = ("float32", "float16", "bfloat16", "uint8")  # what a float tensor may be stored as (version 5)
 FILL_LIMIT = 1 << 24  # bytes of constant tensors a file may hold as fills, in all (larger ones are stored as data)
+# The preset dictionary the metadata of a version 6 file is deflated with ("wsc.meta": "zlib-dict1"):
+# the strings every metadata text repeats, so a small file does not pay for spelling them out
+# once. Part of the format: never change it (a new dictionary is a new "wsc.meta" value).
+META_DICT = (b'{"alias_of":"","bits":,"chunk_size":4194304,"crc32":,"dtype":"float32","name":"","numel":,"shape":[],'
+             b'"shared":true,"states":1,"table_bytes":},{"crc32":,"dtype":"float32","name":".bias","shape":[],'
+             b'"shared":false,"stored_as":"uint8","range":[,],"fill":0.0,"stored_as":"float16","name":'
+             b'".running_mean","name":".running_var","name":".num_batches_tracked","dtype":"int64","fill":0,'
+             b'".weight","coder":"rans","coder":"huffman","scales":{"codebook":{"crc32":,"size":},"coder":"auto",'
+             b'"format":"wsc","info":{"hi":,"k":,"lo":,"merged":,"params":"weights","values":},"tensors":'
+             b'[{"bits":,"chunk_size":16384,"version":6}')
+META_ENCODINGS = {"zlib": b"", "zlib-dict1": META_DICT}  # "wsc.meta" -> preset dictionary
 
 
 @dataclass
@@ -156,8 +172,9 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _crc(*arrays) -> int:
-    c = 0
+def _crc(*arrays, start: int = 0) -> int:
+    """CRC-32 of the arrays' bytes back to back, continuing from ``start``."""
+    c = start
     for a in arrays:
         if isinstance(a, torch.Tensor):
             a = a.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
@@ -313,12 +330,12 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
         entries[s.name] = e
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     filled = 0  # bytes of the fills so far
+    stored_crc = 0  # of every unshared tensor as the file stores it, in order (fills expanded)
     for name, t in p.stored.items():
         t = t.detach().cpu().contiguous()
         r = p.restore.get(name)
         own = t.dtype if r is None else r.dtype
-        e = entries[name] = {"name": name, "shape": list(t.shape), "dtype": _dtype_name(own), "shared": False,
-                             "crc32": _crc(t)}
+        e = entries[name] = {"name": name, "shape": list(t.shape), "dtype": _dtype_name(own), "shared": False}
         if r is not None:
             ok = _dtype_name(own) in _FLOATS and _dtype_name(t.dtype) in _NARROW
             if not ok or (t.dtype == torch.uint8) != (r.span is not None):
@@ -335,8 +352,10 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
         if fill is not None and filled + t.numel() * t.element_size() <= FILL_LIMIT:
             e["fill"] = fill
             filled += t.numel() * t.element_size()
+            stored_crc = _fill_crc(t, t.numel(), stored_crc)
         else:
             by_dtype.setdefault(t.dtype, []).append(t)
+            stored_crc = _crc(t, start=stored_crc)
     tensors = {"codebook": (torch.float32, (m,), [cb]),
                "offsets": (torch.int64, (sum(c.offsets.size for c in coded),), [c.offsets for c in coded]),
                "data": (torch.uint8, (sum(c.data.size for c in coded),), [c.data for c in coded])}
@@ -356,14 +375,15 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
         raise ValueError("order must list every tensor and alias exactly once")
     meta = {"format": FORMAT, "version": VERSION, "coder": coder,
             "codebook": {"size": int(m), "crc32": _crc(cb)}, "tensors": [entries[n] for n in order],
-            "info": p.info}
+            "stored_crc32": stored_crc, "info": p.info}
     if huffman_chunk is not None:
         meta["chunk_size"] = huffman_chunk
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     crc = str(zlib.crc32(text.encode()))
-    packed = np.frombuffer(zlib.compress(text.encode(), 9), dtype=np.uint8)  # a third of the text, unescaped
+    deflate = zlib.compressobj(9, zdict=META_DICT)
+    packed = np.frombuffer(deflate.compress(text.encode()) + deflate.flush(), dtype=np.uint8)  # a fifth of the text
     tensors["meta"] = (torch.uint8, (packed.size,), [packed])
-    head, buffers = _safetensors.serialize(tensors, {"wsc.meta": "zlib", "wsc.crc32": crc})
+    head, buffers = _safetensors.serialize(tensors, {"wsc.meta": "zlib-dict1", "wsc.crc32": crc})
     return Layout(head, buffers, meta)
 
 
@@ -386,11 +406,12 @@ def _span_problem(lo: float, hi: float, dtype: torch.dtype) -> bool:
     return not (math.isfinite(hi - lo) and lo < hi and -top <= lo and hi <= top)
 
 
-def _fill_crc(value: torch.Tensor, n: int) -> int:
-    """CRC-32 of ``n`` copies of the one element of ``value``, a block at a time (no tensor of n made)."""
+def _fill_crc(value: torch.Tensor, n: int, start: int = 0) -> int:
+    """CRC-32 of ``n`` copies of the one element of ``value``, continuing from ``start``, a
+    block at a time (no tensor of n made)."""
     one = value.reshape(-1)[:1].contiguous().view(torch.uint8).numpy().tobytes()
     per = max(1, min(n, (1 << 20) // len(one)))
-    block, c = one * per, 0
+    block, c = one * per, start
     for _ in range(n // per):
         c = zlib.crc32(block, c)
     return zlib.crc32(one * (n % per), c)
@@ -485,11 +506,11 @@ def _read_bytes(source) -> tuple[bytearray, str]:
     return buf, where
 
 
-def _inflate(packed: torch.Tensor, where: str) -> str:
-    """The metadata JSON from the zlib stream of the ``meta`` tensor: at most META_LIMIT bytes,
-    the stream complete and nothing after it."""
+def _inflate(packed: torch.Tensor, where: str, zdict: bytes = b"") -> str:
+    """The metadata JSON from the zlib stream of the ``meta`` tensor (deflated with the preset
+    dictionary ``zdict``): at most META_LIMIT bytes, the stream complete and nothing after it."""
     _check(packed.dtype == torch.uint8 and packed.dim() == 1, f"{where}: tensor 'meta' must be 1-D uint8")
-    d = zlib.decompressobj()
+    d = zlib.decompressobj(zdict=zdict) if zdict else zlib.decompressobj()
     try:
         raw = d.decompress(packed.numpy().tobytes(), META_LIMIT)
     except zlib.error as exc:
@@ -502,23 +523,25 @@ def _inflate(packed: torch.Tensor, where: str) -> str:
         raise FormatError(f"{where}: the metadata is not UTF-8 text") from None
 
 
-def _read_raw(source) -> tuple[dict, dict[str, torch.Tensor], int]:
-    """(metadata, tensors, file size) of a .wsc file (path or bytes): the safetensors layer and
-    the metadata checksum checked, the .wsc structure not yet. Tensors view one buffer. The
-    metadata JSON is either compressed in the ``meta`` tensor (what wsc writes) or inline
-    under ``"wsc"`` (files written before version 3)."""
+def _read_raw(source) -> tuple[dict, dict[str, torch.Tensor], int, str | None]:
+    """(metadata, tensors, file size, how the metadata was compressed) of a .wsc file (path or
+    bytes): the safetensors layer and the metadata checksum checked, the .wsc structure not
+    yet. Tensors view one buffer. The metadata JSON is either compressed in the ``meta``
+    tensor (what wsc writes: ``"wsc.meta"`` names the compression, META_ENCODINGS) or inline
+    under ``"wsc"`` (files written before version 3; then the compression is None)."""
     data, where = _read_bytes(source)
     header, tensors = _safetensors.parse(data, where)
-    text, crc = header.get("wsc"), header.get("wsc.crc32")
+    text, crc, packing = header.get("wsc"), header.get("wsc.crc32"), header.get("wsc.meta")
     if "wsc.meta" in header:
-        _check(text is None and header["wsc.meta"] == "zlib" and "meta" in tensors,
-               f"{where}: 'wsc.meta' must be \"zlib\", with a 'meta' tensor and no inline 'wsc' metadata")
-        text = _inflate(tensors.pop("meta"), where)
+        _check(text is None and packing in META_ENCODINGS and "meta" in tensors,
+               f"{where}: 'wsc.meta' must be one of {', '.join(META_ENCODINGS)}, with a 'meta' tensor and no "
+               "inline 'wsc' metadata")
+        text = _inflate(tensors.pop("meta"), where, META_ENCODINGS[packing])
     _check(isinstance(text, str), f"{where}: not a .wsc file (no 'wsc' metadata in the safetensors header)")
     _check(crc == str(zlib.crc32(text.encode("utf-8", "surrogatepass"))),
            f"{where}: checksum mismatch: the metadata is corrupt")
     meta = _safetensors.loads(text, f"{where}: the 'wsc' metadata")
-    return meta, tensors, len(data)
+    return meta, tensors, len(data), packing
 
 
 def _tensor(tensors: dict, key: str, dtype: torch.dtype, dim: int = 1) -> torch.Tensor:
@@ -590,7 +613,7 @@ class Archive:
             raise FormatError(f"{self.where}: {exc}") from None
 
     def _parse(self, source) -> None:
-        self.meta, self.tensors, self.file_bytes = _read_raw(source)
+        self.meta, self.tensors, self.file_bytes, packing = _read_raw(source)
         meta = self.meta
         _check(isinstance(meta, dict) and meta.get("format") == FORMAT, "not a .wsc file (format field)")
         version = meta.get("version")
@@ -598,6 +621,10 @@ class Archive:
                f"unsupported .wsc format version {_show(version, 40)} (this reader knows "
                f"{', '.join(map(str, READABLE))})")
         self.version = int(version)
+        _check(packing != "zlib-dict1" or self.version >= 6,
+               f"metadata deflated with a preset dictionary in a version {self.version} file (it came in version 6)")
+        if self.version >= 6:
+            _check(_is_int(meta.get("stored_crc32")), "metadata field 'stored_crc32' is missing or not an int")
         coder = meta.get("coder")
         coders = ("huffman",) if self.version == 1 else CODER_OPTIONS
         _check(isinstance(coder, str) and coder in coders,
@@ -779,6 +806,7 @@ class Archive:
         for key, end in pos.items():
             _check(end == self.tensors[key].numel(), f"{self.tensors[key].numel() - end} values left over in {key!r}")
         self._stored_keys = set(pos)
+        self._stored_crc_ok: bool | None = None  # version 6: the one CRC-32 of them all, once checked
         return views
 
     def _stored_raw(self, j: int) -> torch.Tensor:
@@ -795,12 +823,26 @@ class Archive:
         parts = (s.code, s.offsets, s.data) if s.scale is None else (s.code, s.offsets, s.data, s.scale)
         return _crc(*parts) == s.entry.get("crc32")
 
-    def stored_ok(self, j: int) -> bool:
+    def _stored_crc(self, j: int, start: int = 0) -> int:
+        """CRC-32 of unshared tensor j as the file stores it, continuing from ``start`` (a
+        fill's without making the tensor)."""
         e, v = self.stored[j], self._stored_views[j]
-        if v is None:  # a fill: its CRC without making the tensor
+        if v is None:
             one = _filled(e, getattr(torch, self._stored_dtype(e)[1]), (1,))
-            return _fill_crc(one, math.prod(_shape(e))) == e.get("crc32")
-        return _crc(v) == e.get("crc32")
+            return _fill_crc(one, math.prod(_shape(e)), start)
+        return _crc(v, start=start)
+
+    def stored_ok(self, j: int) -> bool:
+        """True when unshared tensor j's CRC-32 matches the metadata: from version 6, one CRC-32
+        covers every unshared tensor in order (checked once), before each has its own."""
+        if self.version < 6:
+            return self._stored_crc(j) == self.stored[j].get("crc32")
+        if self._stored_crc_ok is None:
+            c = 0
+            for i in range(len(self.stored)):
+                c = self._stored_crc(i, c)
+            self._stored_crc_ok = c == self.meta["stored_crc32"]
+        return self._stored_crc_ok
 
     def coded_stream(self, j: int):
         """Shared tensor j's stream as a :class:`wsc.huffman.HuffmanStream` or
@@ -885,9 +927,12 @@ class Archive:
                 self.indices(j)
             except FormatError as exc:
                 problems.append(str(exc))
-        for j, e in enumerate(self.stored):
-            if not self.stored_ok(j):
-                problems.append(f"{_name(e)}: checksum mismatch: the stored tensor is corrupt")
+        bad = [_name(e) for j, e in enumerate(self.stored) if not self.stored_ok(j)]
+        if bad and self.version >= 6:  # one CRC-32 for all: which one is corrupt is unknown
+            problems.append(f"stored tensors ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}): checksum "
+                            "mismatch: the stored tensors are corrupt")
+        else:
+            problems += [f"{name}: checksum mismatch: the stored tensor is corrupt" for name in bad]
         return problems
 
     def state_dict(self) -> dict[str, torch.Tensor]:
