@@ -61,7 +61,8 @@ METHODS = {  # the paper merges every front solution; the others only those with
     "combined + gptq front": {**_COMBINED, "calibration": CALIBRATION, "compensate": "front"},
 }
 COST = {"dwcnn-fmnist": 3.0, "lenet5-fmnist": 1.0, "gru-fmnist": 1.0, "lenet300-fmnist": 0.2}  # relative run time
-DEFAULT_METHODS = [m for m in METHODS if m not in ("combined, values", "combined, all", "combined + gptq front")]  # ablations: on request
+ABLATIONS = ("combined, values", "combined, all", "combined + gptq front")  # run on request
+DEFAULT_METHODS = [m for m in METHODS if m not in ABLATIONS]
 DROP_BOX, SIZE_BOX = 0.05, 0.5  # the hypervolume's box: <= 5 points of drop, >= 2x
 
 

@@ -510,7 +510,7 @@ def _inflate(packed: torch.Tensor, where: str, zdict: bytes = b"") -> str:
     """The metadata JSON from the zlib stream of the ``meta`` tensor (deflated with the preset
     dictionary ``zdict``): at most META_LIMIT bytes, the stream complete and nothing after it."""
     _check(packed.dtype == torch.uint8 and packed.dim() == 1, f"{where}: tensor 'meta' must be 1-D uint8")
-    d = zlib.decompressobj(zdict=zdict) if zdict else zlib.decompressobj()
+    d = zlib.decompressobj(zdict=zdict)  # an empty dictionary: plain zlib
     try:
         raw = d.decompress(packed.numpy().tobytes(), META_LIMIT)
     except zlib.error as exc:

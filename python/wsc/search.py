@@ -140,7 +140,8 @@ def _recording(objectives, evaluated: dict):
 
 class _Sampling(IntegerRandomSampling):
     """Integer random sampling, except that the first half of the samples have the variables
-    ``low`` at their lower bound (step levels: half the first population as the paper's)."""
+    ``low`` at their lower bound (step levels and the GPTQ rate level: half the first
+    population as the paper's)."""
 
     def __init__(self, low: Sequence[int]):
         super().__init__()
