@@ -123,7 +123,9 @@ def test_compress_default_model_then_evaluate_reproduces_the_report(tmp_path, ca
 
 
 @needs_fmnist
-def test_compress_json_and_quiet(tmp_path, capsys):
+def test_compress_json_and_quiet(tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr("wsc.heap.keep_freed_memory", lambda: calls.append(1) or True)
     assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--no-merge", "--json",
                  "--out", str(tmp_path / "a")]) == 0
     captured = capsys.readouterr()
@@ -134,6 +136,7 @@ def test_compress_json_and_quiet(tmp_path, capsys):
     assert report["settings"]["compensated"] == ["fc1.weight", "fc2.weight", "fc3.weight"]
     assert report["front_compensated"] and all(s["compensated"] for s in report["front_compensated"])
     assert report["settings"]["compensate"] == "search"  # GPTQ is one of the search's choices
+    assert calls  # the CLI keeps freed memory for the evaluations (wsc.heap)
     assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--no-merge", "--json", "--compensate", "front",
                  "--out", str(tmp_path / "f")]) == 0
     report = json.loads(capsys.readouterr().out)

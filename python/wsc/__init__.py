@@ -7,7 +7,7 @@ from wsc import evaluate
 from wsc.api import PAPER, compress, load_into, load_state_dict
 from wsc.container import inspect
 from wsc.result import CompressionResult, Solution
-from wsc import nn
+from wsc import heap, nn
 from wsc.nn import load_shared
 
 __version__ = "0.1.0"
@@ -36,5 +36,5 @@ def cuda_available() -> bool:
 
 
 __all__ = ["huffman", "rans", "ops", "reference", "evaluate", "compress", "PAPER", "load_state_dict", "load_into", "inspect",
-           "nn", "load_shared", "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
+           "heap", "nn", "load_shared", "CompressionResult", "Solution", "FormatError", "get_num_threads", "set_num_threads",
            "cuda_available"]

@@ -268,6 +268,7 @@ def _table(result) -> str:
 # ---------------------------------------------------------------- commands
 def _compress(args) -> int:
     import wsc
+    from wsc.heap import keep_freed_memory
 
     if args.k_min > args.k_max:
         raise CliError(f"--k-min {args.k_min} is larger than --k-max {args.k_max}")
@@ -275,6 +276,7 @@ def _compress(args) -> int:
     evaluator = _evaluator(args, data_spec)
     calibration = _calibration(args, data_spec)
     progress = not (args.quiet or args.json)
+    keep_freed_memory()  # repeated evaluations reuse their activations' memory (wsc.heap)
     os.makedirs(args.out, exist_ok=True)
     cache = os.path.join(args.out, CACHE)
     try:

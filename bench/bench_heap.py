@@ -1,0 +1,76 @@
+"""Search-evaluation time of the built-in models with glibc's default heap and with
+``wsc.heap.keep_freed_memory()``.
+
+Run: python bench/bench_heap.py [--models ...] [--repeats 9]
+
+Each model is measured in two fresh subprocesses (the setting is process-wide and cannot be
+undone), one thread each, as bench/quality.py runs them: the 2,000-image search split of the
+Fashion-MNIST test set (channels_last for convolutional models), scored with
+``Accuracy.search`` ``--repeats`` times after one warm-up; reported: the median seconds per
+evaluation of each and their ratio. The scores must agree exactly (the same arithmetic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+MODELS = ["lenet5-fmnist", "lenet300-fmnist", "dwcnn-fmnist", "gru-fmnist"]
+
+CHILD = r"""
+import json, statistics, sys, time
+import torch
+import wsc
+from wsc import data, heap, zoo
+from wsc.evaluate import Accuracy, gather_data
+
+name, keep, repeats = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+kept = heap.keep_freed_memory() if keep else False
+torch.set_num_threads(1)
+wsc.set_num_threads(1)
+x, y = gather_data(data.load(zoo.BUILTINS[name].dataset, split="test"))
+model = zoo.load_model(name).eval()
+if any(p.dim() == 4 for p in model.parameters()):
+    x, model = x.contiguous(memory_format=torch.channels_last), model.to(memory_format=torch.channels_last)
+search, heldout = data.balanced_split(y.numpy(), 2000, 0)
+ev = Accuracy(search=(x[search], y[search]), heldout=(x[heldout], y[heldout]))
+score = ev.search(model)
+times = []
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    assert ev.search(model) == score
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"kept": kept, "median_s": statistics.median(times), "score": score}))
+"""
+
+
+def measure(name: str, keep: bool, repeats: int) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, name, "1" if keep else "0", str(repeats)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name}: the measurement failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=MODELS)
+    p.add_argument("--repeats", type=int, default=9)
+    args = p.parse_args(argv)
+    print("| model | default heap, ms/evaluation | keep_freed_memory, ms/evaluation | speed-up |")
+    print("|:--|--:|--:|--:|")
+    for name in args.models:
+        base, kept = measure(name, False, args.repeats), measure(name, True, args.repeats)
+        if not kept["kept"]:
+            raise SystemExit("keep_freed_memory() did not take effect (not glibc?)")
+        if kept["score"] != base["score"]:
+            raise SystemExit(f"{name}: the scores differ ({base['score']} against {kept['score']})")
+        print(f"| {name} | {1e3 * base['median_s']:.1f} | {1e3 * kept['median_s']:.1f} | "
+              f"{base['median_s'] / kept['median_s']:.2f}x |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
