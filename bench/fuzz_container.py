@@ -37,6 +37,7 @@ import argparse
 import copy
 import io
 import json
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -325,18 +326,20 @@ def m_meta(rng, raw: bytes, seeds) -> bytes:
     elif what == 2:
         meta["chunk_size"] = _pick(rng, [0, -1, 1, 2, 3, 10**6, 2**40, 2**41, 2**63, True, 1.5, "16", None])
     elif what == 3:  # lie about one shared tensor's counts
-        shared = [t for t in meta["tensors"] if t.get("shared") is True]
-        t = _pick(rng, shared)
+        t = _pick(rng, container.shared_entries(meta))
         key = _pick(rng, ["numel", "bits", "shape", "dtype", "crc32"])
         old = t.get(key)
         if isinstance(old, int) and rng.random() < 0.6:
             t[key] = old + _pick(rng, [-1, 1, 8, -8, 1000, old, -old, 2**40])
         else:
             t[key] = _odd(rng)
-    elif what == 4:  # consistent lie: numel and shape together
-        t = _pick(rng, [t for t in meta["tensors"] if t.get("shared") is True])
-        n = _pick(rng, [1, 2, t["numel"] + 1, 2 * t["numel"], 2**40, 2**62])
-        t["numel"], t["shape"] = n, [n]
+    elif what == 4:  # consistent lie: numel (before version 7) and shape together
+        t = _pick(rng, container.shared_entries(meta))
+        n0 = _numel(t)
+        n = _pick(rng, [1, 2, n0 + 1, 2 * n0, 2**40, 2**62])
+        t["shape"] = [n]
+        if "numel" in t:
+            t["numel"] = n
     elif what == 5:
         t = _pick(rng, meta["tensors"])
         choice = int(rng.integers(5))
@@ -363,8 +366,7 @@ def m_meta(rng, raw: bytes, seeds) -> bytes:
                            '{"a":' * 5000 + "1" + "}" * 5000, "\udcff", "1" * 5000, json.dumps(meta)[:-1]])
         return _join(_with_meta(header, text), body)
     elif what == 10:  # stored tensors: lie about shape, dtype, fill, narrow dtype or range of codes
-        stored = [t for t in meta["tensors"] if t.get("shared") is False]
-        t = _pick(rng, stored)
+        t = _pick(rng, _stored_entries(meta))
         r = rng.random()
         if r < 0.3:
             t["shape"] = _pick(rng, [[], [0], [1], [2**40], [3, 2**31], [1] * 40, [-1]])
@@ -384,6 +386,17 @@ def m_meta(rng, raw: bytes, seeds) -> bytes:
 # ---------------------------------------------------------------- mutators: tensors, checksums fixed
 
 
+def _numel(t: dict) -> int:
+    """A shared entry's element count: recorded before version 7, its shape's product since."""
+    return int(t["numel"]) if "numel" in t else math.prod(t["shape"])
+
+
+def _stored_entries(meta: dict) -> list[dict]:
+    """The unshared entries: those neither shared (container.shared_entries) nor aliases."""
+    shared = {id(t) for t in container.shared_entries(meta)}
+    return [t for t in meta["tensors"] if id(t) not in shared and "alias_of" not in t]
+
+
 def _resave(meta: dict, tensors: dict) -> bytes:
     text = json.dumps(meta)
     return safetensors.torch.save({k: v.contiguous() for k, v in tensors.items()},
@@ -393,7 +406,7 @@ def _resave(meta: dict, tensors: dict) -> bytes:
 def m_tensors(rng, raw: bytes, seeds) -> bytes:
     meta, tensors, _, _ = container._read_raw(raw)
     tensors = {k: v.clone() for k, v in tensors.items()}
-    shared = [t for t in meta["tensors"] if t.get("shared") is True]
+    shared = container.shared_entries(meta)
     coders = container.shared_coders(meta)
     j = int(rng.integers(len(shared)))
     offsets, data = tensors["offsets"], tensors["data"]
@@ -423,7 +436,8 @@ def m_tensors(rng, raw: bytes, seeds) -> bytes:
                 data[int(rng.integers(data.numel()))] ^= 1 << int(rng.integers(8))
     elif what == 3:  # chunk offsets off by a little or a lot
         i = int(rng.integers(offsets.numel()))
-        offsets[i] = int(offsets[i]) + _pick(rng, [-1, 1, -8, 8, 2**31, -(2**31), 2**62])
+        v = int(offsets[i]) + _pick(rng, [-1, 1, -8, 8, 2**31, -(2**31), 2**62])
+        offsets[i] = v % 2**32 if offsets.dtype == torch.uint32 else v
     elif what == 4:  # payload bytes appended or removed with offsets kept
         if rng.random() < 0.5 and data.numel():
             tensors["data"] = data[:-1]
@@ -434,8 +448,10 @@ def m_tensors(rng, raw: bytes, seeds) -> bytes:
         cbk[int(rng.integers(cbk.numel()))] = _pick(rng, [float("nan"), float("inf"), -float("inf"), 1e38, 0.0])
     elif what == 6:  # more or fewer symbols than coded, offsets made to agree in count
         t = shared[j]
-        t["numel"] = max(1, t["numel"] + _pick(rng, [-1, 1, -3, 5, t["numel"]]))
-        t["shape"] = [t["numel"]]
+        n = max(1, _numel(t) + _pick(rng, [-1, 1, -3, 5, _numel(t)]))
+        t["shape"] = [n]
+        if "numel" in t:
+            t["numel"] = n
     else:  # stored tensor bytes
         keys = [k for k in tensors if k.startswith("stored.") and tensors[k].numel()]
         if keys:
@@ -446,9 +462,10 @@ def m_tensors(rng, raw: bytes, seeds) -> bytes:
     meta = copy.deepcopy(meta)
     meta["codebook"]["crc32"] = container._crc(tensors["codebook"])
     o = d = h = tb = 0
-    for t, coder in zip([t for t in meta["tensors"] if t.get("shared") is True], coders):
-        cs = meta["chunk_size"] if coder == "huffman" else t["chunk_size"]
-        n_off = -(-int(t["numel"]) // cs) + 1
+    ends_only = meta["version"] >= 7  # no leading 0 per stream; a one-chunk rANS stream has no chunk_size
+    for t, coder in zip(container.shared_entries(meta), coders):
+        cs = meta["chunk_size"] if coder == "huffman" else t.get("chunk_size", max(1, _numel(t)))
+        n_off = -(-_numel(t) // cs) + (0 if ends_only else 1)
         off = tensors["offsets"][o:o + n_off]
         end = int(off[-1]) if off.numel() else 0
         if coder == "huffman":

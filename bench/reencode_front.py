@@ -60,11 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         payload = bench.payload(cb, solution_info(draft, report["settings"]))
         row = {}
         for coder in container.CODER_OPTIONS:
-            data, meta = container.encode(payload, coder=coder)
-            shared = [e for e in meta["tensors"] if e.get("shared")]
-            row[coder] = (len(data), bench.original_bytes / len(data),
-                          sum(e["bits"] for e in shared) / bench.n_shared,
-                          "+".join(sorted(set(container.shared_coders(meta)))))
+            lay = container.layout(payload, coder=coder)
+            row[coder] = (lay.size, bench.original_bytes / lay.size, lay.bits / bench.n_shared,
+                          "+".join(sorted(set(lay.coders))))
         if sol.get("coder", "huffman") == "huffman" and row["huffman"][0] != sol["file_bytes"]:
             print(f"<!-- k={sol['k']}: Huffman re-encoded to {row['huffman'][0]} bytes, the run wrote "
                   f"{sol['file_bytes']} (another format version) -->")

@@ -182,22 +182,23 @@ def test_not_a_wsc_file(tmp_path):
 
 @pytest.mark.parametrize("coder", ["huffman", "rans"])
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(version=7), "unsupported .wsc format version 7"),
+    (lambda m: m.update(version=8), "unsupported .wsc format version 8"),
     (lambda m: m.update(coder="zstd"), "unknown coder 'zstd'"),
     (lambda m: m.update(format="other"), "format field"),
     (lambda m: m.pop("tensors"), "'tensors' is missing"),
-    (lambda m: m["tensors"][0].update(numel=1), "element count"),
-    (lambda m: m["tensors"][0].update(shape=[2, 2]), "element count"),
+    (lambda m: m["tensors"][0].update(numel=1), "'numel' in a version 7 entry"),  # implied by the shape
+    (lambda m: m["tensors"][0].update(shape=[2, 2]), "undecodable"),
     (lambda m: m["tensors"][0].update(coder="zstd"), "coder 'zstd' in a file written with"),
-    (lambda m: (m["tensors"][0].pop("chunk_size", None), m.pop("chunk_size", None)), "chunk_size' is missing|chunk_size None missing"),
+    (lambda m: m["tensors"][0].update(chunk_size=None) if m["coder"] == "rans" else m.pop("chunk_size"),
+     "chunk_size' is missing|chunk_size None missing"),
     (lambda m: (m["tensors"][0].update(chunk_size=7) if m["coder"] == "rans" else m.update(chunk_size=7)), "offsets"),
     (lambda m: m["codebook"].update(size=3), "codebook holds"),
     (lambda m: m["tensors"].append({"name": "x", "alias_of": "nothing"}), "alias"),
     (lambda m: m["tensors"].append(dict(m["tensors"][0])), "appears twice"),
-    (lambda m: m["tensors"][1].update(shared="yes"), "shared: true/false"),
+    (lambda m: m["tensors"][1].update(shared="yes"), "'shared' or 'numel' in a version 7 entry"),
     (lambda m: m["tensors"].pop(0), "left over|missing|code lengths of shape|runs past|payload bits"),
-    (lambda m: next(e for e in m["tensors"] if e.get("shared") is False).update(shape=[1000]), "too short|left over"),
-    (lambda m: next(e for e in m["tensors"] if e.get("shared")).update(bits=5), "payload bits"),
+    (lambda m: next(e for e in m["tensors"] if "crc32" not in e).update(shape=[1000]), "too short|left over"),
+    (lambda m: next(e for e in m["tensors"] if "crc32" in e).update(bits=5), "payload bits"),
 ])
 def test_inconsistent_metadata(tmp_path, edit, message, coder):
     _, _, path, _ = huffman_file(tmp_path, coder)
@@ -270,7 +271,7 @@ def test_a_rans_table_that_passes_its_checksum_but_not_the_decoder(tmp_path):
         tables[:table.size] = torch.from_numpy(table)
 
         def fix(m, table=table):
-            m["tensors"][0]["crc32"] = container._crc(table, s.offsets, s.data)
+            m["tensors"][0]["crc32"] = container._crc(table, s.kept, s.data)
 
         bad = _rewrite(path, tmp_path / "bad.wsc", meta_fn=fix, tensors_fn=lambda t, v=tables: t.update(tables=v))
         with pytest.raises(FormatError, match=message):
@@ -342,7 +343,7 @@ def test_version_2_rans_files_still_read():
     p = container.Payload(a.codebook.numpy(), [container.SharedTensor(f"t{j}", a.indices(j), (a.indices(j).size,),
                                                                      torch.float32) for j in range(len(a.streams))], {})
     b = container.read(container.to_bytes(p, coder="rans"))
-    assert b.version == container.VERSION == 6
+    assert b.version == container.VERSION == 7
     for j, s in enumerate(streams):
         np.testing.assert_array_equal(b.indices(j), a.indices(j))
         assert s.n_symbols == a.indices(j).size
@@ -358,7 +359,7 @@ def test_version_3_files_still_read():
     bench = Workbench(Mixed())
     p = bench.payload(bench.codebook(33, Scheme("uniform", "channel", 2)))
     b = container.read(container.to_bytes(p, coder="rans"))
-    assert b.version == 6 and [b.coded_stream(j).states for j in range(5)] == [1] * 5
+    assert b.version == 7 and [b.coded_stream(j).states for j in range(5)] == [1] * 5
     assert a.tensors["data"].numel() - b.tensors["data"].numel() >= 5 * 20 and b.file_bytes < a.file_bytes - 100
     for j in range(5):
         np.testing.assert_array_equal(b.indices(j), a.indices(j))

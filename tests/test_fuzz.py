@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import math
 import os
 import pickle
 import struct
@@ -114,22 +115,22 @@ def _file(meta_edit=None, tensors=None, header_edit=None, seeds=None):
 
 
 def _first_shared(meta):
-    return next(t for t in meta["tensors"] if t.get("shared") is True)
+    return container.shared_entries(meta)[0]
 
 
 @pytest.mark.parametrize("edit, message", [
     # huge element counts are refused before anything is allocated
-    (lambda m: (m.update(chunk_size=2**40), _first_shared(m).update(numel=2**40, shape=[2**40])), "chunk offsets|cannot fit"),
-    (lambda m: _first_shared(m).update(numel=2**62, shape=[2**31, 2**31]), "chunk offsets|cannot fit"),
+    (lambda m: (m.update(chunk_size=2**40), _first_shared(m).update(shape=[2**40])), "chunk offsets|cannot fit"),
+    (lambda m: _first_shared(m).update(shape=[2**31, 2**31]), "chunk offsets|cannot fit"),
     (lambda m: _first_shared(m).update(bits=2**60), "payload bits"),
-    (lambda m: _first_shared(m).update(numel=True), "element count"),
+    (lambda m: _first_shared(m).update(numel=True), "'numel' in a version 7 entry"),
     (lambda m: m.update(version=True), "format version True"),
     (lambda m: m.update(chunk_size=0), "chunk_size"),
     (lambda m: m.update(chunk_size=2**50), "chunk_size"),
     (lambda m: _first_shared(m).update(dtype=["float32"]), "unsupported dtype"),
     (lambda m: _first_shared(m).update(shape=[1] * 100), "bad shape"),
     (lambda m: m["tensors"].append({"name": "x", "alias_of": ["emb"]}), "alias_of"),
-    (lambda m: next(t for t in m["tensors"] if t.get("shared") is False).update(shape=[2**61]), "too short"),
+    (lambda m: next(t for t in m["tensors"] if "crc32" not in t).update(shape=[2**61]), "too short"),
 ])
 def test_lying_metadata(seeds, edit, message):
     with pytest.raises(FormatError, match=message):
@@ -173,8 +174,8 @@ def test_decoder_bound_checks_run_past_a_corrupt_stream(seeds):
     meta, ts, _, _ = container._read_raw(raw)
     # recompute the stream checksums, as a careful attacker would
     o = d = 0
-    for j, t in enumerate(x for x in meta["tensors"] if x.get("shared") is True):
-        n_off = -(-t["numel"] // meta["chunk_size"]) + 1
+    for j, t in enumerate(container.shared_entries(meta)):
+        n_off = -(-math.prod(t["shape"]) // meta["chunk_size"])  # each chunk's end (version 7)
         off = ts["offsets"][o:o + n_off]
         t["crc32"] = container._crc(ts["lengths"][j], off, ts["data"][d:d + int(off[-1])])
         o, d = o + n_off, d + int(off[-1])

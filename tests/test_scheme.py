@@ -19,7 +19,7 @@ from wsc.workbench import Workbench
 
 from conftest import weights_like
 
-from pipeline_fixtures import resave
+from pipeline_fixtures import resave, spelled_out
 
 SCHEMES = [Scheme(), Scheme("uniform", "global", 6), Scheme("uniform", "tensor", 3), Scheme("uniform", "channel"),
            Scheme("kmeans", "global"), Scheme("kmeans", "channel", 4), Scheme("kmeans", "tensor", CLIP_MAX),
@@ -219,6 +219,7 @@ def test_bad_scales_are_format_errors():
     with pytest.raises(FormatError, match="scales"):
         container.read(resave(meta, tensors))
     meta["tensors"][0]["scales"] = 4
+    meta = spelled_out(meta)
     meta["version"] = 2
     with pytest.raises(FormatError, match="scales in a version 2 file"):
         container.read(resave(meta, tensors))
@@ -227,7 +228,7 @@ def test_bad_scales_are_format_errors():
 def test_metadata_is_compressed_and_checked():
     data = _scaled_file()
     header_len = int.from_bytes(data[:8], "little")
-    assert b'"wsc.meta":"zlib-dict1"' in data[8:8 + header_len] and b'"wsc":' not in data[8:8 + header_len]
+    assert b'"wsc.meta":"zlib-dict2"' in data[8:8 + header_len] and b'"wsc":' not in data[8:8 + header_len]
     meta, tensors, _, _ = container._read_raw(data)
     import json
     import zlib
@@ -241,17 +242,19 @@ def test_metadata_is_compressed_and_checked():
         bad = safetensors.torch.save(ts, metadata={"wsc.meta": "zlib", "wsc.crc32": str(zlib.crc32(text))})
         with pytest.raises(FormatError, match=message):
             container.read(bad)
-    deflate = zlib.compressobj(9, zdict=container.META_DICT)
+    deflate = zlib.compressobj(9, zdict=container.META_DICT2)
     z = deflate.compress(text) + deflate.flush()
     ts = dict(tensors, meta=torch.frombuffer(bytearray(z), dtype=torch.uint8))
     crc = str(zlib.crc32(text))
-    for packing, message in (("zlib", "corrupt"), ("zlib-dict9", "'wsc.meta' must be one of zlib, zlib-dict1")):
+    for packing, message in (("zlib", "corrupt"), ("zlib-dict1", "corrupt"),
+                             ("zlib-dict9", "'wsc.meta' must be one of zlib, zlib-dict1, zlib-dict2")):
         bad = safetensors.torch.save(ts, metadata={"wsc.meta": packing, "wsc.crc32": crc})
         with pytest.raises(FormatError, match=message):  # the dictionary is part of the encoding
             container.read(bad)
-    old = json.dumps({**meta, "version": 5}).encode()
-    deflate = zlib.compressobj(9, zdict=container.META_DICT)
-    ts = dict(tensors, meta=torch.frombuffer(bytearray(deflate.compress(old) + deflate.flush()), dtype=torch.uint8))
-    bad = safetensors.torch.save(ts, metadata={"wsc.meta": "zlib-dict1", "wsc.crc32": str(zlib.crc32(old))})
-    with pytest.raises(FormatError, match="preset dictionary in a version 5 file"):
-        container.read(bad)
+    for packing, version in (("zlib-dict1", 5), ("zlib-dict2", 6)):  # a dictionary before its version
+        old = json.dumps({**meta, "version": version}).encode()
+        deflate = zlib.compressobj(9, zdict=container.META_ENCODINGS[packing])
+        ts = dict(tensors, meta=torch.frombuffer(bytearray(deflate.compress(old) + deflate.flush()), dtype=torch.uint8))
+        bad = safetensors.torch.save(ts, metadata={"wsc.meta": packing, "wsc.crc32": str(zlib.crc32(old))})
+        with pytest.raises(FormatError, match=f"deflated as {packing} in a version {version} file"):
+            container.read(bad)

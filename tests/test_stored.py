@@ -2,6 +2,8 @@
 and BatchNorm statistics re-estimated on calibration inputs."""
 
 import copy
+import math
+import os
 
 import numpy as np
 import pytest
@@ -79,7 +81,7 @@ def test_version_4_files_still_read(tmp_path):
     bench = Workbench(Mixed())
     b = container.read(container.to_bytes(bench.payload(bench.codebook(40, Scheme("uniform", "tensor", 1))),
                                           coder="auto"))
-    assert b.version == 6 and {e["name"] for e in b.stored if "fill" in e} == {"bn.bias", "bn.weight",
+    assert b.version == 7 and {e["name"] for e in b.stored if "fill" in e} == {"bn.bias", "bn.weight",
                                                                                 "bn.running_var", "bn.num_batches_tracked"}
     assert b.file_bytes < a.file_bytes
 
@@ -94,11 +96,91 @@ def test_version_5_files_still_read():
     bench = Workbench(Mixed(), stored="compact")
     b = container.read(container.to_bytes(bench.payload(bench.codebook(40, Scheme("uniform", "tensor", 1))),
                                           coder="auto"))
-    assert b.version == 6 and all("crc32" not in e for e in b.stored) and b.meta["stored_crc32"] >= 0
+    assert b.version == 7 and all("crc32" not in e for e in b.stored) and b.meta["stored_crc32"] >= 0
     assert b.tensors["data"].numel() == a.tensors["data"].numel() and b.file_bytes <= a.file_bytes - 100
     for j in range(len(a.streams)):
         np.testing.assert_array_equal(b.indices(j), a.indices(j))
     assert all(torch.equal(b.stored_tensor(j), a.stored_tensor(j)) for j in range(len(a.stored)))
+
+
+def _mixed_bytes(coder: str = "auto", chunk_size: int | None = 100) -> bytes:
+    """The Mixed model, compact, written now (as the version 6 fixture was)."""
+    bench = Workbench(Mixed(), stored="compact")
+    return container.to_bytes(bench.payload(bench.codebook(40, Scheme("uniform", "tensor", 1))), coder=coder,
+                              chunk_size=chunk_size)
+
+
+def _mixed_v7(chunk_size: int | None = 100) -> container.Archive:
+    return container.read(_mixed_bytes(chunk_size=chunk_size))
+
+
+def test_version_6_files_still_read():
+    """A file written before the metadata left out what it implies and the chunk offsets
+    became uint32 ends (format version 6, written by the wsc of that version from the Mixed
+    model with compact storage, 100 symbols per chunk) restores what it held; rewritten, it
+    holds the same streams and values in fewer bytes."""
+    a = _old_fixture("mixed_v6", 6, {"rans": 5})
+    assert a.tensors["offsets"].dtype == torch.int64 and all(s.kept[0] == 0 for s in a.streams)
+    assert all("numel" in e and "shared" in e for e in a.shared)
+    b = _mixed_v7()
+    assert b.version == 7 and b.tensors["offsets"].dtype == torch.uint32
+    assert b.tensors["offsets"].numel() == a.tensors["offsets"].numel() - len(a.streams)  # no leading 0s
+    assert max(s.offsets.size for s in b.streams) > 2  # several chunks
+    assert b.file_bytes <= a.file_bytes - 4 * a.tensors["offsets"].numel()
+    for j in range(len(a.streams)):
+        np.testing.assert_array_equal(b.indices(j), a.indices(j))
+        np.testing.assert_array_equal(b.streams[j].offsets, a.streams[j].offsets)
+    assert all(torch.equal(b.stored_tensor(j), a.stored_tensor(j)) for j in range(len(a.stored)))
+
+
+def test_version_7_metadata_leaves_out_what_it_implies():
+    """dtype float32, shared, a shared tensor's element count, a rANS stream's payload bits and
+    a one-chunk stream's chunk size are implied; uint8 ranges are the shortest float32 decimals."""
+    a = _mixed_v7(chunk_size=None)
+    raw = container._read_raw(_mixed_bytes("rans", None))[0]["tensors"]
+    assert all("shared" not in e and "numel" not in e and e.get("dtype") != "float32" for e in raw)
+    shared = [e for e in raw if "crc32" in e]
+    assert shared and all("bits" not in e and "chunk_size" not in e for e in shared)  # rANS, one chunk each
+    assert {e["dtype"] for e in raw if "dtype" in e} >= {"float16", "bfloat16", "float64", "int64"}
+    coded = [e for e in raw if "range" in e]
+    assert coded and all(len(repr(v)) <= 16 for e in coded for v in e["range"])
+    for j, e in enumerate(a.stored):  # the parsed entries hold what was left out
+        assert e["shared"] is False and isinstance(e["dtype"], str)
+        if "range" in e:
+            lo, hi = a._span(e)
+            assert np.float32(lo) == lo and a.stored_tensor(j).dtype == getattr(torch, e["dtype"])
+    assert all(e["shared"] and e["numel"] == math.prod(e["shape"]) for e in a.shared)
+
+
+def test_a_range_that_is_not_float32_is_refused_for_a_float32_tensor():
+    p = container.Payload(np.zeros(2, np.float32), [container.SharedTensor("w", np.zeros(4, np.uint8), (4,),
+                                                                           torch.float32)],
+                          {"b": torch.zeros(40, dtype=torch.uint8)}, restore={"b": Narrowed(torch.float32, (0.1, 1.0))})
+    with pytest.raises(ValueError, match="must be float32 values"):
+        container.to_bytes(p)
+
+
+def test_version_7_offsets_may_be_int64(tmp_path):
+    """A stream of 4 GiB or more needs int64 offsets: a version 7 file holding them is read
+    (its stream checksums over the int64 offsets); other dtypes are refused."""
+    a = _mixed_v7()
+    src = tmp_path / "a.wsc"
+    src.write_bytes(_mixed_bytes())
+
+    def widen(m):
+        for e, st in zip(container.shared_entries(m), a.streams):
+            parts = (st.code, st.kept.astype(np.int64), st.data) + (() if st.scale is None else (st.scale,))
+            e["crc32"] = container._crc(*parts)
+
+    wide = _rewrite(src, tmp_path / "wide.wsc", meta_fn=widen,
+                    tensors_fn=lambda t: t.update(offsets=t["offsets"].to(torch.int64)))
+    b = container.read(wide)
+    assert b.tensors["offsets"].dtype == torch.int64 and not b.verify()
+    for j in range(len(a.streams)):
+        np.testing.assert_array_equal(b.indices(j), a.indices(j))
+    bad = _rewrite(src, tmp_path / "bad.wsc", tensors_fn=lambda t: t.update(offsets=t["offsets"].to(torch.int32)))
+    with pytest.raises(FormatError, match="'offsets' must be 1-D int64"):
+        container.read(bad)
 
 
 def _edited(tmp_path, edit):
@@ -118,7 +200,6 @@ def _edited(tmp_path, edit):
     (lambda e, m: e["mask"].update(fill=1), "fill 1 is not a torch.bool value"),
     (lambda e, m: e["ones16"].update(fill=0.1), "fill 0.1 is not a torch.float16 value"),
     (lambda e, m: e["zeros"].update(shape=[2**20, 2**12]), "constant tensors of more than"),
-    (lambda e, m: m.update(version=4), "fill in a version 4 file|stored_as in a version 4 file"),
     (lambda e, m: e["narrow"].update(stored_as="int8"), "a float32 tensor stored as 'int8'"),
     (lambda e, m: e["count"].update(stored_as="float16"), "a int64 tensor stored as 'float16'"),
     (lambda e, m: e["narrow"].update(dtype="nonsense"), "dtype 'nonsense' is not a dtype name"),
@@ -140,6 +221,16 @@ def _edited(tmp_path, edit):
 def test_malformed_fills_and_narrow_entries(tmp_path, edit, message):
     with pytest.raises(FormatError, match=message):
         wsc.load_state_dict(_edited(tmp_path, edit))
+
+
+@pytest.mark.parametrize("field, value", [("fill", 0.0), ("stored_as", "float16")])
+def test_fills_and_narrow_storage_in_a_version_4_file_are_refused(tmp_path, field, value):
+    """Version 4 had neither: an unshared entry of a version 4 file that holds one is refused."""
+    src = os.path.join(os.path.dirname(__file__), "data", "mixed_v4.wsc")
+    bad = _rewrite(src, tmp_path / "bad.wsc", meta_fn=lambda m: next(
+        e for e in m["tensors"] if e.get("shared") is False and e["dtype"] == "float32").update({field: value}))
+    with pytest.raises(FormatError, match=f"{field} in a version 4 file"):
+        wsc.load_state_dict(bad)
 
 
 @pytest.mark.parametrize("edit", [lambda e, m: e["zeros"].update(shape=[5, 4]),

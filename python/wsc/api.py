@@ -358,9 +358,8 @@ def _measure(bench: Workbench, cb: Codebook, search: tuple[float, float], heldou
     draft = Solution(cb.target, cb.size, cb.merged, search[0], heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb,
                      search_bound=search[1])
     lay = container.layout(bench.payload(cb, solution_info(draft, settings)), coder=settings["coder"])  # measured
-    bits = sum(e["bits"] for e in lay.meta["tensors"] if e.get("shared"))
-    bpw = bits / bench.n_shared
-    coder = "+".join(sorted(set(container.shared_coders(lay.meta))))
+    bpw = lay.bits / bench.n_shared
+    coder = "+".join(sorted(set(lay.coders)))
     return Solution(cb.target, cb.size, cb.merged, search[0], heldout_score, size, bpw, bench.entropy(cb),
                     lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb, coder, search[1])
 

@@ -8,8 +8,9 @@ Tensors in the file (few and flat, so the header stays small):
 - ``tables``: uint8, the packed rANS frequency tables (``wsc.rans.pack_freqs``, table
   encoding 2; encoding 1 in version 2 files) of the shared tensors coded with rANS, back to
   back (absent when no tensor is);
-- ``offsets``: int64, for each shared tensor in turn its chunk byte offsets (0, ...,
-  stream bytes): ceil(numel / chunk_size) + 1 values each;
+- ``offsets``: for each shared tensor in turn the byte offset where each of its chunks
+  ends, ceil(numel / chunk_size) values (the first chunk starts at 0); uint32, or int64 when
+  a stream holds 4 GiB or more. Before version 7: int64, each tensor's list led by its 0;
 - ``data``: uint8, the payloads of the shared tensors back to back;
 - ``scales``: bfloat16, for the shared tensors that have them (schemes with a per-tensor or
   per-channel scope, :mod:`wsc.scheme`), in order, their scales back to back (absent when
@@ -24,22 +25,27 @@ Tensors in the file (few and flat, so the header stays small):
   (bit for bit) holds no data: its entry records the value (``"fill"``).
 
 The metadata is one JSON text, deflated in the uint8 tensor ``meta`` (the safetensors
-metadata says ``"wsc.meta": "zlib-dict1"``, zlib with the preset dictionary
-:data:`META_DICT` of the strings every metadata repeats, since version 6; ``"zlib"``, no
-dictionary, in versions 3 to 5; and holds the text's CRC-32 under ``"wsc.crc32"``); files
+metadata says ``"wsc.meta": "zlib-dict2"``, zlib with the preset dictionary
+:data:`META_DICT2` of the strings every metadata repeats, since version 7; ``"zlib-dict1"``
+(:data:`META_DICT`) in version 6; ``"zlib"``, no dictionary, in versions 3 to 5; and holds
+the text's CRC-32 under ``"wsc.crc32"``); files
 written before version 3 hold the text itself under ``"wsc"``, which is still read.
-The JSON: format, version (6), the coder (``"huffman"``, ``"rans"``, or ``"auto"`` when the
+The JSON: format, version (7), the coder (``"huffman"``, ``"rans"``, or ``"auto"`` when the
 streams use both), codebook size and CRC-32, the chunk size of the
 Huffman streams (when there are any), and the list of state-dict names in order, each with
-shape, dtype, whether it is shared, and (a shared tensor, or an unshared one before version
-6) a CRC-32, or, for a name tied to another tensor, ``alias_of``; from version 6 one CRC-32
+shape, dtype (unless float32), and for a shared tensor the CRC-32 of its stream (what
+makes an entry shared), or, for a name tied to another tensor, ``alias_of``; one CRC-32
 of every unshared tensor in order, as stored (``stored_crc32``; a fill as its elements);
-and free-form ``info``. A shared tensor also records its element count and
-payload bits (Huffman: the code bits, padding excluded; rANS: the payload bytes times 8),
-its coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
-chunk size, its states per chunk (``"states"``: 1, 2, 4 or 8) and the size of its packed
-table; its CRC-32 covers its code lengths or table, offsets and payload (and its scales).
-Version 5 files (metadata deflated without a dictionary, a CRC-32 per unshared tensor),
+and free-form ``info``. A shared tensor also records, when coded with Huffman, its payload
+bits (the code bits, padding excluded; a rANS stream's are its payload bytes times 8), its
+coder (``"huffman"`` or ``"rans"``) in an ``"auto"`` file, and when coded with rANS its
+chunk size (unless the stream is one chunk), its states per chunk (``"states"``: 1, 2, 4
+or 8) and the size of its packed table; its CRC-32 covers its code lengths or table,
+offsets (as the file holds them) and payload (and its scales). Its element count is its
+shape's product. The range of a float32 (or narrower) tensor's uint8 codes is written as the
+shortest decimals that give its float32 ends back, and read rounded to float32.
+Version 6 files (each entry with its dtype, ``"shared"``, a shared one's ``"numel"``,
+payload bits and chunk size; int64 offsets led by each stream's 0; ``zlib-dict1``), version 5 files (metadata deflated without a dictionary, a CRC-32 per unshared tensor),
 version 4 files (no ``stored_as``, no ``fill``), version 3 files (every rANS stream with 8 states), version 2 files (rANS tables in encoding
 1, no scales, metadata uncompressed) and version 1 files (Huffman only, written before rANS)
 are still read.
@@ -65,9 +71,9 @@ from wsc._safetensors import is_int as _is_int
 from wsc.errors import FormatError
 
 FORMAT = "wsc"
-VERSION = 6
-READABLE = (1, 2, 3, 4, 5, 6)
-TABLE_ENCODING = {2: 1, 3: 2, 4: 2, 5: 2, 6: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
+VERSION = 7
+READABLE = (1, 2, 3, 4, 5, 6, 7)
+TABLE_ENCODING = {2: 1, 3: 2, 4: 2, 5: 2, 6: 2, 7: 2}  # the rANS table encoding (wsc.rans.unpack_freqs) of each version
 OLD_RANS_STATES = 8  # the states per chunk of every rANS stream before version 4
 CODERS = ("huffman", "rans")  # the coder of one stream
 CODER_OPTIONS = CODERS + ("auto",)  # what a file is written with
@@ -89,7 +95,21 @@ META_DICT = (b'{"alias_of":"","bits":,"chunk_size":4194304,"crc32":,"dtype":"flo
              b'".weight","coder":"rans","coder":"huffman","scales":{"codebook":{"crc32":,"size":},"coder":"auto",'
              b'"format":"wsc","info":{"hi":,"k":,"lo":,"merged":,"params":"weights","values":},"tensors":'
              b'[{"bits":,"chunk_size":16384,"version":6}')
-META_ENCODINGS = {"zlib": b"", "zlib-dict1": META_DICT}  # "wsc.meta" -> preset dictionary
+# The dictionary of version 7 ("zlib-dict2"): the entries of version 7 leave out what they imply,
+# so the strings they repeat changed. Part of the format as well: never change it.
+META_DICT2 = (b'{"codebook":{"crc32":,"size":},"coder":"huffman","coder":"auto","coder":"rans","format":"wsc","info":'
+              b'{"compensated":{"method":"gptq","rate":0.0},"hi":0.,"k":,"lo":-0.,"merged":false,"merged":true,'
+              b'"params":"weights","scheme":{"clip":0,"placement":"kmeans","placement":"uniform","range_kept":1.0,'
+              b'"scope":"tensor","scope":"channel","scope":"global","steps":[0,0,0,0,"values":},"stored_crc32":,'
+              b'"tensors":[{"alias_of":"","chunk_size":16384,"bits":,"chunk_size":,"scales":1,"dtype":"float16",'
+              b'"dtype":"bfloat16","dtype":"float64","fill":0,"fill":0.0,"name":".running_mean","shape":[]},'
+              b'{"fill":1.0,"name":".weight","shape":[]},{"fill":0.9999899864196777,"name":".running_var","shape":[]},'
+              b'{"dtype":"int64","fill":,"name":".num_batches_tracked","shape":[]},{"name":".bias","shape":[],'
+              b'"stored_as":"float16"},{"name":".bias","range":[-0.,0.],"shape":[],"stored_as":"uint8"},'
+              b'{"crc32":,"name":".weight","shape":[],"states":1,"table_bytes":}],"version":7}')
+META_ENCODINGS = {"zlib": b"", "zlib-dict1": META_DICT, "zlib-dict2": META_DICT2}  # "wsc.meta" -> preset dictionary
+META_SINCE = {"zlib": 3, "zlib-dict1": 6, "zlib-dict2": 7}  # the first version with each
+META_ENCODING = "zlib-dict2"  # what this version writes
 
 
 @dataclass
@@ -216,6 +236,8 @@ class Layout:
     head: bytes
     buffers: list[np.ndarray]
     meta: dict
+    bits: int  # payload bits of the shared tensors (Huffman: padding excluded)
+    coders: list[str]  # the coder of each shared tensor, in order
 
     @property
     def size(self) -> int:
@@ -248,8 +270,8 @@ class _Coded:
 
     @property
     def stored_bytes(self) -> int:
-        """What the stream adds to the file: payload, offsets, code lengths or table."""
-        return int(self.data.size + 8 * self.offsets.size + self.code.size)
+        """What the stream adds to the file: payload, chunk end offsets (uint32), code lengths or table."""
+        return int(self.data.size + 4 * (self.offsets.size - 1) + self.code.size)
 
 
 def _code_stream(idx: np.ndarray, counts: np.ndarray, coder: str, chunk_size: int | None) -> _Coded:
@@ -309,22 +331,26 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
     entries: dict[str, dict] = {}
     lengths, tables, scales = [], [], []
     huffman_chunk = None
-    for s, c in zip(p.shared, coded):
+    wide = max(int(c.offsets[-1]) for c in coded) >= 1 << 32  # a stream of 4 GiB or more
+    ends = [c.offsets[1:].astype(np.int64 if wide else np.uint32) for c in coded]  # each starts at 0
+    for s, c, end in zip(p.shared, coded, ends):
         sc = None if s.scale is None else _check_scale(s)
-        parts = (c.code, c.offsets, c.data) if sc is None else (c.code, c.offsets, c.data, sc)
-        e = {"name": s.name, "shape": list(s.shape), "dtype": _dtype_name(s.dtype), "shared": True,
-             "numel": c.n, "bits": c.bits, "crc32": _crc(*parts)}
+        parts = (c.code, end, c.data) if sc is None else (c.code, end, c.data, sc)
+        e = _entry(s.name, s.shape, s.dtype)
+        e["crc32"] = _crc(*parts)
         if sc is not None:
             e["scales"] = int(sc.numel())
             scales.append(sc)
         if coder == "auto":
             e["coder"] = c.coder
         if c.coder == "rans":
-            e["chunk_size"] = int(c.chunk_size)
+            if c.offsets.size > 2:  # one chunk: its size is the element count
+                e["chunk_size"] = int(c.chunk_size)
             e["states"] = int(c.states)
             e["table_bytes"] = int(c.code.size)
             tables.append(c.code)
         else:
+            e["bits"] = c.bits  # rANS: the payload bytes times 8, so not recorded
             huffman_chunk = int(c.chunk_size)
             lengths.append(c.code)
         entries[s.name] = e
@@ -335,7 +361,7 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
         t = t.detach().cpu().contiguous()
         r = p.restore.get(name)
         own = t.dtype if r is None else r.dtype
-        e = entries[name] = {"name": name, "shape": list(t.shape), "dtype": _dtype_name(own), "shared": False}
+        e = entries[name] = _entry(name, t.shape, own)
         if r is not None:
             ok = _dtype_name(own) in _FLOATS and _dtype_name(t.dtype) in _NARROW
             if not ok or (t.dtype == torch.uint8) != (r.span is not None):
@@ -347,7 +373,7 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
                 if _span_problem(lo, hi, own):
                     raise ValueError(f"{name}: the range of uint8 codes must be finite with lo < hi within "
                                      f"{own}; got {r.span}")
-                e["range"] = [lo, hi]
+                e["range"] = _range_text(lo, hi, own, name)
         fill = _fill_value(t)
         if fill is not None and filled + t.numel() * t.element_size() <= FILL_LIMIT:
             e["fill"] = fill
@@ -357,7 +383,7 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
             by_dtype.setdefault(t.dtype, []).append(t)
             stored_crc = _crc(t, start=stored_crc)
     tensors = {"codebook": (torch.float32, (m,), [cb]),
-               "offsets": (torch.int64, (sum(c.offsets.size for c in coded),), [c.offsets for c in coded]),
+               "offsets": (torch.int64 if wide else torch.uint32, (sum(o.size for o in ends),), ends),
                "data": (torch.uint8, (sum(c.data.size for c in coded),), [c.data for c in coded])}
     if lengths:
         tensors["lengths"] = (torch.uint8, (len(lengths), _alphabet(m)), lengths)
@@ -380,11 +406,38 @@ def _assemble(p: Payload, cb: np.ndarray, coded: list[_Coded], coder: str) -> La
         meta["chunk_size"] = huffman_chunk
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     crc = str(zlib.crc32(text.encode()))
-    deflate = zlib.compressobj(9, zdict=META_DICT)
+    deflate = zlib.compressobj(9, zdict=META_ENCODINGS[META_ENCODING])
     packed = np.frombuffer(deflate.compress(text.encode()) + deflate.flush(), dtype=np.uint8)  # a fifth of the text
     tensors["meta"] = (torch.uint8, (packed.size,), [packed])
-    head, buffers = _safetensors.serialize(tensors, {"wsc.meta": "zlib-dict1", "wsc.crc32": crc})
-    return Layout(head, buffers, meta)
+    head, buffers = _safetensors.serialize(tensors, {"wsc.meta": META_ENCODING, "wsc.crc32": crc})
+    return Layout(head, buffers, meta, sum(c.bits for c in coded), [c.coder for c in coded])
+
+
+def _entry(name: str, shape, dtype: torch.dtype) -> dict:
+    """A tensor's metadata entry: its name, shape and, unless float32 (the default), dtype."""
+    e = {"name": name, "shape": list(shape)}
+    if dtype != torch.float32:
+        e["dtype"] = _dtype_name(dtype)
+    return e
+
+
+def _range_text(lo: float, hi: float, dtype: torch.dtype, name: str) -> list[float]:
+    """The range of uint8 codes as the metadata holds it: a float32 or narrower tensor's
+    ends (float32 values, its own minimum and maximum) as the shortest decimals that give
+    them back in float32; a float64 tensor's as they are."""
+    if dtype == torch.float64:
+        return [lo, hi]
+    short = [float(str(np.float32(v))) for v in (lo, hi)]
+    if [_as_float32(v) for v in short] != [lo, hi]:
+        raise ValueError(f"{name}: the range of the uint8 codes of a {dtype} tensor must be float32 values; "
+                         f"got {[lo, hi]}")
+    return short
+
+
+def _as_float32(v: float) -> float:
+    """``v`` rounded to float32 (an overflow gives inf)."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(v))
 
 
 def _fill_value(t: torch.Tensor):
@@ -432,11 +485,18 @@ def _filled(e: dict, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor
     return t
 
 
+def shared_entries(meta: dict) -> list[dict]:
+    """The entries of the shared tensors of a file's metadata (as written), in order: from
+    version 7 those with a stream CRC-32, before those marked shared."""
+    if meta.get("version", 1) >= 7:
+        return [e for e in meta["tensors"] if "crc32" in e and "alias_of" not in e]
+    return [e for e in meta["tensors"] if e.get("shared") is True and "alias_of" not in e]
+
+
 def shared_coders(meta: dict) -> list[str]:
     """The coder of each shared tensor of a file's metadata, in order."""
     option = meta.get("coder", "huffman")
-    return [e.get("coder", "huffman") if option == "auto" else option for e in meta["tensors"]
-            if e.get("shared") is True and "alias_of" not in e]
+    return [e.get("coder", "huffman") if option == "auto" else option for e in shared_entries(meta)]
 
 
 def encode(p: Payload, *, coder: str = DEFAULT_CODER, chunk_size: int | None = None) -> tuple[bytes, dict]:
@@ -580,6 +640,7 @@ class _Stream:
     data: np.ndarray
     scale: torch.Tensor | None = None  # bfloat16 scales, for a scoped scheme
     states: int = 0  # rANS: states per chunk
+    kept: np.ndarray | None = None  # the offsets as the file holds them (what the CRC-32 covers)
 
     @property
     def lengths(self) -> np.ndarray:  # the name in version 1
@@ -621,8 +682,9 @@ class Archive:
                f"unsupported .wsc format version {_show(version, 40)} (this reader knows "
                f"{', '.join(map(str, READABLE))})")
         self.version = int(version)
-        _check(packing != "zlib-dict1" or self.version >= 6,
-               f"metadata deflated with a preset dictionary in a version {self.version} file (it came in version 6)")
+        since = META_SINCE.get(packing, 0)
+        _check(self.version >= since, f"metadata deflated as {packing} in a version {self.version} file (it came in "
+                                      f"version {since})")
         if self.version >= 6:
             _check(_is_int(meta.get("stored_crc32")), "metadata field 'stored_crc32' is missing or not an int")
         coder = meta.get("coder")
@@ -639,6 +701,8 @@ class Archive:
                "every tensor entry needs a name")
         names = [e["name"] for e in meta["tensors"]]
         _check(len(set(names)) == len(names), "a tensor name appears twice")
+        if self.version >= 7:
+            self._implied(meta["tensors"])
         self.aliases = {e["name"]: e["alias_of"] for e in meta["tensors"] if "alias_of" in e}
         _check(all(isinstance(v, str) for v in self.aliases.values()), "an alias_of is not a tensor name")
         real = set(names) - set(self.aliases)
@@ -663,6 +727,21 @@ class Archive:
         extra = set(self.tensors) - expected
         _check(not extra, f"unexpected tensors in the file: {sorted(extra)[:10]}")
 
+    @staticmethod
+    def _implied(entries: list[dict]) -> None:
+        """Fill in what a version 7 entry implies rather than records: dtype float32 unless
+        named, shared when it has a stream CRC-32 (an unshared tensor has none since version 6),
+        and a shared tensor's element count (its shape's product)."""
+        for e in entries:
+            _check("shared" not in e and "numel" not in e,
+                   f"{_name(e)}: 'shared' or 'numel' in a version 7 entry (implied there)")
+            if "alias_of" in e:
+                continue
+            e.setdefault("dtype", "float32")
+            e["shared"] = "crc32" in e
+            if e["shared"]:
+                e["numel"] = math.prod(_shape(e))
+
     def _stream_coder(self, e: dict) -> tuple[str, int, int]:
         """(coder, chunk size, rANS states per chunk or 0) of a shared entry, checked. The
         coder is the file's unless the file was written with "auto"; a Huffman stream takes the
@@ -680,6 +759,8 @@ class Archive:
             coder = option
         if coder == "rans":
             cs = e.get("chunk_size")
+            if "chunk_size" not in e and self.version >= 7:  # one chunk
+                cs = max(1, math.prod(_shape(e)))
             _check(_is_int(cs) and 1 <= cs <= rans.MAX_CHUNK,
                    f"{name}: chunk_size {_show(cs, 40)} missing or outside [1, {rans.MAX_CHUNK}]")
             states = e.get("states") if self.version >= 4 else OLD_RANS_STATES
@@ -688,6 +769,14 @@ class Archive:
             return coder, cs, states
         _check("chunk_size" in self.meta, "metadata field 'chunk_size' is missing (the file holds Huffman streams)")
         return coder, self.meta["chunk_size"], 0
+
+    def _offsets(self) -> np.ndarray:
+        """The ``offsets`` tensor: int64, or from version 7 uint32 (int64 when a stream is 4 GiB
+        or more)."""
+        v = self.tensors.get("offsets")
+        if self.version >= 7 and v is not None and v.dtype == torch.uint32:
+            return _tensor(self.tensors, "offsets", torch.uint32).numpy()
+        return _tensor(self.tensors, "offsets", torch.int64).numpy()
 
     def _split_streams(self) -> list[_Stream]:
         m = self.codebook.numel()
@@ -700,11 +789,11 @@ class Archive:
                    f"expected ({n_huffman}, {a}) for {n_huffman} Huffman-coded tensors and {m} values")
             _check(int(lengths.max()) <= 32, f"a code length of {int(lengths.max())} bits (at most 32)")
             lengths = lengths.numpy()
-        tables = _tensor(self.tensors, "tables", torch.uint8).numpy() if n_huffman < len(kinds) else None
-        offsets = _tensor(self.tensors, "offsets", torch.int64).numpy()
-        data = _tensor(self.tensors, "data", torch.uint8).numpy()
         scaled = any("scales" in e for e in self.shared)
         _check(not scaled or self.version >= 3, f"scales in a version {self.version} file (they came in version 3)")
+        tables = _tensor(self.tensors, "tables", torch.uint8).numpy() if n_huffman < len(kinds) else None
+        offsets = self._offsets()
+        data = _tensor(self.tensors, "data", torch.uint8).numpy()
         scales = _tensor(self.tensors, "scales", torch.bfloat16) if scaled else None
         streams, o, d, h, t, c = [], 0, 0, 0, 0, 0
         for e, (coder, cs, states) in zip(self.shared, kinds):
@@ -715,10 +804,11 @@ class Archive:
             numel, shape = e.get("numel"), _shape(e)
             _check(_is_int(numel) and numel == math.prod(shape) and numel >= 1,
                    f"{name}: element count {_show(numel, 40)} does not match shape {list(shape)}")
-            n_off = -(-numel // cs) + 1
+            n_off = -(-numel // cs) + (1 if self.version < 7 else 0)  # before version 7, each stream's 0 too
             _check(n_off <= offsets.size - o, f"{name}: {numel} values in chunks of {cs} need {n_off} chunk "
                    f"offsets, {offsets.size - o} are left (file truncated or inconsistent)")
-            off = offsets[o:o + n_off]
+            kept = offsets[o:o + n_off]
+            off = kept.astype(np.int64) if self.version < 7 else np.concatenate([[0], kept.astype(np.int64)])
             end = int(off[-1])
             _check(int(off[0]) == 0 and bool((off[1:] >= off[:-1]).all()) and end <= data.size - d,
                    f"{name}: chunk offsets do not match the {data.size - d} payload bytes left")
@@ -732,8 +822,10 @@ class Archive:
             else:
                 # every chunk starts with its states: the payload bounds the chunks, the chunk
                 # size (at most rans.MAX_CHUNK) the element count
-                _check(4 * states * (n_off - 1) <= end,
-                       f"{name}: {n_off - 1} rANS chunks cannot fit in {end} payload bytes")
+                _check(4 * states * (off.size - 1) <= end,
+                       f"{name}: {off.size - 1} rANS chunks cannot fit in {end} payload bytes")
+                if bits is None and self.version >= 7:  # implied
+                    bits = e["bits"] = 8 * end
                 _check(_is_int(bits) and bits == 8 * end,
                        f"{name}: payload bits {_show(bits, 40)}, but its payload holds {end} bytes")
                 size = e.get("table_bytes")
@@ -749,7 +841,7 @@ class Archive:
                 _check(count <= scales.numel() - c, f"{name}: {count} scales, {scales.numel() - c} are left")
                 scale, c = scales[c:c + count], c + count
                 _check(bool((torch.isfinite(scale) & (scale > 0)).all()), f"{name}: a scale is not finite and positive")
-            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end], scale, states))
+            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end], scale, states, kept))
             o, d = o + n_off, d + end
         _check(o == offsets.size, f"{offsets.size - o} chunk offsets left over")
         _check(d == data.size, f"{data.size - d} payload bytes left over")
@@ -770,7 +862,7 @@ class Archive:
             ok = isinstance(span, list) and len(span) == 2 and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in span)
             try:
-                ok = ok and not _span_problem(float(span[0]), float(span[1]), getattr(torch, dt))
+                ok = ok and not _span_problem(*self._span(e), getattr(torch, dt))
             except (TypeError, ValueError, OverflowError):
                 ok = False
             _check(ok, f"{_name(e)}: uint8 codes need a range [lo, hi] of finite numbers, lo < hi, within "
@@ -778,6 +870,14 @@ class Archive:
         else:
             _check("range" not in e, f"{_name(e)}: a range for a tensor not stored as uint8 codes")
         return dt, sa
+
+    def _span(self, e: dict) -> tuple[float, float]:
+        """The range of an entry's uint8 codes: from version 7 a float32 or narrower tensor's is
+        rounded to float32 (the file holds the shortest decimals of float32 values)."""
+        lo, hi = map(float, e["range"])
+        if self.version >= 7 and e["dtype"] != "float64":
+            return _as_float32(lo), _as_float32(hi)
+        return lo, hi
 
     def _split_stored(self) -> list[torch.Tensor | None]:
         """Views of the unshared tensors into the file (None for a fill, made when read)."""
@@ -820,7 +920,7 @@ class Archive:
     def stream_ok(self, j: int) -> bool:
         """True when the CRC-32 of shared tensor j's stream matches the metadata."""
         s = self.streams[j]
-        parts = (s.code, s.offsets, s.data) if s.scale is None else (s.code, s.offsets, s.data, s.scale)
+        parts = (s.code, s.kept, s.data) if s.scale is None else (s.code, s.kept, s.data, s.scale)
         return _crc(*parts) == s.entry.get("crc32")
 
     def _stored_crc(self, j: int, start: int = 0) -> int:
@@ -914,7 +1014,7 @@ class Archive:
         raw = self._stored_raw(j)
         own = getattr(torch, e["dtype"])
         if "range" in e:
-            return dequantize8(raw, tuple(map(float, e["range"])), own)
+            return dequantize8(raw, self._span(e), own)
         return raw.to(own) if raw.dtype != own else raw.clone()
 
     def verify(self) -> list[str]:
@@ -979,7 +1079,7 @@ def inspect(source) -> dict:
         e = s.entry
         shared.append({"name": e["name"], "shape": e["shape"], "dtype": e["dtype"], "numel": e["numel"],
                        "coder": s.coder, "chunk_size": s.chunk_size,
-                       "bytes": int(s.data.size + s.offsets.size * 8 + s.code.size
+                       "bytes": int(s.data.size + s.kept.nbytes + s.code.size
                                     + (0 if s.scale is None else 2 * s.scale.numel())),
                        "scales": 0 if s.scale is None else int(s.scale.numel()),
                        "bits_per_weight": e["bits"] / e["numel"],
