@@ -3,13 +3,15 @@
 A search scores thousands of candidates, each a forward pass over the same evaluation
 batches. Every layer's output is a new tensor of the same size as in the candidate before;
 glibc's malloc serves such blocks (above its mmap threshold, 128 KiB to 32 MiB) from fresh
-anonymous mappings and gives the memory back when they are freed, so every pass pays the
-page faults of zero-filling its activations again. With a high mmap threshold and no
-trimming the blocks come from the heap and are reused as they are: the same arithmetic
-and results, 3x faster evaluations of the built-in depthwise CNN on this machine and 2.1x
-faster compression (``bench/bench_heap.py``); models with small activations (the LeNets, the
-GRU) gain nothing. The price: the resident memory no longer shrinks after a peak (LeNet-5's
-compression with GPTQ: 1,061 MiB peak instead of 896).
+anonymous mappings and gives the memory back when they are freed (or trims it off the top
+of the heap), so a pass may pay the page faults of zero-filling its activations again. With a high mmap threshold and no
+trimming the blocks come from the heap and are reused as they are: the same arithmetic and
+results. How much the page faults cost varies from process to process: the built-in
+depthwise CNN's search evaluation took 98–236 ms with the default heap and 98–111 ms with
+this (``bench/bench_heap.py``, 4 runs each), and its compression in one measurement 308 s
+against 146 s; models with small activations (the LeNets, the GRU) see no difference. The
+price: the resident memory no longer shrinks after a peak (LeNet-5's compression with GPTQ:
+1,061 MiB peak instead of 896).
 """
 
 from __future__ import annotations
