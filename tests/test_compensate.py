@@ -66,6 +66,28 @@ def test_assign_matches_the_reference(rows, cols, block, rate, monkeypatch):
     np.testing.assert_array_equal(got, reference_assign(w, h, values, rate))
 
 
+@pytest.mark.parametrize("cols,block", [(9, 128), (40, 16)])
+@pytest.mark.parametrize("rate", compensate.RATES)
+def test_groups_solved_together_match_each_alone(cols, block, rate, monkeypatch):
+    """A grouped convolution's groups go through GPTQ in one batch: each group's indices are
+    those of the group alone (and of the reference), with one shared code length table."""
+    monkeypatch.setattr(compensate, "BLOCK", block)
+    layers = [random_layer(6, cols, seed=g) for g in range(5)]
+    w = torch.from_numpy(np.stack([lay[0] for lay in layers]))
+    h = torch.from_numpy(np.stack([lay[1] for lay in layers]))
+    h[3] *= 40.0  # groups on different scales
+    values = torch.linspace(-0.3, 0.25, 7, dtype=torch.float64)
+    bits = compensate.code_lengths(w.reshape(-1, cols), values)
+    together = compensate.assign(w, h, values, rate, bits)
+    for g in range(5):
+        alone = compensate.assign(w[g], h[g], values, rate, bits)
+        np.testing.assert_array_equal(together[g].numpy(), alone.numpy())
+        if rate == 0:
+            np.testing.assert_array_equal(alone.numpy(), reference_assign(w[g].numpy(), h[g].numpy(), values.numpy()))
+    assert compensate.assign_tensor(w.reshape(30, cols), h, values, rate).reshape(5, 6, cols).equal(
+        compensate.assign(w, h, values, rate, bits if rate else None))
+
+
 def test_a_rate_spends_fewer_bits():
     """Entropy-constrained rounding: the higher the rate weight, the lower the entropy of the
     indices (at some cost in output error)."""

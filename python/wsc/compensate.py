@@ -192,43 +192,55 @@ def assign(w: torch.Tensor, h: torch.Tensor, values: torch.Tensor, rate: float =
     """GPTQ indices [rows, cols] into the sorted ``values`` for the rows of ``w`` [rows, cols]
     whose inputs have second moment ``h`` [cols, cols] (float64 throughout), columns in order
     of decreasing H diagonal; ``rate``: weight of the code length (module doc), with each
-    value's ``bits`` (default: :func:`code_lengths` of ``w``)."""
+    value's ``bits`` (default: :func:`code_lengths` of ``w``). With a leading dimension of
+    groups (``w`` [groups, rows, cols], ``h`` [groups, cols, cols]: a grouped convolution's
+    independent parts) all groups are solved together, each as it would be alone."""
     values = values.to(torch.float64)
     if rate and bits is None:
         bits = code_lengths(w.to(torch.float64), values)
-    order = torch.argsort(torch.diagonal(h), descending=True, stable=True)
-    w = w.to(torch.float64)[:, order]
-    h = h[order][:, order]
-    dead = torch.diagonal(h) == 0  # inputs that are always 0: their weights do not matter
-    h[dead, dead] = 1.0
-    h += DAMP * torch.diagonal(h).mean() * torch.eye(h.shape[0], dtype=h.dtype)
+    single = w.dim() == 2
+    w, h = w.to(torch.float64).reshape(-1, *w.shape[-2:]), h.reshape(-1, *h.shape[-2:])
+    groups, rows, cols = w.shape
+    order = torch.argsort(torch.diagonal(h, dim1=1, dim2=2), dim=1, descending=True, stable=True)
+    w = w.gather(2, order[:, None, :].expand_as(w))
+    h = h.gather(1, order[:, :, None].expand_as(h)).gather(2, order[:, None, :].expand_as(h))
+    diag = torch.diagonal(h, dim1=1, dim2=2)  # a view: writes go to h
+    diag[diag == 0] = 1.0  # inputs that are always 0: their weights do not matter
+    damp = torch.stack([DAMP * d.mean() for d in diag])  # per group, as alone
+    h += damp[:, None, None] * torch.eye(cols, dtype=h.dtype)
     u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    pivots = torch.diagonal(u, dim1=1, dim2=2)[:, :, None].clone()  # [groups, cols, 1]
     q = torch.empty(w.shape, dtype=torch.long)
-    cols = w.shape[1]
+    if groups == 1:  # one matrix: the loop indexes 2-D views (fewer dimensions, less overhead per column)
+        w, u, pivots, qv = w[0], u[0], pivots[0], q[0]
+    else:
+        qv = q
     for b0 in range(0, cols, BLOCK):
         b1 = min(b0 + BLOCK, cols)
-        block = w[:, b0:b1].clone()
+        block = w[..., b0:b1].clone()
         err = torch.empty_like(block)
         for i in range(b1 - b0):
-            idx = choose(block[:, i], values, bits, rate)
-            q[:, b0 + i] = idx
-            err[:, i] = (block[:, i] - values[idx]) / u[b0 + i, b0 + i]
-            block[:, i + 1:] -= err[:, i:i + 1] * u[b0 + i, b0 + i + 1:b1]
-        w[:, b1:] -= err @ u[b0:b1, b1:]
-    out = torch.empty_like(q)
-    out[:, order] = q
-    return out
+            j = b0 + i
+            x = block[..., i]
+            if groups == 1:
+                idx = choose(x, values, bits, rate)
+            else:  # every group's rows at once
+                idx = choose(x.reshape(-1), values, bits, rate).view(x.shape)
+            qv[..., j] = idx
+            err[..., i] = (x - values[idx]) / pivots[..., j, :]
+            block[..., i + 1:] -= err[..., i:i + 1] * u[..., None, j, j + 1:b1]
+        w[..., b1:] -= err @ u[..., b0:b1, b1:]
+    out = torch.empty_like(q).scatter_(2, order[:, None, :].expand_as(q), q)
+    return out[0] if single else out
 
 
 def assign_tensor(weight: torch.Tensor, h: torch.Tensor, values: torch.Tensor, rate: float = 0.0) -> torch.Tensor:
     """GPTQ indices (flat, the weight's element order) of a layer's weight [out, in / groups,
-    ...] whose inputs have second moments ``h`` [groups, fan, fan]."""
+    ...] whose inputs have second moments ``h`` [groups, fan, fan]; the groups solved together."""
     groups = h.shape[0]
     rows = weight.reshape(weight.shape[0], -1)
-    per = rows.shape[0] // groups
     bits = code_lengths(rows.to(torch.float64), values.to(torch.float64)) if rate else None  # the whole tensor's
-    parts = [assign(rows[g * per:(g + 1) * per], h[g], values, rate, bits) for g in range(groups)]
-    return torch.cat(parts).reshape(-1)
+    return assign(rows.reshape(groups, rows.shape[0] // groups, -1), h, values, rate, bits).reshape(-1)
 
 
 __all__ = ["second_moments", "inputs_on", "assign", "assign_tensor", "nearest", "choose", "code_lengths", "LAYERS", "DAMP",
