@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,19 +27,19 @@ CHILD = r"""
 import json, statistics, sys, time
 import torch
 import wsc
-from wsc import data, heap, zoo
-from wsc.evaluate import Accuracy, gather_data
+from wsc import heap, zoo
 
-name, keep, repeats = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+name, keep, repeats, bench = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4]
 kept = heap.keep_freed_memory() if keep else False
 torch.set_num_threads(1)
 wsc.set_num_threads(1)
-x, y = gather_data(data.load(zoo.BUILTINS[name].dataset, split="test"))
+sys.path.insert(0, bench)
+from quality import search_setup
+
+ev, conv = search_setup(name)
 model = zoo.load_model(name).eval()
-if any(p.dim() == 4 for p in model.parameters()):
-    x, model = x.contiguous(memory_format=torch.channels_last), model.to(memory_format=torch.channels_last)
-search, heldout = data.balanced_split(y.numpy(), 2000, 0)
-ev = Accuracy(search=(x[search], y[search]), heldout=(x[heldout], y[heldout]))
+if conv:
+    model = model.to(memory_format=torch.channels_last)
 score = ev.search(model)
 times = []
 for _ in range(repeats):
@@ -50,7 +51,8 @@ print(json.dumps({"kept": kept, "median_s": statistics.median(times), "score": s
 
 
 def measure(name: str, keep: bool, repeats: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, name, "1" if keep else "0", str(repeats)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, name, "1" if keep else "0", str(repeats),
+                           os.path.dirname(os.path.abspath(__file__))],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{name}: the measurement failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")

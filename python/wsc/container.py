@@ -636,11 +636,11 @@ class _Stream:
     coder: str
     chunk_size: int
     code: np.ndarray  # Huffman code lengths, or the packed rANS table
-    offsets: np.ndarray
+    offsets: np.ndarray  # every chunk's start and the end, int64
     data: np.ndarray
+    kept: np.ndarray  # the offsets as the file holds them (what the CRC-32 covers)
     scale: torch.Tensor | None = None  # bfloat16 scales, for a scoped scheme
     states: int = 0  # rANS: states per chunk
-    kept: np.ndarray | None = None  # the offsets as the file holds them (what the CRC-32 covers)
 
     @property
     def lengths(self) -> np.ndarray:  # the name in version 1
@@ -760,7 +760,7 @@ class Archive:
         if coder == "rans":
             cs = e.get("chunk_size")
             if "chunk_size" not in e and self.version >= 7:  # one chunk
-                cs = max(1, math.prod(_shape(e)))
+                cs = max(1, e["numel"])  # implied by the shape (_implied)
             _check(_is_int(cs) and 1 <= cs <= rans.MAX_CHUNK,
                    f"{name}: chunk_size {_show(cs, 40)} missing or outside [1, {rans.MAX_CHUNK}]")
             states = e.get("states") if self.version >= 4 else OLD_RANS_STATES
@@ -841,7 +841,7 @@ class Archive:
                 _check(count <= scales.numel() - c, f"{name}: {count} scales, {scales.numel() - c} are left")
                 scale, c = scales[c:c + count], c + count
                 _check(bool((torch.isfinite(scale) & (scale > 0)).all()), f"{name}: a scale is not finite and positive")
-            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end], scale, states, kept))
+            streams.append(_Stream(e, coder, cs, code, off, data[d:d + end], kept, scale, states))
             o, d = o + n_off, d + end
         _check(o == offsets.size, f"{offsets.size - o} chunk offsets left over")
         _check(d == data.size, f"{data.size - d} payload bytes left over")
