@@ -11,6 +11,7 @@
 #include "wsc/cuda.h"
 #endif
 #include "wsc/gather.h"
+#include "wsc/gptq.h"
 #include "wsc/histogram.h"
 #include "wsc/huffman.h"
 #include "wsc/parallel.h"
@@ -139,6 +140,21 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("idx"), py::arg("itype"), py::arg("n"), py::arg("k"), py::arg("counts"),
       "counts[0..k) (int64) = occurrences of each index value; raises ValueError on values >= k.");
+
+  m.def(
+      "gptq_block",
+      [](std::uintptr_t block, int64_t groups, int64_t rows, int64_t width, std::uintptr_t u,
+         std::uintptr_t pivots, std::uintptr_t values, int64_t k, std::uintptr_t bits, double rate,
+         std::uintptr_t q, std::uintptr_t err) {
+        py::gil_scoped_release release;
+        wsc::gptq_block(ptr<double>(block), groups, rows, width, ptr<const double>(u),
+                        ptr<const double>(pivots), ptr<const double>(values), k,
+                        ptr<const double>(bits), rate, ptr<int64_t>(q), ptr<double>(err));
+      },
+      py::arg("block"), py::arg("groups"), py::arg("rows"), py::arg("width"), py::arg("u"),
+      py::arg("pivots"), py::arg("values"), py::arg("k"), py::arg("bits"), py::arg("rate"),
+      py::arg("q"), py::arg("err"),
+      "GPTQ over one block of columns (float64, in place): indices q (int64) and errors err.");
 
   m.def(
       "huffman_code_lengths",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import wsc
-from wsc import compensate, container
+from wsc import compensate, container, reference
 from wsc.scheme import Scheme
 from wsc.workbench import Workbench
 
@@ -86,6 +86,55 @@ def test_groups_solved_together_match_each_alone(cols, block, rate, monkeypatch)
             np.testing.assert_array_equal(alone.numpy(), reference_assign(w[g].numpy(), h[g].numpy(), values.numpy()))
     assert compensate.assign_tensor(w.reshape(30, cols), h, values, rate).reshape(5, 6, cols).equal(
         compensate.assign(w, h, values, rate, bits if rate else None))
+
+
+def random_block(groups: int, rows: int, width: int, k: int, seed: int):
+    """A block of weights, an upper-triangular factor with positive pivots, k sorted values
+    (some weights exactly halfway between two, some beyond the ends) and their bits."""
+    rng = np.random.default_rng(seed)
+    block = rng.laplace(0, 0.1, size=(groups, rows, width))
+    values = np.sort(rng.uniform(-0.3, 0.3, size=k))
+    if k > 1 and width:
+        block.reshape(-1)[::7] = (values[0] + values[1]) / 2  # ties: the lower value
+        block.reshape(-1)[1::11] = values[-1] + 1.0
+    u = np.triu(rng.normal(size=(groups, width, width))) * 0.3
+    for g in range(groups):
+        np.fill_diagonal(u[g], rng.uniform(0.5, 2.0, size=width))
+    pivots = np.diagonal(u, axis1=1, axis2=2).copy()
+    bits = rng.uniform(0.1, 6.0, size=k)
+    return block, u, pivots, values, bits
+
+
+@pytest.mark.parametrize("groups,rows,width,k", [(1, 5, 7, 6), (3, 4, 33, 2), (2, 9, 128, 16), (1, 3, 5, 1),
+                                                 (1, 0, 4, 3), (2, 3, 0, 3), (1, 64, 1, 255)])
+@pytest.mark.parametrize("rate", [0.0, *compensate.RATES[1:], 2.0])
+def test_gptq_block_kernel_matches_the_reference(groups, rows, width, k, rate, threads):
+    """The native block solver gives the numpy twin's indices and errors bit for bit, on any
+    thread count: ties, weights beyond the ends, one value, empty blocks."""
+    block, u, pivots, values, bits = random_block(groups, rows, width, k, seed=groups * 100 + width + k)
+    want_q, want_err = reference.gptq_block(block, u, pivots, values, bits, rate)
+    t = lambda a: torch.from_numpy(np.array(a))  # noqa: E731
+    q, err = compensate._solve_block(t(block), t(u), t(pivots), t(values), t(bits) if rate else None, rate)
+    np.testing.assert_array_equal(q.numpy(), want_q)
+    np.testing.assert_array_equal(err.numpy(), want_err)
+
+
+def test_gptq_block_kernel_refuses_bad_values():
+    block, u, pivots, values, bits = (torch.from_numpy(a) for a in random_block(1, 2, 3, 4, seed=0))
+    with pytest.raises(ValueError, match="sorted ascending"):
+        compensate._solve_block(block, u, pivots, values.flip(0), None, 0.0)
+    with pytest.raises(ValueError, match="a rate needs bits"):
+        compensate._solve_block(block, u, pivots, values, None, 0.1)
+
+
+def test_a_factor_once_per_layer_gives_the_same_indices():
+    """The workbench factors each layer's H once: assigning from the factor or from H is the same."""
+    w, h, _ = random_layer(8, 60, seed=4)
+    values = torch.linspace(-0.3, 0.25, 6, dtype=torch.float64)
+    f = compensate.factor(torch.from_numpy(h))
+    for rate in compensate.RATES:
+        assert compensate.assign(torch.from_numpy(w), f, values, rate).equal(
+            compensate.assign(torch.from_numpy(w), torch.from_numpy(h), values, rate))
 
 
 def test_a_rate_spends_fewer_bits():
@@ -287,9 +336,9 @@ def test_calibration_leaves_the_model_as_it_was():
     bench.calibrate([torch.randn(16, 4) * 5 + 3])
     assert all(torch.equal(before[n], t) for n, t in bench._base.state_dict().items())
     assert bench._base.training and model.training
-    h = bench.moments["3.weight"]
+    u = bench.factors["3.weight"].u
     bench.calibrate([torch.randn(16, 4) * 5 + 3])  # the same again: eval mode is deterministic
-    assert h.shape == (1, 8, 8)
+    assert u.shape == (1, 8, 8)
 
     class Seq(nn.Module):
         def __init__(self):

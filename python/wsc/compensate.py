@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from wsc._native import _C
 
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 RNNS = (nn.RNN, nn.GRU, nn.LSTM)
@@ -175,73 +178,81 @@ def code_lengths(w: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return -torch.log2(c / c.sum())
 
 
-def choose(x: torch.Tensor, values: torch.Tensor, bits: torch.Tensor | None, rate: float) -> torch.Tensor:
-    """Index of the value each element of ``x`` takes: the nearest (``rate`` 0), else the
-    cheaper in squared distance over spacing plus ``rate`` x bits of the two around it."""
-    if rate == 0 or values.numel() == 1:
-        return nearest(x, values)
-    j = _above(x, values)
-    spacing = (values[-1] - values[0]) / (values.numel() - 1)
-    cand = torch.stack([j - 1, j], 1)
-    cost = ((x[:, None] - values[cand]) / spacing) ** 2 + rate * bits[cand]
-    return cand.gather(1, cost.argmin(1, keepdim=True))[:, 0]  # ties: the lower
+def _solve_block(block, u, pivots, values, bits, rate):
+    """(indices, errors) of one block of columns [groups, rows, width] by the native kernel
+    (wsc.reference.gptq_block is its plain twin): each column rounded in turn and its error
+    moved onto the block's later columns."""
+    block = block.clone(memory_format=torch.contiguous_format)
+    u, pivots = u.contiguous(), pivots.contiguous()
+    groups, rows, width = block.shape
+    q = torch.empty(block.shape, dtype=torch.long)
+    err = torch.empty_like(block)
+    _C.gptq_block(block.data_ptr(), groups, rows, width, u.data_ptr(), pivots.data_ptr(), values.data_ptr(),
+                  values.numel(), bits.data_ptr() if bits is not None else 0, float(rate), q.data_ptr(), err.data_ptr())
+    return q, err
 
 
-def assign(w: torch.Tensor, h: torch.Tensor, values: torch.Tensor, rate: float = 0.0,
-           bits: torch.Tensor | None = None) -> torch.Tensor:
-    """GPTQ indices [rows, cols] into the sorted ``values`` for the rows of ``w`` [rows, cols]
-    whose inputs have second moment ``h`` [cols, cols] (float64 throughout), columns in order
-    of decreasing H diagonal; ``rate``: weight of the code length (module doc), with each
-    value's ``bits`` (default: :func:`code_lengths` of ``w``). With a leading dimension of
-    groups (``w`` [groups, rows, cols], ``h`` [groups, cols, cols]: a grouped convolution's
-    independent parts) all groups are solved together, each as it would be alone."""
-    values = values.to(torch.float64)
-    if rate and bits is None:
-        bits = code_lengths(w.to(torch.float64), values)
-    single = w.dim() == 2
-    w, h = w.to(torch.float64).reshape(-1, *w.shape[-2:]), h.reshape(-1, *h.shape[-2:])
-    groups, rows, cols = w.shape
+@dataclass(frozen=True, eq=False)
+class Factor:
+    """What GPTQ needs of a layer's H, computed once per layer: the column order (decreasing
+    H diagonal, per group) and the upper Cholesky factor of the damped H's inverse in that
+    order, [groups, cols, cols] float64."""
+
+    order: torch.Tensor
+    u: torch.Tensor
+
+
+def factor(h: torch.Tensor) -> Factor:
+    """The :class:`Factor` of second moments ``h`` [cols, cols] or [groups, cols, cols]."""
+    h = h.to(torch.float64).reshape(-1, *h.shape[-2:])
+    cols = h.shape[-1]
     order = torch.argsort(torch.diagonal(h, dim1=1, dim2=2), dim=1, descending=True, stable=True)
-    w = w.gather(2, order[:, None, :].expand_as(w))
     h = h.gather(1, order[:, :, None].expand_as(h)).gather(2, order[:, None, :].expand_as(h))
     diag = torch.diagonal(h, dim1=1, dim2=2)  # a view: writes go to h
     diag[diag == 0] = 1.0  # inputs that are always 0: their weights do not matter
     damp = torch.stack([DAMP * d.mean() for d in diag])  # per group, as alone
     h += damp[:, None, None] * torch.eye(cols, dtype=h.dtype)
-    u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    pivots = torch.diagonal(u, dim1=1, dim2=2)[:, :, None].clone()  # [groups, cols, 1]
+    return Factor(order, torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True))
+
+
+def assign(w: torch.Tensor, h: torch.Tensor | Factor, values: torch.Tensor, rate: float = 0.0,
+           bits: torch.Tensor | None = None) -> torch.Tensor:
+    """GPTQ indices [rows, cols] into the sorted ``values`` for the rows of ``w`` [rows, cols]
+    whose inputs have second moment ``h`` [cols, cols] (or its :class:`Factor`; float64
+    throughout), columns in order of decreasing H diagonal; ``rate``: weight of the code
+    length (module doc), with each value's ``bits`` (default: :func:`code_lengths` of
+    ``w``). With a leading dimension of groups (``w`` [groups, rows, cols], ``h`` [groups,
+    cols, cols]: a grouped convolution's independent parts) all groups are solved together,
+    each as it would be alone."""
+    f = h if isinstance(h, Factor) else factor(h)
+    values = values.to(torch.float64).contiguous()
+    if rate and bits is None:
+        bits = code_lengths(w.to(torch.float64), values)
+    if bits is not None:
+        bits = bits.to(torch.float64).contiguous()
+    single = w.dim() == 2
+    w = w.to(torch.float64).reshape(-1, *w.shape[-2:])
+    w = w.gather(2, f.order[:, None, :].expand_as(w))
+    u, cols = f.u, w.shape[-1]
+    pivots = torch.diagonal(u, dim1=1, dim2=2)
     q = torch.empty(w.shape, dtype=torch.long)
-    if groups == 1:  # one matrix: the loop indexes 2-D views (fewer dimensions, less overhead per column)
-        w, u, pivots, qv = w[0], u[0], pivots[0], q[0]
-    else:
-        qv = q
     for b0 in range(0, cols, BLOCK):
         b1 = min(b0 + BLOCK, cols)
-        block = w[..., b0:b1].clone()
-        err = torch.empty_like(block)
-        for i in range(b1 - b0):
-            j = b0 + i
-            x = block[..., i]
-            if groups == 1:
-                idx = choose(x, values, bits, rate)
-            else:  # every group's rows at once
-                idx = choose(x.reshape(-1), values, bits, rate).view(x.shape)
-            qv[..., j] = idx
-            err[..., i] = (x - values[idx]) / pivots[..., j, :]
-            block[..., i + 1:] -= err[..., i:i + 1] * u[..., None, j, j + 1:b1]
+        q[..., b0:b1], err = _solve_block(w[..., b0:b1], u[..., b0:b1, b0:b1], pivots[..., b0:b1], values, bits, rate)
         w[..., b1:] -= err @ u[..., b0:b1, b1:]
-    out = torch.empty_like(q).scatter_(2, order[:, None, :].expand_as(q), q)
+    out = torch.empty_like(q).scatter_(2, f.order[:, None, :].expand_as(q), q)
     return out[0] if single else out
 
 
-def assign_tensor(weight: torch.Tensor, h: torch.Tensor, values: torch.Tensor, rate: float = 0.0) -> torch.Tensor:
+def assign_tensor(weight: torch.Tensor, h: torch.Tensor | Factor, values: torch.Tensor, rate: float = 0.0) -> torch.Tensor:
     """GPTQ indices (flat, the weight's element order) of a layer's weight [out, in / groups,
-    ...] whose inputs have second moments ``h`` [groups, fan, fan]; the groups solved together."""
-    groups = h.shape[0]
+    ...] whose inputs have second moments ``h`` [groups, fan, fan] (or their :class:`Factor`);
+    the groups solved together."""
+    groups = (h.u if isinstance(h, Factor) else h).shape[0]
     rows = weight.reshape(weight.shape[0], -1)
     bits = code_lengths(rows.to(torch.float64), values.to(torch.float64)) if rate else None  # the whole tensor's
     return assign(rows.reshape(groups, rows.shape[0] // groups, -1), h, values, rate, bits).reshape(-1)
 
 
-__all__ = ["second_moments", "inputs_on", "assign", "assign_tensor", "nearest", "choose", "code_lengths", "LAYERS", "DAMP",
+__all__ = ["second_moments", "inputs_on", "Factor", "factor", "assign", "assign_tensor", "nearest", "code_lengths", "LAYERS", "DAMP",
            "RATES"]

@@ -633,3 +633,33 @@ def rans_decode(data, chunk_offsets, freqs, scale_bits: int, n: int, chunk_size:
         if pos != len(p) or any(v != RANS_LOW for v in x):
             raise ValueError(f"chunk {c}: bytes left or final states not 2^23")
     return out
+
+
+def gptq_block(block, u, pivots, values, bits, rate: float):
+    """One block of GPTQ columns (float64 [groups, rows, width], not modified; u [groups,
+    width, width], pivots [groups, width]): (indices int64, errors) column by column, each
+    x taking the nearest value (rate 0) or the cheaper of the two around it in
+    ((x - v) / spacing)^2 + rate * bits[v] (ties: the lower), its error moved onto the
+    block's later columns through u."""
+    x = np.array(block, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    k = len(values)
+    q = np.zeros(x.shape, dtype=np.int64)
+    err = np.zeros(x.shape)
+    for i in _range(x.shape[-1]):
+        col = x[..., i]
+        if k == 1:
+            idx = np.zeros(col.shape, dtype=np.int64)
+        else:
+            j = np.clip(np.searchsorted(values, col), 1, k - 1)
+            if rate == 0:
+                idx = np.where(np.abs(col - values[j - 1]) <= np.abs(values[j] - col), j - 1, j)
+            else:
+                spacing = (values[-1] - values[0]) / (k - 1)
+                lower = ((col - values[j - 1]) / spacing) ** 2 + rate * bits[j - 1]
+                upper = ((col - values[j]) / spacing) ** 2 + rate * bits[j]
+                idx = np.where(upper < lower, j, j - 1)
+        q[..., i] = idx
+        err[..., i] = (col - values[idx]) / pivots[:, None, i]
+        x[..., i + 1:] -= err[..., i:i + 1] * u[:, None, i, i + 1:]
+    return q, err

@@ -51,7 +51,7 @@ import torch
 from wsc import ops
 from wsc._arrays import index_dtype
 from wsc.codebook import Codebook, SortedTensors, WeightStream, entropy_bits, huffman_bits
-from wsc.compensate import RATES, assign_tensor, second_moments
+from wsc.compensate import RATES, Factor, assign_tensor, factor, second_moments
 from wsc.scheme import PAPER, Scheme, clip_range, step_groups, step_multiplier
 from wsc.stored import STATS, batchnorms, check_stored, compact, examples, recalibrate
 
@@ -147,7 +147,7 @@ class Workbench:
         self._base = base
         self._pool.put(self._targets(base))
         self._copy_lock = threading.Lock()
-        self.moments: dict[str, torch.Tensor] = {}  # weight name -> E[x x^T] of its layer's inputs
+        self.factors: dict[str, Factor] = {}  # weight name -> GPTQ's factor of E[x x^T] of its layer's inputs
         self._assigned: OrderedDict = OrderedDict()  # compensated codebook key -> {name: indices}
         self._assign_lock = threading.Lock()
         tied = set(selection.aliases.values())  # tensors another name also uses: never rewritten
@@ -299,19 +299,19 @@ class Workbench:
         if bad:
             warnings.warn(f"calibration: NaN or Inf in the inputs of {', '.join(bad)} (overflow?); those "
                           "weights keep their bins' values", RuntimeWarning, stacklevel=2)
-        self.moments = {n: h for n, h in moments.items() if n not in bad}
+        self.factors = {n: factor(h) for n, h in moments.items() if n not in bad}  # once per layer, not per codebook
         with self._assign_lock:
             self._assigned.clear()
             self._stored.clear()
-        self._calibration = batches if self.moments and self._norms else None
+        self._calibration = batches if self.factors and self._norms else None
         if self._calibration is not None and all(examples(b) == 1 for b in batches):
             self._calibration = None
             raise ValueError("calibration: every batch holds one example; the model's BatchNorm statistics "
                              "are re-estimated from batches of two or more (batch the inputs)")
-        if not self.moments:
+        if not self.factors:
             raise ValueError("calibration: no shared weight of a Linear or Conv layer received inputs (wsc "
                              "compensates those; pass batches the model accepts, or no calibration)")
-        return list(self.moments)
+        return list(self.factors)
 
     def assigned(self, cb: Codebook) -> dict[str, np.ndarray]:
         """Codebook indices (flat, uint8 for <= 256 values, else uint16) of every shared tensor
@@ -320,15 +320,15 @@ class Workbench:
             if cb.key in self._assigned:
                 self._assigned.move_to_end(cb.key)
                 return self._assigned[cb.key]
-        if not self.moments:
+        if not self.factors:
             raise RuntimeError("a compensated codebook needs Workbench.calibrate() first")
         values = torch.from_numpy(cb.values.astype(np.float64))
         work = self.scoped(cb.scheme)[1]
         out = {}
         for name, flat in work.items():
-            if name in self.moments:
+            if name in self.factors:
                 w = flat.to(torch.float64).reshape(self.originals[name].shape)
-                q = assign_tensor(w, self.moments[name], values, RATES[cb.compensation - 1])
+                q = assign_tensor(w, self.factors[name], values, RATES[cb.compensation - 1])
                 out[name] = q.numpy().astype(cb.index_type)
             else:
                 out[name] = self.tensor_indices(name, cb.compensate(0))
