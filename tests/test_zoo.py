@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import Subset, TensorDataset
 
 from wsc import data, zoo
@@ -39,6 +40,27 @@ def test_architectures(cls, n_params):
         assert groups.count(1) == 4 and sorted(g for g in groups if g > 1) == [16, 32, 64]
         assert any(isinstance(c, nn.BatchNorm2d) for c in m.modules())
 
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 28, 28), (2, 16, 10, 10), (2, 3, 7, 9), (1, 1, 2, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool2_equals_max_pool2d(shape, channels_last):
+    """LeNet-5's inference pooling (elementwise maxima) gives max_pool2d's values bit for bit,
+    NaN and infinities included; with autograd it is max_pool2d itself (same gradients)."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    x.view(-1)[::13] = 0.0
+    x.view(-1)[5::17] = float("nan")
+    x.view(-1)[7::19] = -float("inf")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(zoo._max_pool2(x), F.max_pool2d(x, 2), rtol=0, atol=0, equal_nan=True)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    zoo._max_pool2(a).nan_to_num().sum().backward()
+    F.max_pool2d(b, 2).nan_to_num().sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="Output size is too small"):
+        zoo._max_pool2(x[..., :1, :])
 
 # ---------------------------------------------------------------- module:factory + weights
 def test_factory_with_pt_and_safetensors_weights(tmp_path):
