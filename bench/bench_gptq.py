@@ -37,9 +37,12 @@ def block(layer):
 
 @pytest.fixture(autouse=True)
 def one_thread():
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     wsc.set_num_threads(1)
     yield
     wsc.set_num_threads(0)
+    torch.set_num_threads(torch_threads)
 
 
 def test_gptq_block_native(benchmark, block):

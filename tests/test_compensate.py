@@ -14,6 +14,7 @@ from torch import nn
 import wsc
 from wsc import compensate, container, reference
 from wsc.scheme import Scheme
+from wsc import workbench as workbench_module
 from wsc.workbench import Workbench
 
 
@@ -89,19 +90,23 @@ def test_groups_solved_together_match_each_alone(cols, block, rate, monkeypatch)
 
 
 def random_block(groups: int, rows: int, width: int, k: int, seed: int):
-    """A block of weights, an upper-triangular factor with positive pivots, k sorted values
-    (some weights exactly halfway between two, some beyond the ends) and their bits."""
+    """A block of weights, an upper-triangular factor with positive pivots, k sorted dyadic
+    values and their bits: some weights exactly halfway between the first two values, whose
+    bits are equal (exact ties of distance and of cost: the lower wins), some beyond the ends
+    and one NaN (it takes the last pair and spreads along its line)."""
     rng = np.random.default_rng(seed)
     block = rng.laplace(0, 0.1, size=(groups, rows, width))
-    values = np.sort(rng.uniform(-0.3, 0.3, size=k))
-    if k > 1 and width:
-        block.reshape(-1)[::7] = (values[0] + values[1]) / 2  # ties: the lower value
+    values = np.sort(rng.choice(np.arange(-160, 160), size=k, replace=False)) / 512
+    bits = rng.uniform(0.1, 6.0, size=k)
+    if k > 1 and block.size:
+        bits[1] = bits[0]
+        block.reshape(-1)[::7] = (values[0] + values[1]) / 2
         block.reshape(-1)[1::11] = values[-1] + 1.0
+        block.reshape(-1)[-1] = np.nan
     u = np.triu(rng.normal(size=(groups, width, width))) * 0.3
     for g in range(groups):
         np.fill_diagonal(u[g], rng.uniform(0.5, 2.0, size=width))
     pivots = np.diagonal(u, axis1=1, axis2=2).copy()
-    bits = rng.uniform(0.1, 6.0, size=k)
     return block, u, pivots, values, bits
 
 
@@ -110,7 +115,7 @@ def random_block(groups: int, rows: int, width: int, k: int, seed: int):
 @pytest.mark.parametrize("rate", [0.0, *compensate.RATES[1:], 2.0])
 def test_gptq_block_kernel_matches_the_reference(groups, rows, width, k, rate, threads):
     """The native block solver gives the numpy twin's indices and errors bit for bit, on any
-    thread count: ties, weights beyond the ends, one value, empty blocks."""
+    thread count: exact ties, weights beyond the ends, NaN, one value, empty blocks."""
     block, u, pivots, values, bits = random_block(groups, rows, width, k, seed=groups * 100 + width + k)
     want_q, want_err = reference.gptq_block(block, u, pivots, values, bits, rate)
     t = lambda a: torch.from_numpy(np.array(a))  # noqa: E731
@@ -127,14 +132,48 @@ def test_gptq_block_kernel_refuses_bad_values():
         compensate._solve_block(block, u, pivots, values, None, 0.1)
 
 
-def test_a_factor_once_per_layer_gives_the_same_indices():
-    """The workbench factors each layer's H once: assigning from the factor or from H is the same."""
+def test_a_factor_once_per_layer_gives_the_same_indices(monkeypatch):
+    """Assigning from a layer's factor or from its H is the same, and the workbench factors
+    each layer once, at calibration, whatever the codebooks it assigns after."""
     w, h, _ = random_layer(8, 60, seed=4)
     values = torch.linspace(-0.3, 0.25, 6, dtype=torch.float64)
     f = compensate.factor(torch.from_numpy(h))
     for rate in compensate.RATES:
         assert compensate.assign(torch.from_numpy(w), f, values, rate).equal(
             compensate.assign(torch.from_numpy(w), torch.from_numpy(h), values, rate))
+    calls = []
+    monkeypatch.setattr(workbench_module, "factor", lambda h: calls.append(h) or compensate.factor(h))
+    bench = Workbench(Convs(), params="all")
+    layers = bench.calibrate([torch.randn(16, 2, 16)])
+    for k in (4, 6, 9):
+        for level in (1, 2):
+            bench.indices(bench.codebook(k).compensate(level))
+    assert len(calls) == len(layers) == 4
+
+
+def test_assign_refuses_what_it_cannot_solve():
+    """Bad arguments raise errors that name them (never reach the kernel); one H serves
+    every group of a grouped weight."""
+    w, h, _ = random_layer(4, 9, seed=5)
+    w, h = torch.from_numpy(w), torch.from_numpy(h)
+    values = torch.linspace(-0.3, 0.25, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="values must be on the cpu"):
+        compensate.assign(w, h, values.to("meta"))
+    with pytest.raises(ValueError, match="sorted ascending"):
+        compensate.assign(w, h, values.flip(0))
+    with pytest.raises(ValueError, match="finite values"):
+        compensate.assign(w, h, torch.tensor([0.0, float("nan")], dtype=torch.float64))
+    with pytest.raises(ValueError, match="bits must hold one length per value"):
+        compensate.assign(w, h, values, 0.1, torch.ones(3))
+    with pytest.raises(ValueError, match=r"h must be \[9, 9\]"):
+        compensate.assign(w, h[:8, :8], values)
+    with pytest.raises(ValueError, match="w must be"):
+        compensate.assign(w[None, None], h, values)
+    with pytest.raises(ValueError, match="a Factor holds"):
+        compensate.Factor(torch.zeros(1, 9, dtype=torch.int64), torch.zeros(1, 9, 9))
+    grouped = torch.stack([w, 2 * w])
+    shared = compensate.assign(grouped, h, values)
+    assert shared[1].equal(compensate.assign(2 * w, h, values)) and shared[0].equal(compensate.assign(w, h, values))
 
 
 def test_a_rate_spends_fewer_bits():

@@ -41,12 +41,12 @@ def test_architectures(cls, n_params):
         assert any(isinstance(c, nn.BatchNorm2d) for c in m.modules())
 
 
-
 @pytest.mark.parametrize("shape", [(3, 6, 28, 28), (2, 16, 10, 10), (2, 3, 7, 9), (1, 1, 2, 3)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_max_pool2_equals_max_pool2d(shape, channels_last):
-    """LeNet-5's inference pooling (elementwise maxima) gives max_pool2d's values bit for bit,
-    NaN and infinities included; with autograd it is max_pool2d itself (same gradients)."""
+    """LeNet-5's inference pooling (elementwise maxima) gives max_pool2d's values, NaN and
+    infinities included (a zero's sign may differ: max_pool2d keeps the first of equal
+    values); with autograd it is max_pool2d itself (same gradients)."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     x.view(-1)[::13] = 0.0
     x.view(-1)[5::17] = float("nan")
@@ -61,6 +61,7 @@ def test_max_pool2_equals_max_pool2d(shape, channels_last):
     assert torch.equal(a.grad, b.grad)
     with torch.no_grad(), pytest.raises(RuntimeError, match="Output size is too small"):
         zoo._max_pool2(x[..., :1, :])
+
 
 # ---------------------------------------------------------------- module:factory + weights
 def test_factory_with_pt_and_safetensors_weights(tmp_path):

@@ -1,6 +1,6 @@
 // GPTQ block solver: a line at a time, column by column, with plain scalar float64 arithmetic
-// in the order of the torch twin (no contraction: see CMakeLists.txt), so indices and errors
-// are bit-identical to it.
+// in the order of its numpy twin wsc.reference.gptq_block (no contraction: see
+// CMakeLists.txt), so indices and errors are bit-identical to it.
 #include "wsc/gptq.h"
 
 #include <algorithm>

@@ -194,17 +194,27 @@ def _solve_block(block, u, pivots, values, bits, rate):
 
 @dataclass(frozen=True, eq=False)
 class Factor:
-    """What GPTQ needs of a layer's H, computed once per layer: the column order (decreasing
-    H diagonal, per group) and the upper Cholesky factor of the damped H's inverse in that
-    order, [groups, cols, cols] float64."""
+    """What GPTQ needs of a layer's H, computed once per layer (:func:`factor`): the column
+    order (decreasing H diagonal, int64 [groups, cols]) and the upper Cholesky factor of the
+    damped H's inverse in that order (float64 [groups, cols, cols]), on the CPU."""
 
     order: torch.Tensor
     u: torch.Tensor
 
+    def __post_init__(self):
+        g, c = self.order.shape if self.order.dim() == 2 else (-1, -1)
+        if (self.order.dtype != torch.int64 or self.u.dtype != torch.float64 or tuple(self.u.shape) != (g, c, c)
+                or self.order.device.type != "cpu" or self.u.device.type != "cpu"):
+            raise ValueError("a Factor holds order (int64 [groups, cols]) and u (float64 [groups, cols, cols]) on "
+                             f"the cpu; got {self.order.dtype} {tuple(self.order.shape)} and {self.u.dtype} "
+                             f"{tuple(self.u.shape)}")
+
 
 def factor(h: torch.Tensor) -> Factor:
     """The :class:`Factor` of second moments ``h`` [cols, cols] or [groups, cols, cols]."""
-    h = h.to(torch.float64).reshape(-1, *h.shape[-2:])
+    if h.dim() not in (2, 3) or h.shape[-1] != h.shape[-2]:
+        raise ValueError(f"h must be [cols, cols] or [groups, cols, cols]; got shape {tuple(h.shape)}")
+    h = h.to(device="cpu", dtype=torch.float64).reshape(-1, *h.shape[-2:])
     cols = h.shape[-1]
     order = torch.argsort(torch.diagonal(h, dim1=1, dim2=2), dim=1, descending=True, stable=True)
     h = h.gather(1, order[:, :, None].expand_as(h)).gather(2, order[:, None, :].expand_as(h))
@@ -224,23 +234,39 @@ def assign(w: torch.Tensor, h: torch.Tensor | Factor, values: torch.Tensor, rate
     ``w``). With a leading dimension of groups (``w`` [groups, rows, cols], ``h`` [groups,
     cols, cols]: a grouped convolution's independent parts) all groups are solved together,
     each as it would be alone."""
-    f = h if isinstance(h, Factor) else factor(h)
+    for name, t in (("w", w), ("values", values), ("bits", bits)):
+        if t is not None and t.device.type != "cpu":
+            raise ValueError(f"{name} must be on the cpu device (GPTQ runs there); got {t.device}")
     values = values.to(torch.float64).contiguous()
-    if rate and bits is None:
-        bits = code_lengths(w.to(torch.float64), values)
-    if bits is not None:
-        bits = bits.to(torch.float64).contiguous()
+    if values.dim() != 1 or values.numel() == 0 or not bool(torch.isfinite(values).all()) or bool((values.diff() < 0).any()):
+        raise ValueError(f"values must be a non-empty 1-D tensor of finite values sorted ascending; got shape {tuple(values.shape)}")
+    if w.dim() not in (2, 3):
+        raise ValueError(f"w must be [rows, cols] or [groups, rows, cols]; got shape {tuple(w.shape)}")
+    f = h if isinstance(h, Factor) else factor(h)
     single = w.dim() == 2
     w = w.to(torch.float64).reshape(-1, *w.shape[-2:])
-    w = w.gather(2, f.order[:, None, :].expand_as(w))
-    u, cols = f.u, w.shape[-1]
+    groups, _, cols = w.shape
+    if f.u.shape[1:] != (cols, cols) or f.u.shape[0] not in (1, groups):
+        raise ValueError(f"h must be [{cols}, {cols}] or [{groups}, {cols}, {cols}] for w of shape {tuple(w.shape)}; its "
+                         f"factor is {tuple(f.u.shape)}")
+    u, order = f.u.expand(groups, cols, cols), f.order.expand(groups, cols)  # one H for every group
+    if rate and bits is None:
+        bits = code_lengths(w, values)
+    if bits is not None:
+        bits = bits.to(torch.float64).contiguous()
+        if bits.shape != values.shape:
+            raise ValueError(f"bits must hold one length per value ({values.numel()}); got shape {tuple(bits.shape)}")
+    w = w.gather(2, order[:, None, :].expand_as(w))
     pivots = torch.diagonal(u, dim1=1, dim2=2)
     q = torch.empty(w.shape, dtype=torch.long)
     for b0 in range(0, cols, BLOCK):
         b1 = min(b0 + BLOCK, cols)
         q[..., b0:b1], err = _solve_block(w[..., b0:b1], u[..., b0:b1, b0:b1], pivots[..., b0:b1], values, bits, rate)
-        w[..., b1:] -= err @ u[..., b0:b1, b1:]
-    out = torch.empty_like(q).scatter_(2, f.order[:, None, :].expand_as(q), q)
+        if groups == 1:  # a matrix product (what one matrix always used)
+            w[0, :, b1:] -= err[0] @ u[0, b0:b1, b1:]
+        else:
+            w[..., b1:] -= err @ u[..., b0:b1, b1:]
+    out = torch.empty_like(q).scatter_(2, order[:, None, :].expand_as(q), q)
     return out[0] if single else out
 
 

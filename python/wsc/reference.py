@@ -642,7 +642,8 @@ def gptq_block(block, u, pivots, values, bits, rate: float):
     ((x - v) / spacing)^2 + rate * bits[v] (ties: the lower), its error moved onto the
     block's later columns through u."""
     x = np.array(block, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64)
+    u, pivots, values = (np.asarray(a, dtype=np.float64) for a in (u, pivots, values))
+    bits = None if bits is None else np.asarray(bits, dtype=np.float64)
     k = len(values)
     q = np.zeros(x.shape, dtype=np.int64)
     err = np.zeros(x.shape)

@@ -292,14 +292,21 @@ class Workbench:
         batches to re-estimate BatchNorm statistics for every codebook; returns the names of
         those weights. ValueError when the model has none or no batch reached them."""
         batches = list(batches)
-        self._calibration_crc = _digest(batches)
         with self.model(None) as m:
             moments = second_moments(m, self._work, batches)
         bad = [n for n, h in moments.items() if not bool(torch.isfinite(h).all())]
         if bad:
             warnings.warn(f"calibration: NaN or Inf in the inputs of {', '.join(bad)} (overflow?); those "
                           "weights keep their bins' values", RuntimeWarning, stacklevel=2)
-        self.factors = {n: factor(h) for n, h in moments.items() if n not in bad}  # once per layer, not per codebook
+        factors = {}
+        for n, h in moments.items():  # once per layer, not per codebook; nothing changes if one fails
+            if n not in bad:
+                try:
+                    factors[n] = factor(h)
+                except torch.linalg.LinAlgError as exc:
+                    raise ValueError(f"calibration: the inputs of {n} give no usable second moments ({exc})") from exc
+        self._calibration_crc = _digest(batches)
+        self.factors = factors
         with self._assign_lock:
             self._assigned.clear()
             self._stored.clear()

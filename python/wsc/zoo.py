@@ -39,9 +39,9 @@ ASSETS = Path(__file__).resolve().with_name("assets")
 
 # ---------------------------------------------------------------- architectures
 def _max_pool2(x: torch.Tensor) -> torch.Tensor:
-    """F.max_pool2d(x, 2), the same values; without autograd as two elementwise maxima of
-    strided views, 5-10x faster than max_pool2d on the CPU (measured on LeNet-5's
-    activations, contiguous and channels_last; its evaluation: 67 -> 47 ms)."""
+    """F.max_pool2d(x, 2), the same values (a zero's sign aside); without autograd as two
+    elementwise maxima of strided views, 5-10x faster than max_pool2d on the CPU (measured
+    on LeNet-5's activations, contiguous and channels_last; its evaluation: 67 -> 47 ms)."""
     if (torch.is_grad_enabled() and x.requires_grad) or min(x.shape[-2:]) < 2:  # too small: its error
         return F.max_pool2d(x, 2)
     x = x[..., :x.shape[-2] // 2 * 2, :x.shape[-1] // 2 * 2]

@@ -1,12 +1,13 @@
 // One block of GPTQ columns: error-compensated assignment of weights to sorted shared values
-// (the inner loop of wsc.compensate.assign, whose torch twin it matches bit for bit).
+// (the inner loop of wsc.compensate.assign; its numpy twin wsc.reference.gptq_block gives the
+// same results bit for bit).
 #pragma once
 #include <cstdint>
 
 namespace wsc {
 
 // For each of groups * rows independent lines (a row of one group's weight block, float64,
-// `width` columns, updated in place), columns i = 0..width in order:
+// `width` columns, updated in place), columns i = 0 .. width - 1 in order:
 //   q = the chosen value for x = block[i]: the nearest of values[0..k) (ties: the lower) when
 //       rate == 0 or k == 1, else whichever of the two values around x costs less in
 //       ((x - v) / spacing)^2 + rate * bits[v] (ties: the lower), spacing = (v[k-1] - v[0]) / (k - 1);
