@@ -647,6 +647,7 @@ def gptq_block(block, u, pivots, values, bits, rate: float):
     k = len(values)
     q = np.zeros(x.shape, dtype=np.int64)
     err = np.zeros(x.shape)
+    spacing = (values[-1] - values[0]) / (k - 1) if k > 1 else 0.0
     for i in _range(x.shape[-1]):
         col = x[..., i]
         if k == 1:
@@ -656,7 +657,6 @@ def gptq_block(block, u, pivots, values, bits, rate: float):
             if rate == 0:
                 idx = np.where(np.abs(col - values[j - 1]) <= np.abs(values[j] - col), j - 1, j)
             else:
-                spacing = (values[-1] - values[0]) / (k - 1)
                 lower = ((col - values[j - 1]) / spacing) ** 2 + rate * bits[j - 1]
                 upper = ((col - values[j]) / spacing) ** 2 + rate * bits[j]
                 idx = np.where(upper < lower, j, j - 1)
