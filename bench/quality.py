@@ -38,6 +38,7 @@ import numpy as np
 
 MODELS = ["lenet5-fmnist", "lenet300-fmnist", "dwcnn-fmnist", "gru-fmnist"]
 CALIBRATION = 1024  # training images (never the test images the splits come from)
+SEARCH_SIZE = 2000  # test images in the class-balanced search split; the rest are held out
 _PAPER = {"codebook": "uniform", "clip": False, "steps": False, "size": "values", "confidence": None, "merge": "within",
           "stored": "exact"}
 _COMBINED = {"codebook": "auto", "clip": True, "steps": True, "size": "bits", "confidence": 0.95, "merge": "within",
@@ -54,11 +55,11 @@ METHODS = {  # the paper merges every front solution; the others only those with
     "combined": _COMBINED,
     "combined, values": {**_COMBINED, "size": "values"},
     "combined, all": {**_COMBINED, "params": "all"},
-    # the combination with 1,024 training images: BatchNorm statistics re-estimated for every
-    # codebook, and the final fronts with GPTQ error compensation
-    "combined + gptq": {**_COMBINED, "calibration": CALIBRATION},
+    # the combination with CALIBRATION training images: BatchNorm statistics re-estimated for
+    # every codebook, and GPTQ error compensation chosen by the search
+    "combined + gptq": {**_COMBINED, "calibration": True},
     # the same with GPTQ on the final fronts only (compensate="front"), not chosen by the search
-    "combined + gptq front": {**_COMBINED, "calibration": CALIBRATION, "compensate": "front"},
+    "combined + gptq front": {**_COMBINED, "calibration": True, "compensate": "front"},
 }
 COST = {"dwcnn-fmnist": 3.0, "lenet5-fmnist": 1.0, "gru-fmnist": 1.0, "lenet300-fmnist": 0.2}  # relative run time
 METHOD_COST = {"combined + gptq": 4.0, "combined + gptq front": 4.0, "combined": 3.0}  # the others 1
@@ -79,10 +80,11 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
     return area
 
 
-def search_setup(name: str):
-    """(evaluator on the class-balanced 2,000-image search split and the rest held out,
-    whether the model is convolutional) of a built-in model; the inputs of a convolutional
-    one are channels_last: 2-3x faster convolutions on the CPU (same model, same splits)."""
+def search_setup(name: str, search_size: int = SEARCH_SIZE, split_seed: int = 0):
+    """(evaluator on the class-balanced search split of ``search_size`` test images, drawn with
+    ``split_seed``, and the rest held out; whether the model is convolutional) of a built-in
+    model; the inputs of a convolutional one are channels_last: 2-3x faster convolutions on
+    the CPU (same model, same splits)."""
     import torch
 
     from wsc import data, zoo
@@ -92,13 +94,16 @@ def search_setup(name: str):
     conv = any(p.dim() == 4 for p in zoo.load_model(name).parameters())
     if conv:
         x = x.contiguous(memory_format=torch.channels_last)
-    search, heldout = data.balanced_split(y.numpy(), 2000, 0)
+    search, heldout = data.balanced_split(y.numpy(), search_size, split_seed)
     return Accuracy(search=(x[search], y[search]), heldout=(x[heldout], y[heldout])), conv
 
 
-def run_model(job: tuple[str, list[str], dict]) -> list[dict]:
-    """Methods on one model (in a worker process, one thread)."""
-    name, methods, budget = job
+def run_model(job: tuple) -> list[dict]:
+    """Methods on one model (in a worker process, one thread): job = (model, methods, budget[,
+    setup]); setup may set ``search_size``, ``split_seed`` and ``calibration`` (images) apart
+    from the defaults."""
+    name, methods, budget, *rest = job
+    setup = {"search_size": SEARCH_SIZE, "split_seed": 0, "calibration": CALIBRATION, **(rest[0] if rest else {})}
     import torch
 
     import wsc
@@ -109,7 +114,7 @@ def run_model(job: tuple[str, list[str], dict]) -> list[dict]:
     keep_freed_memory()  # as wsc compress: no page faults for the activations of every evaluation
     torch.set_num_threads(1)
     wsc.set_num_threads(1)
-    evaluator, conv = search_setup(name)
+    evaluator, conv = search_setup(name, setup["search_size"], setup["split_seed"])
     rows = []
     for method in methods:
         model = zoo.load_model(name)
@@ -118,7 +123,8 @@ def run_model(job: tuple[str, list[str], dict]) -> list[dict]:
         options = dict(METHODS[method])
         if "calibration" in options:  # training images spread over the split, in batches of 256
             train_x, _ = gather_data(data.load(zoo.BUILTINS[name].dataset, split="train"))
-            cal = train_x[::len(train_x) // options["calibration"]][:options["calibration"]]
+            n = setup["calibration"]
+            cal = train_x[::len(train_x) // n][:n]
             if conv:
                 cal = cal.contiguous(memory_format=torch.channels_last)
             options["calibration"] = list(cal.split(256))
