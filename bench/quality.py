@@ -83,10 +83,9 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
 def search_setup(name: str, search_size: int = SEARCH_SIZE, split_seed: int = 0, select_size: int = 0):
     """(evaluator on the class-balanced search split of ``search_size`` test images, drawn with
     ``split_seed``, and the rest held out; whether the model is convolutional) of a built-in
-    model, and with ``select_size`` a third item: an evaluator whose search split is that
-    many of the held-out images, which then the held-out split no longer holds. The inputs
-    of a convolutional model are channels_last: 2-3x faster convolutions on the CPU (same
-    model, same splits)."""
+    model; with ``select_size``, that many of the held-out images are its selection split
+    instead (``Accuracy(select=...)``). The inputs of a convolutional model are
+    channels_last: 2-3x faster convolutions on the CPU (same model, same splits)."""
     import torch
 
     from wsc import data, zoo
@@ -97,41 +96,19 @@ def search_setup(name: str, search_size: int = SEARCH_SIZE, split_seed: int = 0,
     if conv:
         x = x.contiguous(memory_format=torch.channels_last)
     search, heldout = data.balanced_split(y.numpy(), search_size, split_seed)
-    if select_size:  # a class-balanced part of the held-out images, for choose_on_select
+    select = None
+    if select_size:  # a class-balanced part of the held-out images, set apart to choose on
         pick, rest = data.balanced_split(y.numpy()[heldout], select_size, split_seed + 100)
-        select, heldout = heldout[pick], heldout[rest]
-        selector = Accuracy(search=(x[select], y[select]), heldout=(x[select], y[select]))
-        return Accuracy(search=(x[search], y[search]), heldout=(x[heldout], y[heldout])), conv, selector
-    return Accuracy(search=(x[search], y[search]), heldout=(x[heldout], y[heldout])), conv
-
-
-def choose_on_select(r, selector, tolerance: float = 0.01, confidence: float = 0.95) -> dict | None:
-    """The smallest solution of ``r``'s fronts whose drop bound is within ``tolerance`` on the
-    search split and on ``selector``'s examples, which neither the search nor the merge saw
-    (scored only here, for the few final solutions): its ratio, held-out drop and bounds."""
-    with r._bench.model(None) as m:
-        base = selector.outcome(m, "search")
-    best = None
-    for s in {s.codebook.key: s for s in r.front_before + r.front_after + r.front_compensated}.values():
-        if not s.search_bound <= tolerance or (best is not None and s.file_bytes >= best[0].file_bytes):
-            continue
-        with r._bench.model(s.codebook) as m:
-            bound = selector.drop_bound(base, selector.outcome(m, "search"), confidence)
-        if bound <= tolerance:
-            best = (s, bound)
-    if best is None:
-        return None
-    s, bound = best
-    drop = r.baseline_heldout - s.heldout_score
-    return {"ratio": s.ratio, "file_bytes": s.file_bytes, "search_bound": s.search_bound, "select_bound": bound,
-            "heldout_drop": drop, "kept_bar": drop <= tolerance}
+        select, heldout = (x[heldout[pick]], y[heldout[pick]]), heldout[rest]
+    return Accuracy(search=(x[search], y[search]), heldout=(x[heldout], y[heldout]), select=select), conv
 
 
 def run_model(job: tuple) -> list[dict]:
     """Methods on one model (in a worker process, one thread): job = (model, methods, budget[,
     setup]); setup may set ``search_size``, ``split_seed``, ``calibration`` (images) and
-    ``select_size`` (held-out images set apart for :func:`choose_on_select`) apart from the
-    defaults."""
+    ``select_size`` (held-out images set apart as the evaluator's selection split) apart from
+    the defaults. A row's choice is the search split's alone; with a selection split, the
+    choice that keeps the bar on it too is the row's ``select_choice``."""
     name, methods, budget, *rest = job
     setup = {"search_size": SEARCH_SIZE, "split_seed": 0, "calibration": CALIBRATION, "select_size": 0,
              **(rest[0] if rest else {})}
@@ -145,7 +122,7 @@ def run_model(job: tuple) -> list[dict]:
     keep_freed_memory()  # as wsc compress: no page faults for the activations of every evaluation
     torch.set_num_threads(1)
     wsc.set_num_threads(1)
-    evaluator, conv, *selector = search_setup(name, setup["search_size"], setup["split_seed"], setup["select_size"])
+    evaluator, conv = search_setup(name, setup["search_size"], setup["split_seed"], setup["select_size"])
     rows = []
     for method in methods:
         model = zoo.load_model(name)
@@ -162,7 +139,7 @@ def run_model(job: tuple) -> list[dict]:
         t0 = time.perf_counter()
         r = wsc.compress(model, evaluator, tolerance=0.01, progress=False, **budget, **options)
         wall = time.perf_counter() - t0
-        chosen = r.choose()
+        chosen = r.choose(select=False)
         measured = {s.codebook.key: s for s in r.front_before + r.front_after + r.front_compensated}.values()
         front = [(1 - s.heldout_score, s.file_bytes) for s in measured]
         rows.append({
@@ -177,8 +154,12 @@ def run_model(job: tuple) -> list[dict]:
             "front": [{"heldout_error": e, "file_bytes": b} for e, b in sorted(front)],
             "evaluations": r.evaluations, "heldout_evaluations": r.heldout_evaluations, "wall_s": wall,
         })
-        if selector:
-            rows[-1]["select_choice"] = choose_on_select(r, selector[0])
+        if evaluator.selects:  # the choice within the bar on the selection split too
+            c = r.choose()
+            drop = r.baseline_heldout - c.heldout_score
+            rows[-1]["select_choice"] = ({"ratio": c.ratio, "file_bytes": c.file_bytes, "search_bound": c.search_bound,
+                                          "select_bound": c.select_bound, "heldout_drop": drop, "kept_bar": drop <= 0.01}
+                                         if r.within(c) else None)
         print(f"{name:16} {method:12} {chosen.ratio:6.2f}x drop {100 * rows[-1]['heldout_drop']:5.2f} pp "
               f"{r.evaluations:5d} evals {wall:6.0f} s", flush=True)
     return rows

@@ -193,3 +193,30 @@ def test_compress_runtime_errors(argv, message, tmp_path, capsys):
     assert main([*argv, *(["--out", str(tmp_path)] if argv[0] == "compress" else [])]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@needs_fmnist
+def test_compress_with_a_selection_split(tmp_path, capsys):
+    """--select-size sets that many of the rest apart: the final solutions within the bar on
+    the search split are scored there, and the choice keeps the bar there too."""
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--select-size", "200", "--calibration", "0",
+                 "--tolerance", "0.05", "--json", "--out", str(tmp_path / "a")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["evaluator"]["select_examples"] == 200 and report["evaluator"]["heldout_examples"] == 400
+    front = report["front_after_merge"] or report["front_before_merge"]
+    scored = [s for s in front if "select_bound" in s]
+    assert len(scored) == report["settings"]["select_evaluations"] >= 1
+    assert all(s["search_bound"] <= 0.05 for s in scored)
+    assert all("select_bound" in s for s in front if s["search_bound"] <= 0.05)
+    if report["chosen"]["within_tolerance"]:
+        assert report["chosen"]["select_bound"] <= 0.05
+    args = ["evaluate", "--model", "lenet300-fmnist", "--wsc", str(tmp_path / "a" / "model.wsc"), *QUICK[:4],
+            "--seed", "1", "--select-size", "200", "--json"]
+    assert main(args) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["heldout"] == report["chosen"]["heldout_score"] and scores["search"] == report["chosen"]["search_score"]
+    if "select_score" in report["chosen"]:
+        assert scores["select"] == report["chosen"]["select_score"]
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK[:2], "--select-size", "9700",
+                 "--out", str(tmp_path / "b")]) == 1
+    assert "--select-size 9700 leaves no held-out examples" in capsys.readouterr().err

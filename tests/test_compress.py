@@ -175,3 +175,43 @@ def test_bad_model_and_evaluator(mlp):
         wsc.compress("model", lambda m: 1.0, **FAST)
     with pytest.raises(TypeError, match="Evaluator or a callable"):
         wsc.compress(mlp, 0.9, **FAST)
+
+
+@pytest.mark.parametrize("confidence", [0.95, None])
+def test_a_selection_split_decides_beside_the_search_split(trained_mlp, digits, confidence):
+    """With select=, the search, the merge and the fronts are those without it; afterwards
+    each final solution within the bar on the search split (only those) is scored on the
+    selection examples, and the choice is the smallest file within the bar on both."""
+    x, y = digits
+    xs, ys = x[1000:], y[1000:]
+    splits = dict(search=(xs[:300], ys[:300]), heldout=(xs[500:], ys[500:]))
+    plain, ev = Accuracy(**splits), Accuracy(**splits, select=(xs[300:500], ys[300:500]))
+    assert ev.selects and not plain.selects and ev.describe()["select_examples"] == 200
+    calls, outcome = [], ev.outcome
+    ev.outcome = lambda m, split="search": calls.append(split) or outcome(m, split)
+    kw = dict(FAST, tolerance=0.01, confidence=confidence)
+    a = wsc.compress(copy.deepcopy(trained_mlp), plain, **kw)
+    b = wsc.compress(copy.deepcopy(trained_mlp), ev, **kw)
+    assert [s.codebook.key for s in a.front] == [s.codebook.key for s in b.front]
+    assert "select" in calls and "search" not in calls[calls.index("select"):]
+    bar = (lambda s: s.search_bound <= 0.01) if confidence else (lambda s: s.search_score >= b.baseline_search - 0.01)
+    scored = {s.codebook.key for s in b.front if bar(s)}
+    assert scored and calls.count("select") == 1 + len(scored) == 1 + b.settings["select_evaluations"]
+    with b._bench.model(None) as m:
+        base = outcome(m, "select")
+    for s in b.front:
+        assert (s.codebook.key in scored) == (s.select_bound == s.select_bound)  # NaN where not scored
+        if s.codebook.key in scored:
+            with b._bench.model(s.codebook) as m:
+                got = outcome(m, "select")
+            assert s.select_score == got.value
+            assert s.select_bound == (ev.drop_bound(base, got, confidence) if confidence else base.value - got.value)
+    both = [s for s in b.front if s.codebook.key in scored and s.select_bound <= 0.01]
+    chosen = b.choose()
+    if both:
+        assert chosen.file_bytes == min(s.file_bytes for s in both) and b.within(chosen)
+    assert chosen.file_bytes >= a.choose().file_bytes
+    assert b.choose(select=False).codebook.key == a.choose().codebook.key  # the search split's own choice
+    assert "select_bound" in b.to_dict()["chosen"] and "select_bound" not in a.to_dict()["chosen"]
+    with pytest.raises(ValueError, match="select must hold at least one example"):
+        Accuracy(**splits, select=(xs[:0], ys[:0]))

@@ -113,8 +113,10 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
              compensate: str = "search", stored: str = "compact") -> CompressionResult:
     """Compress ``model`` by weight sharing: NSGA-II over k (and the scheme), then the iterative merge.
 
-    ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits) or a
-    callable ``model -> float`` (higher is better; then used for both). ``params``:
+    ``evaluate``: a :class:`wsc.evaluate.Evaluator` (search and held-out splits; an
+    ``Accuracy(..., select=...)`` also has a selection split, on which the final solutions
+    within the bar on the search split are scored once more, and the choice must keep the
+    bar there too) or a callable ``model -> float`` (higher is better; then used for both). ``params``:
     ``"weights"``, ``"all"`` or a predicate ``(name, tensor) -> bool`` (see
     :mod:`wsc.params`). ``size``: the second objective, ``"bits"`` (estimated coded size of
     the file) or ``"values"`` (number of shared values, the paper's). ``tolerance``: allowed
@@ -318,13 +320,19 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             report({"stage": "compensate", "solutions": len(cands), "evaluations": len(search_cache) - start,
                     "kept": len(comp)})
 
+        final = (after or before) + comp  # what CompressionResult.choose() picks from, and its bar test
+        keeps = (lambda s: s[0] >= base_search - tolerance) if confidence is None else (lambda s: s[1] <= tolerance)
+        selected = _select_scores(bench, evaluator, [(cb, s) for cb, s in final if keeps(s)],
+                                  confidence) if evaluator.selects else {}
+        if evaluator.selects:
+            settings["select_evaluations"] = len(selected)
         report({"stage": "measure", "solutions": len(before) + len(after) + len(comp)})
         measured: dict[tuple, Solution] = {}
 
         def solution(cb: Codebook, s: tuple[float, float]) -> Solution:
             if cb.key not in measured:
                 held = heldout_cache.get(cb.key, cb)
-                measured[cb.key] = _measure(bench, cb, s, held, size_of(cb), settings)
+                measured[cb.key] = _measure(bench, cb, s, held, size_of(cb), settings, selected.get(cb.key))
             return measured[cb.key]
 
         heldout_cache.many([(cb.key, cb) for cb, _ in before + after + comp])
@@ -353,15 +361,33 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         history=outcome.history, _bench=bench)
 
 
+def _select_scores(bench: Workbench, evaluator, kept: list, confidence: float | None) -> dict[tuple, tuple[float, float]]:
+    """(score, drop bound; the point drop without confidence) on the evaluator's selection
+    split of each codebook in ``kept`` (those within the bar on the search split)."""
+    with bench.model(None) as m:
+        base = evaluator.outcome(m, "select")
+    out = {}
+    for cb, _ in kept:
+        if cb.key not in out:
+            with bench.model(cb) as m:
+                got = evaluator.outcome(m, "select")
+            value = _finite(got.value, f"the selection score of k={cb.target} with {cb.size} values")
+            bound = base.value - value if confidence is None else float(evaluator.drop_bound(base, got, confidence))
+            out[cb.key] = (value, bound)
+    return out
+
+
 def _measure(bench: Workbench, cb: Codebook, search: tuple[float, float], heldout_score: float, size: float,
-             settings: dict) -> Solution:
+             settings: dict, select: tuple[float, float] | None = None) -> Solution:
     draft = Solution(cb.target, cb.size, cb.merged, search[0], heldout_score, size, 0.0, 0.0, 0, 0.0, 0.0, cb,
                      search_bound=search[1])
     lay = container.layout(bench.payload(cb, solution_info(draft, settings)), coder=settings["coder"])  # measured
     bpw = lay.bits / bench.n_shared
     coder = "+".join(sorted(set(lay.coders)))
+    select_score, select_bound = select if select is not None else (math.nan, math.nan)
     return Solution(cb.target, cb.size, cb.merged, search[0], heldout_score, size, bpw, bench.entropy(cb),
-                    lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb, coder, search[1])
+                    lay.size, bench.original_bytes / lay.size, 32.0 / bpw, cb, coder, search[1], select_score,
+                    select_bound)
 
 
 # ---------------------------------------------------------------- loading

@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"class-balanced search split size (default {DEFAULT_SEARCH}, at most half the data)")
     c.add_argument("--heldout-size", type=_positive, default=None,
                    help="class-balanced held-out subset of the rest (default: all the rest)")
+    c.add_argument("--select-size", type=_nonneg, default=0,
+                   help="class-balanced selection split taken from the rest before the held-out one: the final "
+                        "solutions are scored on it and the choice must keep the bar there too (default 0: none)")
     c.add_argument("--seed", type=_nonneg, default=0, help="seed of the split and the search (default 0)")
     c.add_argument("--pop-size", type=_population, default=100, help="NSGA-II population (default 100)")
     c.add_argument("--generations", type=_positive, default=100, help="NSGA-II generations (default 100)")
@@ -161,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--wsc", default=None, help="load these compressed weights into the model first")
     e.add_argument("--search-size", type=_positive, default=None, help="as for compress")
     e.add_argument("--heldout-size", type=_positive, default=None, help="as for compress")
+    e.add_argument("--select-size", type=_nonneg, default=0, help="as for compress (the held-out split excludes it)")
     e.add_argument("--seed", type=_nonneg, default=0, help="as for compress")
     e.add_argument("--json", action="store_true", help="print JSON")
     return p
@@ -200,7 +204,8 @@ def _load_model(args):
 
 
 def _evaluator(args, data_spec: str):
-    """The search split (class-balanced, --search-size, --seed) and the held-out rest."""
+    """The search split (class-balanced, --search-size, --seed), the selection split
+    (--select-size of the rest) and the held-out rest."""
     from torch.utils.data import Subset
 
     from wsc import data
@@ -215,10 +220,18 @@ def _evaluator(args, data_spec: str):
         raise CliError(f"--search-size {size} leaves no held-out examples ({data_spec} has {n})")
     labels = data.labels_of(ds)
     search, heldout = data.balanced_split(labels, size, args.seed)
+    select = None
+    if getattr(args, "select_size", 0):
+        if args.select_size >= len(heldout):
+            raise CliError(f"--select-size {args.select_size} leaves no held-out examples ({len(heldout)} after the "
+                           "search split)")
+        pick, rest = data.balanced_split(labels[heldout], args.select_size, args.seed + 2)
+        select, heldout = Subset(ds, heldout[pick].tolist()), heldout[rest]
     if args.heldout_size is not None and args.heldout_size < len(heldout):
         heldout = heldout[data.balanced_split(labels[heldout], args.heldout_size, args.seed + 1)[0]]
     cls = Accuracy if args.metric == "accuracy" else MacroF1
-    return cls(search=Subset(ds, search.tolist()), heldout=Subset(ds, heldout.tolist()), batch_size=args.batch_size)
+    return cls(search=Subset(ds, search.tolist()), heldout=Subset(ds, heldout.tolist()), select=select,
+               batch_size=args.batch_size)
 
 
 def _calibration(args, data_spec: str):
@@ -376,13 +389,15 @@ def _evaluate(args) -> int:
         wsc.load_into(model, args.wsc)
     ev = _evaluator(args, data_spec)
     scores = {"model": model_name, "data": data_spec, "wsc": args.wsc, "metric": ev.name,
-              "search": ev.search(model), "heldout": ev.heldout(model), **ev.describe()}
+              "search": ev.search(model), "heldout": ev.heldout(model),
+              **({"select": ev.outcome(model, "select").value} if ev.selects else {}), **ev.describe()}
     if args.json:
         print(json.dumps(scores, indent=2))
     else:
         print(f"{model_name}{' + ' + args.wsc if args.wsc else ''} on {data_spec}: {ev.name} "
               f"search {100 * scores['search']:.2f} ({scores['search_examples']} examples), "
-              f"held-out {100 * scores['heldout']:.2f} ({scores['heldout_examples']} examples)")
+              f"held-out {100 * scores['heldout']:.2f} ({scores['heldout_examples']} examples)"
+              + (f", selection {100 * scores['select']:.2f} ({scores['select_examples']} examples)" if ev.selects else ""))
     return 0
 
 

@@ -49,6 +49,7 @@ class Evaluator:
 
     name = "score"
     same_splits = False  # True when search and held-out scores come from the same data
+    selects = False  # True when it holds a selection split: outcome(model, "select")
 
     def prepare(self, model: torch.nn.Module) -> None:
         """Called once with the uncompressed model before any scoring."""
@@ -60,7 +61,8 @@ class Evaluator:
         raise NotImplementedError
 
     def outcome(self, model: torch.nn.Module, split: str = "search") -> Outcome:
-        """The score on ``split`` ("search" or "heldout") and its per-example outcomes."""
+        """The score on ``split`` ("search", "heldout", or "select" where :attr:`selects`) and
+        its per-example outcomes."""
         return Outcome(self.search(model) if split == "search" else self.heldout(model))
 
     def drop_bound(self, base: Outcome, cand: Outcome, confidence: float) -> float:
@@ -277,10 +279,15 @@ class _Labelled(Evaluator):
     int, or a float fraction) for the search and the rest held out, seeded by ``seed``.
     Or ``search=`` and ``heldout=``: two sources taken as given. A source is a pair
     ``(inputs, labels)``, a map-style dataset of ``(x, y)``, or a loader of batches.
+    ``select``: optionally a third source, disjoint from the others, on which
+    ``wsc.compress`` scores only the final solutions that keep the bar on the search split,
+    to choose among them (:meth:`CompressionResult.choose`): the search and the merge keep
+    what did well on the search split, so its scores of their results are optimistic, and
+    these examples are not.
     ``cache``: hold the inputs in memory (default: unless a dataset exceeds 2 GiB).
     """
 
-    def __init__(self, data=None, *, search=None, heldout=None, search_size=DEFAULT_SEARCH_FRACTION,
+    def __init__(self, data=None, *, search=None, heldout=None, select=None, search_size=DEFAULT_SEARCH_FRACTION,
                  seed: int = 0, batch_size: int = DEFAULT_BATCH, cache: bool | None = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
@@ -300,6 +307,14 @@ class _Labelled(Evaluator):
         elif search is None or heldout is None:
             raise ValueError("pass data (one source to split) or both search= and heldout=")
         self._splits = {"search": _Split(search, batch_size, cache), "heldout": _Split(heldout, batch_size, cache)}
+        if select is not None:
+            self._splits["select"] = _Split(select, batch_size, cache)
+            if self._splits["select"].size == 0:
+                raise ValueError("select must hold at least one example (or pass select=None)")
+
+    @property
+    def selects(self) -> bool:
+        return "select" in self._splits
 
     def _metric(self, pred, labels) -> float:
         raise NotImplementedError
@@ -330,7 +345,8 @@ class _Labelled(Evaluator):
 
     def describe(self) -> dict:
         return {"metric": self.name, "same_splits": False,
-                "search_examples": self._splits["search"].size, "heldout_examples": self._splits["heldout"].size}
+                "search_examples": self._splits["search"].size, "heldout_examples": self._splits["heldout"].size,
+                **({"select_examples": self._splits["select"].size} if self.selects else {})}
 
 
 class Accuracy(_Labelled):

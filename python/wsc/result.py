@@ -39,6 +39,10 @@ class Solution:
     codebook: Codebook = field(repr=False, compare=False)
     coder: str = "huffman"
     search_bound: float = math.nan
+    # on the evaluator's selection split, for the solutions within the bar on the search
+    # split when it has one (else NaN): the score and the drop bound (or point drop)
+    select_score: float = math.nan
+    select_bound: float = math.nan
 
     @property
     def search_error(self) -> float:
@@ -54,7 +58,8 @@ class Solution:
         return self.codebook.compensated
 
     def to_dict(self) -> dict:
-        d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "codebook"}
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "codebook"
+             and not (f.startswith("select_") and math.isnan(getattr(self, f)))}
         d["scheme"] = self.scheme.describe()
         d["compensated"] = self.compensated
         if self.merged:  # first bin of every group: enough to rebuild the merged codebook
@@ -92,20 +97,23 @@ class CompressionResult:
     def confidence(self) -> float | None:
         return self.settings.get("confidence")
 
-    def within(self, s: Solution, tolerance: float | None = None) -> bool:
+    def within(self, s: Solution, tolerance: float | None = None, select: bool = True) -> bool:
         """Whether ``s`` keeps the bar on the search split: its drop bound (with a confidence
-        level), else its search score, within ``tolerance`` of the uncompressed model's."""
+        level), else its search score, within ``tolerance`` of the uncompressed model's; and,
+        when the evaluator has a selection split (unless ``select=False``), its drop bound (or
+        point drop) there too."""
         tol = self.tolerance if tolerance is None else tolerance
+        if select and "select_evaluations" in self.settings and not s.select_bound <= tol:  # NaN: not scored
+            return False
         if self.confidence is not None:
             return s.search_bound <= tol
         return s.search_score >= self.baseline_search - tol
 
-    def choose(self, tolerance: float | None = None) -> Solution:
-        """The smallest file that keeps the bar on the search split (:meth:`within`).
-
-        Only the search split decides; if no solution qualifies, the best-scoring one.
-        """
-        ok = [s for s in self.front if self.within(s, tolerance)]
+    def choose(self, tolerance: float | None = None, select: bool = True) -> Solution:
+        """The smallest file that keeps the bar (:meth:`within`): on the search split, and on
+        the selection split when the evaluator has one, unless ``select=False`` (the held-out
+        split never decides); if no solution qualifies, the best-scoring one on the search split."""
+        ok = [s for s in self.front if self.within(s, tolerance, select)]
         if ok:
             return min(ok, key=lambda s: (s.file_bytes, -s.search_score, s.values))
         if self.confidence is not None:
