@@ -18,8 +18,8 @@ that could see the held-out data would reach). Per model: the mean, minimum and 
 the chosen ratio, the runs that kept the bar, and the mean gap of held-out drop over search
 drop of the chosen file (the search and the merge fit the search split's noise, so the
 chosen file's search drop is optimistic). With ``--select-size N``, N of the held-out
-images are set apart and the final fronts' solutions scored on them: the smallest within
-the bound on both splits is a second choice, reported beside the method's own (its
+images are the evaluator's selection split (``Accuracy(select=...)``): the choice within
+the bound on both splits is reported beside the search split's own (both with their
 held-out drop on the images left). Writes seeds.json and seeds.md to --out.
 """
 
