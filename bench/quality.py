@@ -97,8 +97,8 @@ def search_setup(name: str, search_size: int = SEARCH_SIZE, split_seed: int = 0,
         x = x.contiguous(memory_format=torch.channels_last)
     search, heldout = data.balanced_split(y.numpy(), search_size, split_seed)
     select = None
-    if select_size:  # a class-balanced part of the held-out images, set apart to choose on
-        pick, rest = data.balanced_split(y.numpy()[heldout], select_size, split_seed + 100)
+    if select_size:  # a class-balanced part of the held-out images, as `wsc compress --select-size` takes it
+        pick, rest = data.balanced_split(y.numpy()[heldout], select_size, split_seed + 2)
         select, heldout = (x[heldout[pick]], y[heldout[pick]]), heldout[rest]
     return Accuracy(search=(x[search], y[search]), heldout=(x[heldout], y[heldout]), select=select), conv
 
@@ -110,8 +110,11 @@ def run_model(job: tuple) -> list[dict]:
     the defaults. A row's choice is the search split's alone; with a selection split, the
     choice that keeps the bar on it too is the row's ``select_choice``."""
     name, methods, budget, *rest = job
-    setup = {"search_size": SEARCH_SIZE, "split_seed": 0, "calibration": CALIBRATION, "select_size": 0,
-             **(rest[0] if rest else {})}
+    setup = {"search_size": SEARCH_SIZE, "split_seed": 0, "calibration": CALIBRATION, "select_size": 0}
+    unknown = set(rest[0] if rest else {}) - set(setup)
+    if unknown:
+        raise ValueError(f"run_model: unknown setup keys {sorted(unknown)}; known: {sorted(setup)}")
+    setup.update(rest[0] if rest else {})
     import torch
 
     import wsc

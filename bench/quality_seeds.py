@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("bench-out/seeds"))
     args = p.parse_args(argv)
+    if any(s < 0 for s in args.seeds):
+        p.error(f"--seeds must be non-negative; got {args.seeds}")
     if not 1 <= args.search_size < 10_000:
         p.error(f"--search-size must be in [1, 9999] (of the 10,000 test images); got {args.search_size}")
     if not 0 <= args.select_size < 10_000 - args.search_size:

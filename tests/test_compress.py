@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 
 import pytest
@@ -206,12 +207,50 @@ def test_a_selection_split_decides_beside_the_search_split(trained_mlp, digits, 
                 got = outcome(m, "select")
             assert s.select_score == got.value
             assert s.select_bound == (ev.drop_bound(base, got, confidence) if confidence else base.value - got.value)
-    both = [s for s in b.front if s.codebook.key in scored and s.select_bound <= 0.01]
+    both = [s for s in b.front if b.within(s)]
+    assert all(s.codebook.key in scored for s in both)
     chosen = b.choose()
     if both:
-        assert chosen.file_bytes == min(s.file_bytes for s in both) and b.within(chosen)
+        assert chosen.file_bytes == min(s.file_bytes for s in both)
+    else:  # none keeps the bar there: the scored solution that drops least on the selection split
+        assert chosen.select_bound == min(s.select_bound for s in b.front if s.codebook.key in scored)
     assert chosen.file_bytes >= a.choose().file_bytes
     assert b.choose(select=False).codebook.key == a.choose().codebook.key  # the search split's own choice
     assert "select_bound" in b.to_dict()["chosen"] and "select_bound" not in a.to_dict()["chosen"]
     with pytest.raises(ValueError, match="select must hold at least one example"):
         Accuracy(**splits, select=(xs[:0], ys[:0]))
+
+
+def _scored(file_bytes, search_bound, select_bound, select_score=math.nan, search_score=0.9):
+    """A Solution with only what choose() reads (no codebook: never written)."""
+    return wsc.Solution(4, 4, False, search_score, 0.9, 1.0, 1.0, 1.0, file_bytes, 1.0, 1.0, None,
+                        search_bound=search_bound, select_score=select_score, select_bound=select_bound)
+
+
+def _result(front, confidence, **select):
+    settings = {"confidence": confidence, **({"select_evaluations": len(front), **select} if select else {})}
+    return wsc.CompressionResult(0.905, 0.9, front, [], 0, 0, 0.0, 0.01, 1, 100, settings, {})
+
+
+def test_choose_keeps_the_bar_on_both_splits():
+    """The smallest file within the bound on the search and the selection split; if none,
+    the scored one with the least selection drop; select=False: the search split alone."""
+    small = _scored(10, 0.005, 0.02)  # fails the selection bar
+    middle = _scored(20, 0.008, 0.009)
+    safe = _scored(30, 0.001, 0.001)
+    unscored = _scored(5, 0.02, math.nan)  # outside the search bar: never scored there
+    r = _result([small, middle, safe, unscored], 0.95, select_baseline=0.9)
+    assert r.choose() is middle and r.choose(select=False) is small
+    assert r.choose(tolerance=0.025) is small  # within both at 0.025; the unscored one never
+    assert _result([small, _scored(20, 0.008, 0.03), _scored(30, 0.001, 0.015)], 0.95,
+                   select_baseline=0.9).choose().file_bytes == 30  # none passes: least selection drop
+    assert _result([small, middle], 0.95).choose() is small  # no selection split
+
+
+def test_without_confidence_a_drop_of_exactly_the_tolerance_keeps_the_bar():
+    """Point drops compare scores, as on the search split: 2 of 200 examples is 1 point."""
+    base = 181 / 200
+    at_bar = _scored(10, math.nan, base - 179 / 200, select_score=179 / 200)
+    over = _scored(5, math.nan, base - 178 / 200, select_score=178 / 200)
+    r = _result([at_bar, over], None, select_baseline=base)
+    assert at_bar.select_bound > 0.01 and r.within(at_bar) and not r.within(over) and r.choose() is at_bar

@@ -322,10 +322,10 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
 
         final = (after or before) + comp  # what CompressionResult.choose() picks from, and its bar test
         keeps = (lambda s: s[0] >= base_search - tolerance) if confidence is None else (lambda s: s[1] <= tolerance)
-        selected = _select_scores(bench, evaluator, [(cb, s) for cb, s in final if keeps(s)],
-                                  confidence) if evaluator.selects else {}
+        selected = {}
         if evaluator.selects:
-            settings["select_evaluations"] = len(selected)
+            base_select, selected = _select_scores(bench, evaluator, [cb for cb, s in final if keeps(s)], confidence)
+            settings["select_baseline"], settings["select_evaluations"] = base_select, len(selected)
         report({"stage": "measure", "solutions": len(before) + len(after) + len(comp)})
         measured: dict[tuple, Solution] = {}
 
@@ -361,20 +361,23 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         history=outcome.history, _bench=bench)
 
 
-def _select_scores(bench: Workbench, evaluator, kept: list, confidence: float | None) -> dict[tuple, tuple[float, float]]:
-    """(score, drop bound; the point drop without confidence) on the evaluator's selection
-    split of each codebook in ``kept`` (those within the bar on the search split)."""
+def _select_scores(bench: Workbench, evaluator, kept: list[Codebook],
+                   confidence: float | None) -> tuple[float, dict[tuple, tuple[float, float]]]:
+    """The uncompressed model's score on the evaluator's selection split, and (score, drop
+    bound; the point drop without confidence) there of each codebook in ``kept`` (those
+    within the bar on the search split)."""
     with bench.model(None) as m:
         base = evaluator.outcome(m, "select")
+    _finite(base.value, "the selection score of the uncompressed model")
     out = {}
-    for cb, _ in kept:
+    for cb in kept:
         if cb.key not in out:
             with bench.model(cb) as m:
                 got = evaluator.outcome(m, "select")
             value = _finite(got.value, f"the selection score of k={cb.target} with {cb.size} values")
             bound = base.value - value if confidence is None else float(evaluator.drop_bound(base, got, confidence))
             out[cb.key] = (value, bound)
-    return out
+    return float(base.value), out
 
 
 def _measure(bench: Workbench, cb: Codebook, search: tuple[float, float], heldout_score: float, size: float,

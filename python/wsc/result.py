@@ -97,14 +97,23 @@ class CompressionResult:
     def confidence(self) -> float | None:
         return self.settings.get("confidence")
 
+    @property
+    def selects(self) -> bool:
+        """Whether the evaluator had a selection split (its scores are in the solutions)."""
+        return "select_evaluations" in self.settings
+
     def within(self, s: Solution, tolerance: float | None = None, select: bool = True) -> bool:
         """Whether ``s`` keeps the bar on the search split: its drop bound (with a confidence
         level), else its search score, within ``tolerance`` of the uncompressed model's; and,
-        when the evaluator has a selection split (unless ``select=False``), its drop bound (or
-        point drop) there too."""
+        when the evaluator has a selection split (unless ``select=False``), the same there.
+        Only the solutions within the run's own tolerance were scored there: a larger
+        ``tolerance`` cannot admit the others."""
         tol = self.tolerance if tolerance is None else tolerance
-        if select and "select_evaluations" in self.settings and not s.select_bound <= tol:  # NaN: not scored
-            return False
+        if select and self.selects:  # NaN (not scored) fails either test
+            kept = (s.select_bound <= tol if self.confidence is not None
+                    else s.select_score >= self.settings["select_baseline"] - tol)
+            if not kept:
+                return False
         if self.confidence is not None:
             return s.search_bound <= tol
         return s.search_score >= self.baseline_search - tol
@@ -112,10 +121,14 @@ class CompressionResult:
     def choose(self, tolerance: float | None = None, select: bool = True) -> Solution:
         """The smallest file that keeps the bar (:meth:`within`): on the search split, and on
         the selection split when the evaluator has one, unless ``select=False`` (the held-out
-        split never decides); if no solution qualifies, the best-scoring one on the search split."""
+        split never decides). If no solution qualifies: of those scored on the selection
+        split, the one with the least drop there; else the best-scoring one on the search split."""
         ok = [s for s in self.front if self.within(s, tolerance, select)]
         if ok:
             return min(ok, key=lambda s: (s.file_bytes, -s.search_score, s.values))
+        scored = [s for s in self.front if s.select_bound == s.select_bound] if select and self.selects else []
+        if scored:
+            return min(scored, key=lambda s: (s.select_bound, s.file_bytes))
         if self.confidence is not None:
             return min(self.front, key=lambda s: (s.search_bound, s.file_bytes))
         return max(self.front, key=lambda s: (s.search_score, -s.file_bytes))
