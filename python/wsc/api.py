@@ -18,7 +18,7 @@ from wsc.confidence import check_confidence
 from wsc.evaluate import as_evaluator
 from wsc.merge import merge as merge_codebook
 from wsc.params import ParamSpec
-from wsc.result import CompressionResult, Solution, solution_info
+from wsc.result import CompressionResult, Solution, keeps_bar, solution_info
 from wsc.scheme import CLIP_MAX, STEP_MAX, Scheme, check_codebook
 from wsc.workbench import Workbench
 
@@ -219,7 +219,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         with bench.model(cb) as m:
             out = evaluator.outcome(m, "search")
         value = _finite(out.value, f"the search score of k={cb.target} with {cb.size} values")
-        bound = base_search - value if confidence is None else float(evaluator.drop_bound(base, out, confidence))
+        bound = _drop_bound(evaluator, base, out, confidence)
         if cb.compensated:  # sized now, while its GPTQ indices are still kept
             size_of(cb)
         return value, bound
@@ -321,10 +321,10 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
                     "kept": len(comp)})
 
         final = (after or before) + comp  # what CompressionResult.choose() picks from, and its bar test
-        keeps = (lambda s: s[0] >= base_search - tolerance) if confidence is None else (lambda s: s[1] <= tolerance)
         selected = {}
         if evaluator.selects:
-            base_select, selected = _select_scores(bench, evaluator, [cb for cb, s in final if keeps(s)], confidence)
+            kept = [cb for cb, s in final if keeps_bar(*s, base_search, tolerance, confidence)]
+            base_select, selected = _select_scores(bench, evaluator, kept, confidence)
             settings["select_baseline"], settings["select_evaluations"] = base_select, len(selected)
         report({"stage": "measure", "solutions": len(before) + len(after) + len(comp)})
         measured: dict[tuple, Solution] = {}
@@ -361,6 +361,12 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         history=outcome.history, _bench=bench)
 
 
+def _drop_bound(evaluator, base, got, confidence: float | None) -> float:
+    """Upper ``confidence`` bound of the drop from outcome ``base`` to ``got`` on one split;
+    without a confidence level, the point drop."""
+    return base.value - got.value if confidence is None else float(evaluator.drop_bound(base, got, confidence))
+
+
 def _select_scores(bench: Workbench, evaluator, kept: list[Codebook],
                    confidence: float | None) -> tuple[float, dict[tuple, tuple[float, float]]]:
     """The uncompressed model's score on the evaluator's selection split, and (score, drop
@@ -375,8 +381,7 @@ def _select_scores(bench: Workbench, evaluator, kept: list[Codebook],
             with bench.model(cb) as m:
                 got = evaluator.outcome(m, "select")
             value = _finite(got.value, f"the selection score of k={cb.target} with {cb.size} values")
-            bound = base.value - value if confidence is None else float(evaluator.drop_bound(base, got, confidence))
-            out[cb.key] = (value, bound)
+            out[cb.key] = (value, _drop_bound(evaluator, base, got, confidence))
     return float(base.value), out
 
 

@@ -221,7 +221,7 @@ def _evaluator(args, data_spec: str):
     labels = data.labels_of(ds)
     search, heldout = data.balanced_split(labels, size, args.seed)
     select = None
-    if getattr(args, "select_size", 0):
+    if args.select_size:
         if args.select_size >= len(heldout):
             raise CliError(f"--select-size {args.select_size} leaves no held-out examples ({len(heldout)} after the "
                            "search split)")

@@ -158,17 +158,11 @@ def second_moments(model: nn.Module, names: Iterable[str], batches: Iterable) ->
     return {n: (sums[n] / counts[n]).cpu() for n in targets if counts[n]}
 
 
-def _above(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """For each element of ``x``, the index i of the sorted ``values`` (two or more) such that
-    values[i - 1] and values[i] are the two around it (the end pair beyond the range)."""
-    return torch.searchsorted(values, x.contiguous()).clamp(1, values.numel() - 1)
-
-
 def nearest(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Index of the nearest of the sorted ``values`` for every element of ``x`` (ties: the lower)."""
     if values.numel() == 1:
         return torch.zeros(x.shape, dtype=torch.long)
-    i = _above(x, values)
+    i = torch.searchsorted(values, x.contiguous()).clamp(1, values.numel() - 1)  # values[i - 1], values[i] around x
     return torch.where((x - values[i - 1]).abs() <= (values[i] - x).abs(), i - 1, i)
 
 

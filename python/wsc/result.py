@@ -11,6 +11,13 @@ from wsc import container
 from wsc.codebook import Codebook
 
 
+def keeps_bar(score: float, bound: float, baseline: float, tolerance: float, confidence: float | None) -> bool:
+    """Whether a candidate scored ``score`` with drop bound ``bound`` on a split keeps the bar:
+    the bound within ``tolerance`` (with a confidence level), else the score within
+    ``tolerance`` of the uncompressed model's ``baseline`` there; NaN never does."""
+    return bound <= tolerance if confidence is not None else score >= baseline - tolerance
+
+
 @dataclass(frozen=True)
 class Solution:
     """One configuration, scored and measured.
@@ -109,14 +116,10 @@ class CompressionResult:
         Only the solutions within the run's own tolerance were scored there: a larger
         ``tolerance`` cannot admit the others."""
         tol = self.tolerance if tolerance is None else tolerance
-        if select and self.selects:  # NaN (not scored) fails either test
-            kept = (s.select_bound <= tol if self.confidence is not None
-                    else s.select_score >= self.settings["select_baseline"] - tol)
-            if not kept:
-                return False
-        if self.confidence is not None:
-            return s.search_bound <= tol
-        return s.search_score >= self.baseline_search - tol
+        if select and self.selects and not keeps_bar(s.select_score, s.select_bound, self.settings["select_baseline"],
+                                                     tol, self.confidence):  # NaN (not scored) fails
+            return False
+        return keeps_bar(s.search_score, s.search_bound, self.baseline_search, tol, self.confidence)
 
     def choose(self, tolerance: float | None = None, select: bool = True) -> Solution:
         """The smallest file that keeps the bar (:meth:`within`): on the search split, and on
@@ -126,7 +129,7 @@ class CompressionResult:
         ok = [s for s in self.front if self.within(s, tolerance, select)]
         if ok:
             return min(ok, key=lambda s: (s.file_bytes, -s.search_score, s.values))
-        scored = [s for s in self.front if s.select_bound == s.select_bound] if select and self.selects else []
+        scored = [s for s in self.front if not math.isnan(s.select_bound)] if select and self.selects else []
         if scored:
             return min(scored, key=lambda s: (s.select_bound, s.file_bytes))
         if self.confidence is not None:
