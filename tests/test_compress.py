@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import wsc
+from wsc import cli
 from wsc.evaluate import Accuracy
 from wsc.search import non_dominated
 
@@ -217,6 +218,13 @@ def test_a_selection_split_decides_beside_the_search_split(trained_mlp, digits, 
     assert chosen.file_bytes >= a.choose().file_bytes
     assert b.choose(select=False).codebook.key == a.choose().codebook.key  # the search split's own choice
     assert "select_bound" in b.to_dict()["chosen"] and "select_bound" not in a.to_dict()["chosen"]
+    table_a, table_b = cli._table(a).splitlines(), cli._table(b).splitlines()  # wsc compress's printed front
+    assert "select bound" in table_b[3] and "select" not in table_a[2] and "selection" in table_b[0]
+    for s, line in zip(b.front, table_b[4:]):  # the selection columns follow the search split's drop bound
+        cells = line.split()
+        at = cells.index(f"{100 * s.search_bound:.2f}", 9) + 1
+        assert cells[at:at + 2] == ([f"{100 * s.select_score:.2f}", f"{100 * s.select_bound:.2f}"]
+                                    if s.codebook.key in scored else ["–", "–"])
     with pytest.raises(ValueError, match="select must hold at least one example"):
         Accuracy(**splits, select=(xs[:0], ys[:0]))
 

@@ -259,7 +259,9 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             return got if confidence is not None else [v for v, _ in got]
         return score_many
 
-    bar = 1.0 - base_search + tolerance if confidence is None else tolerance  # objective() within the bar
+    def inside(s: tuple[float, float]) -> bool:
+        """Whether search scores ``s`` keep the bar (the test CompressionResult.choose() applies)."""
+        return keeps_bar(*s, base_search, tolerance, confidence)
 
     def size_of(cb: Codebook) -> float:
         if size == "values":
@@ -287,7 +289,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         if merge:
             # merge="within": only the solutions within the bar (the only ones choose() can pick;
             # the merge costs most of the evaluations); True: every front solution (the paper's)
-            todo = [(cb, s) for cb, s in before if merge is True or objective(s) <= bar]
+            todo = [(cb, s) for cb, s in before if merge is True or inside(s)]
             for i, (cb, s) in enumerate(todo, 1):
                 merged, _ = merge_codebook(cb, merge_scorer(search_cache), tolerance=tolerance,
                                            bounded=confidence is not None)
@@ -308,7 +310,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
             cands = list({c.key: c for c in rated}.values())  # a searched front holds some already
             comp = list(zip(cands, search_cache.many([(c.key, c) for c in cands])))
             if merge:
-                within = [(c, s) for c, s in comp if objective(s) <= bar]
+                within = [(c, s) for c, s in comp if inside(s)]
                 best = search.non_dominated([(objective(s), size_of(c)) for c, s in within])
                 for cb, s in (within[i] for i in best):
                     merged, _ = merge_codebook(cb, merge_scorer(search_cache), tolerance=tolerance,
@@ -323,7 +325,7 @@ def compress(model: torch.nn.Module, evaluate, *, params: ParamSpec = "weights",
         final = (after or before) + comp  # what CompressionResult.choose() picks from, and its bar test
         selected = {}
         if evaluator.selects:
-            kept = [cb for cb, s in final if keeps_bar(*s, base_search, tolerance, confidence)]
+            kept = [cb for cb, s in final if inside(s)]
             base_select, selected = _select_scores(bench, evaluator, kept, confidence)
             settings["select_baseline"], settings["select_evaluations"] = base_select, len(selected)
         report({"stage": "measure", "solutions": len(before) + len(after) + len(comp)})

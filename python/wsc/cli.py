@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -258,23 +259,30 @@ def _calibration(args, data_spec: str):
 
 def _table(result) -> str:
     chosen = result.choose()
-    rows = [("k", "values", "codebook", "coder", "bits/w", "entropy", "bytes", "ratio", "paper", "search",
-             "drop bound", "held-out", "")]
+    pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.2f}"  # noqa: E731  (not scored on that split)
+    head = ["k", "values", "codebook", "coder", "bits/w", "entropy", "bytes", "ratio", "paper", "search", "drop bound"]
+    head += ["select", "select bound"] if result.selects else []
+    rows = [(*head, "held-out", "")]
     for s in result.front:
         sc = s.scheme
         kind = f"{sc.placement}/{sc.scope}" + (f"/clip {sc.fraction:.2g}" if sc.clip else "")
         kind += f"/steps {''.join(map(str, sc.steps))}" if sc.steps else ""
         kind += "/GPTQ" if s.compensated else ""
+        select = [pct(s.select_score), pct(s.select_bound)] if result.selects else []
         rows.append((str(s.k), str(s.values), kind, s.coder, f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
                      str(s.file_bytes), f"{s.ratio:.2f}x", f"{s.paper_style_ratio:.2f}x",
-                     f"{100 * s.search_score:.2f}", f"{100 * s.search_bound:.2f}", f"{100 * s.heldout_score:.2f}",
+                     pct(s.search_score), pct(s.search_bound), *select, pct(s.heldout_score),
                      "<- chosen" if s is chosen else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    head = (f"baseline: search {100 * result.baseline_search:.2f}, held-out {100 * result.baseline_heldout:.2f} "
+    select = (f", selection {100 * result.settings['select_baseline']:.2f}" if result.selects else "")
+    head = (f"baseline: search {100 * result.baseline_search:.2f}{select}, held-out {100 * result.baseline_heldout:.2f} "
             f"({result.evaluator.get('metric')}); {result.evaluations} evaluations, {result.wall_time:.1f} s\n"
             "ratio: original bytes / .wsc file bytes (honest); paper: 32 / bits per shared weight (paper-style); "
             "drop bound: upper confidence bound of the search-split drop (the point drop without --confidence)")
+    if result.selects:
+        head += ("\nselect, select bound: score and drop bound on the selection split (– : not within the bar on "
+                 "the search split, so not scored there); the choice keeps the bar on both")
     return head + "\n" + "\n".join(lines)
 
 
