@@ -9,6 +9,9 @@ payload is written with ``coder="huffman"``, ``"rans"`` and ``"auto"``, and the 
 sizes, honest ratios and payload bits per weight are printed as a markdown table. The
 rebuilt codebook is checked against the report (number of values; with the report's own
 coder, the very same file size when the report was written by this format version).
+Solutions whose weights GPTQ placed (``compensated``) depend on the run's calibration data,
+which a report does not hold: they are listed as skipped (``--calibration 0`` or ``--paper``
+runs have none).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from wsc.workbench import Workbench
 def rebuild(bench: Workbench, sol: dict) -> Codebook:
     """The codebook of a reported solution: its scheme's k values, merged into the reported groups."""
     sch = sol.get("scheme")
-    cb = bench.codebook(sol["k"], Scheme(sch["placement"], sch["scope"], sch["clip"]) if sch else PAPER)
+    scheme = Scheme(sch["placement"], sch["scope"], sch["clip"], tuple(sch.get("steps", ()))) if sch else PAPER
+    cb = bench.codebook(sol["k"], scheme)
     if sol["merged"]:
         firsts = sol["group_first_bins"]
         groups = tuple(int(i) for i in np.searchsorted(cb.bins, firsts))
@@ -46,26 +50,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("report", help="report.json written by wsc compress")
     p.add_argument("--model", default=None, help="built-in model name (default: the report's)")
     args = p.parse_args(argv)
-    report = json.load(open(args.report))
+    with open(args.report) as f:
+        report = json.load(f)
     name = args.model or report["model"].split(" ")[0]
-    bench = Workbench(zoo.load_model(name), report["settings"]["params"])
+    settings = report["settings"]
+    bench = Workbench(zoo.load_model(name), settings["params"], nan=settings.get("nan", "error"),
+                      stored=settings.get("stored", "exact"))
+    run_coder = settings.get("coder", "huffman")
     chosen = report["chosen"]
     print(f"{name}: {bench.n_shared} shared weights, {bench.original_bytes} bytes of parameters")
     print("| k | values | entropy | Huffman bits/w | Huffman bytes | Huffman ratio | rANS bits/w | rANS bytes "
           "| rANS ratio | `auto` bytes | paper-style (Huffman / rANS) | search acc. | held-out acc. |")
     print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for sol in report["front_after_merge"] or report["front_before_merge"]:
+        if sol.get("compensated"):
+            print(f"<!-- k={sol['k']}, {sol['values']} values: weights placed by GPTQ from the run's calibration "
+                  "data, not in the report: skipped -->")
+            continue
         cb = rebuild(bench, sol)
-        draft = SimpleNamespace(k=sol["k"], values=sol["values"], merged=sol["merged"], codebook=cb, scheme=cb.scheme)
-        payload = bench.payload(cb, solution_info(draft, report["settings"]))
+        draft = SimpleNamespace(k=sol["k"], values=sol["values"], merged=sol["merged"], codebook=cb, scheme=cb.scheme,
+                                compensated=False)
+        payload = bench.payload(cb, solution_info(draft, settings))
         row = {}
         for coder in container.CODER_OPTIONS:
             lay = container.layout(payload, coder=coder)
             row[coder] = (lay.size, bench.original_bytes / lay.size, lay.bits / bench.n_shared,
                           "+".join(sorted(set(lay.coders))))
-        if sol.get("coder", "huffman") == "huffman" and row["huffman"][0] != sol["file_bytes"]:
-            print(f"<!-- k={sol['k']}: Huffman re-encoded to {row['huffman'][0]} bytes, the run wrote "
-                  f"{sol['file_bytes']} (another format version) -->")
+        if row[run_coder][0] != sol["file_bytes"]:
+            print(f"<!-- k={sol['k']}: {run_coder} re-encoded to {row[run_coder][0]} bytes, the run wrote "
+                  f"{sol['file_bytes']} (another format version, or stored tensors that depend on calibration "
+                  "data: re-estimated BatchNorm statistics) -->")
         same = sol["k"] == chosen["k"] and sol["values"] == chosen["values"]
         h, r, a = row["huffman"], row["rans"], row["auto"]
         mixed = " (mixed)" if a[3] == "huffman+rans" else ""

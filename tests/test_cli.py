@@ -196,6 +196,30 @@ def test_compress_runtime_errors(argv, message, tmp_path, capsys):
 
 
 @needs_fmnist
+def test_the_front_re_encodes_with_each_coder(tmp_path, capsys):
+    """bench/reencode_front.py rebuilds every solution of a report (steps and compact storage
+    included) and writes it with each coder: the run's own coder gives the run's bytes."""
+    import importlib.util
+
+    assert main(["compress", "--model", "lenet300-fmnist", *QUICK, "--calibration", "0", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    spec = importlib.util.spec_from_file_location("reencode_front", os.path.join(
+        os.path.dirname(__file__), "..", "bench", "reencode_front.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(tmp_path / "report.json")])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    front = report["front_after_merge"] or report["front_before_merge"]
+    rows = [line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(front) and "<!--" not in out
+    for sol, row in zip(front, rows):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[9].split(" ")[0] == f"{sol['file_bytes']:,}"  # the `auto` column: the run's coder
+
+
+@needs_fmnist
 def test_compress_with_a_selection_split(tmp_path, capsys):
     """--select-size sets that many of the rest apart: the final solutions within the bar on
     the search split are scored there, and the choice keeps the bar there too."""

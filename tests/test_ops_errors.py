@@ -95,6 +95,10 @@ def test_gather_checks():
         wsc.ops.gather(np.zeros(3, dtype=np.uint8), cb, out=np.zeros(3, dtype=np.float64))
     with pytest.raises(TypeError, match="dtype must be torch.float32"):
         wsc.ops.gather(np.zeros(3, dtype=np.uint8), cb, dtype=torch.int32)
+    with pytest.raises(TypeError, match="dtype torch.bfloat16 needs indices as a torch tensor"):
+        wsc.ops.gather(np.zeros(3, dtype=np.uint8), cb, dtype=torch.bfloat16)  # numpy has no bfloat16
+    assert wsc.ops.gather(np.zeros(3, dtype=np.uint8), cb, dtype=torch.float16).dtype == np.float16
+    assert wsc.ops.gather(torch.zeros(3, dtype=torch.uint8), cb, dtype=torch.bfloat16).dtype == torch.bfloat16
 
 
 def test_direct_op_call_is_validated_too():

@@ -313,6 +313,9 @@ def gather(indices, codebook, out=None, dtype: torch.dtype = torch.float32):
     if out is None:
         if dtype not in FLOAT_CODES:
             raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16; got {dtype}")
+        if numpy_in and dtype == torch.bfloat16:
+            raise TypeError("dtype torch.bfloat16 needs indices as a torch tensor (numpy has no bfloat16, and numpy "
+                            "indices give a numpy result); pass torch.from_numpy(indices), or dtype=torch.float16")
         return to_user(torch.ops.wsc.gather(idx, cb, dtype), numpy_in)
     out_t, _ = as_tensor(out, "out")
     torch.ops.wsc.gather_into(idx, cb, out_t)
