@@ -11,6 +11,8 @@ symbols, one symbol at 99% or 99.9%, the rest on a geometric ("dominant") or a f
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 from wsc import rans
@@ -32,7 +34,8 @@ def source(k: int, tail: str, top: float) -> np.ndarray:
     return w / w.sum()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)  # --help; no options
     print(f"{'k':>5} {'tail':>9} {'top':>6} {'entropy':>9} {'floor':>8} {'rANS':>8} {'states':>6}")
     for k, tail, top in CASES:
         p = source(k, tail, top)
