@@ -783,6 +783,8 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds before a worker counts as hung")
     p.add_argument("--case", type=int, default=None, help="rebuild and run one case")
     p.add_argument("--save", default=None, help="with --case: write its input to this file")
+    p.add_argument("--atheris", action="store_true", help="coverage-guided fuzzing with atheris instead; the "
+                   "other arguments go to libFuzzer (e.g. -runs=100000 -max_len=16384)")
     args = p.parse_args(argv)
 
     if args.case is not None:
