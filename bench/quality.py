@@ -105,12 +105,13 @@ def search_setup(name: str, search_size: int = SEARCH_SIZE, split_seed: int = 0,
 
 def run_model(job: tuple) -> list[dict]:
     """Methods on one model (in a worker process, one thread): job = (model, methods, budget[,
-    setup]); setup may set ``search_size``, ``split_seed``, ``calibration`` (images) and
-    ``select_size`` (held-out images set apart as the evaluator's selection split) apart from
-    the defaults. A row's choice is the search split's alone; with a selection split, the
+    setup]); setup may set ``search_size``, ``split_seed``, ``calibration`` (images),
+    ``select_size`` (held-out images set apart as the evaluator's selection split) and
+    ``options`` (``wsc.compress`` options that replace the methods' own) apart from the
+    defaults. A row's choice is the search split's alone; with a selection split, the
     choice that keeps the bar on it too is the row's ``select_choice``."""
     name, methods, budget, *rest = job
-    setup = {"search_size": SEARCH_SIZE, "split_seed": 0, "calibration": CALIBRATION, "select_size": 0}
+    setup = {"search_size": SEARCH_SIZE, "split_seed": 0, "calibration": CALIBRATION, "select_size": 0, "options": {}}
     unknown = set(rest[0] if rest else {}) - set(setup)
     if unknown:
         raise ValueError(f"run_model: unknown setup keys {sorted(unknown)}; known: {sorted(setup)}")
@@ -131,7 +132,7 @@ def run_model(job: tuple) -> list[dict]:
         model = zoo.load_model(name)
         if conv:
             model = model.to(memory_format=torch.channels_last)
-        options = dict(METHODS[method])
+        options = {**METHODS[method], **setup["options"]}
         if "calibration" in options:  # training images spread over the split, in batches of 256
             train_x, _ = gather_data(data.load(zoo.BUILTINS[name].dataset, split="train"))
             n = setup["calibration"]

@@ -6,6 +6,7 @@ its search-split drop is.
     python bench/quality_seeds.py --calibration 4096 --models lenet300-fmnist
     python bench/quality_seeds.py --vary-split --out bench-out/seeds-splits
     python bench/quality_seeds.py --vary-split --select-size 2000 --out bench-out/seeds-select
+    python bench/quality_seeds.py --options '{"merge": false}' --out bench-out/seeds-nomerge
 
 Runs one method of ``bench/quality.py`` (default "combined + gptq") on each model with each
 seed of the search, in parallel processes of one thread. The splits keep seed 0, as in
@@ -20,7 +21,8 @@ drop of the chosen file (the search and the merge fit the search split's noise, 
 chosen file's search drop is optimistic). With ``--select-size N``, N of the held-out
 images are the evaluator's selection split (``Accuracy(select=...)``): the choice within
 the bound on both splits is reported beside the search split's own (both with their
-held-out drop on the images left). Writes seeds.json and seeds.md to --out.
+held-out drop on the images left). ``--options`` takes ``wsc.compress`` options as JSON
+that replace the method's own (a variant of it). Writes seeds.json and seeds.md to --out.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibration", type=int, default=quality.CALIBRATION, help="training images")
     p.add_argument("--vary-split", action="store_true", help="each run's split drawn with its search seed")
     p.add_argument("--select-size", type=int, default=0, help="held-out images set apart to choose on")
+    p.add_argument("--options", type=json.loads, default={},
+                   help="JSON object of wsc.compress options that replace the method's own")
     p.add_argument("--pop-size", type=int, default=24)
     p.add_argument("--generations", type=int, default=12)
     p.add_argument("--k-max", type=int, default=256)
@@ -95,14 +99,16 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--search-size must be in [1, 9999] (of the 10,000 test images); got {args.search_size}")
     if not 0 <= args.select_size < 10_000 - args.search_size:
         p.error(f"--select-size must leave held-out images (at most {9_999 - args.search_size}); got {args.select_size}")
+    if not isinstance(args.options, dict):
+        p.error(f"--options must be a JSON object; got {args.options!r}")
     if not 1 <= args.calibration <= 60_000:
         p.error(f"--calibration must be in [1, 60000] (training images); got {args.calibration}")
     setup = {"search_size": args.search_size, "calibration": args.calibration, "vary_split": args.vary_split,
-             "select_size": args.select_size}
+             "select_size": args.select_size, "options": args.options}
     jobs = [(m, [args.method], {"pop_size": args.pop_size, "generations": args.generations,
                                 "k_range": (2, args.k_max), "seed": s},
              {"search_size": args.search_size, "calibration": args.calibration,
-              "split_seed": s if args.vary_split else 0, "select_size": args.select_size})
+              "split_seed": s if args.vary_split else 0, "select_size": args.select_size, "options": args.options})
             for m in args.models for s in args.seeds]
     jobs.sort(key=lambda j: -quality.COST.get(j[0], 1.0))  # the slowest first, so the processes end together
     t0 = time.perf_counter()
