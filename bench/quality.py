@@ -116,6 +116,9 @@ def run_model(job: tuple) -> list[dict]:
     if unknown:
         raise ValueError(f"run_model: unknown setup keys {sorted(unknown)}; known: {sorted(setup)}")
     setup.update(rest[0] if rest else {})
+    fixed = set(setup["options"]) & {"tolerance", "progress", *budget}
+    if fixed:
+        raise ValueError(f"run_model: options {sorted(fixed)} are set by the benchmark (its budget and bar)")
     import torch
 
     import wsc
@@ -133,7 +136,7 @@ def run_model(job: tuple) -> list[dict]:
         if conv:
             model = model.to(memory_format=torch.channels_last)
         options = {**METHODS[method], **setup["options"]}
-        if "calibration" in options:  # training images spread over the split, in batches of 256
+        if options.get("calibration"):  # training images spread over the split, in batches of 256
             train_x, _ = gather_data(data.load(zoo.BUILTINS[name].dataset, split="train"))
             n = setup["calibration"]
             cal = train_x[::len(train_x) // n][:n]

@@ -35,7 +35,7 @@ def source(k: int, tail: str, top: float) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)  # --help; no options
+    argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split())).parse_args(argv)  # --help
     print(f"{'k':>5} {'tail':>9} {'top':>6} {'entropy':>9} {'floor':>8} {'rANS':>8} {'states':>6}")
     for k, tail, top in CASES:
         p = source(k, tail, top)

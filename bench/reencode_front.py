@@ -58,14 +58,24 @@ def main(argv: list[str] | None = None) -> None:
                       stored=settings.get("stored", "exact"))
     run_coder = settings.get("coder", "huffman")
     chosen = report["chosen"]
+
+    def is_chosen(sol: dict) -> bool:
+        return all(sol.get(f) == chosen.get(f) for f in ("k", "values", "compensated", "file_bytes"))
+
     print(f"{name}: {bench.n_shared} shared weights, {bench.original_bytes} bytes of parameters")
     print("| k | values | entropy | Huffman bits/w | Huffman bytes | Huffman ratio | rANS bits/w | rANS bytes "
           "| rANS ratio | `auto` bytes | paper-style (Huffman / rANS) | search acc. | held-out acc. |")
     print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for sol in report["front_after_merge"] or report["front_before_merge"]:
+    listed = set()
+    for sol in (report["front_after_merge"] or report["front_before_merge"]) + report.get("front_compensated", []):
+        key = json.dumps(sol, sort_keys=True)
+        if key in listed:  # a solution on both fronts
+            continue
+        listed.add(key)
         if sol.get("compensated"):
-            print(f"<!-- k={sol['k']}, {sol['values']} values: weights placed by GPTQ from the run's calibration "
-                  "data, not in the report: skipped -->")
+            print(f"<!-- k={sol['k']}, {sol['values']} values, {sol['file_bytes']:,} bytes"
+                  f"{' (chosen)' if is_chosen(sol) else ''}: weights placed "
+                  "by GPTQ from the run's calibration data, not in the report: skipped -->")
             continue
         cb = rebuild(bench, sol)
         draft = SimpleNamespace(k=sol["k"], values=sol["values"], merged=sol["merged"], codebook=cb, scheme=cb.scheme,
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"<!-- k={sol['k']}: {run_coder} re-encoded to {row[run_coder][0]} bytes, the run wrote "
                   f"{sol['file_bytes']} (another format version, or stored tensors that depend on calibration "
                   "data: re-estimated BatchNorm statistics) -->")
-        same = sol["k"] == chosen["k"] and sol["values"] == chosen["values"]
+        same = is_chosen(sol)
         h, r, a = row["huffman"], row["rans"], row["auto"]
         mixed = " (mixed)" if a[3] == "huffman+rans" else ""
         print(f"| {sol['k']}{' **(chosen)**' if same else ''} | {sol['values']} | {sol['entropy_bits']:.3f} "

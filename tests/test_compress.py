@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -220,11 +221,14 @@ def test_a_selection_split_decides_beside_the_search_split(trained_mlp, digits, 
     assert "select_bound" in b.to_dict()["chosen"] and "select_bound" not in a.to_dict()["chosen"]
     table_a, table_b = cli._table(a).splitlines(), cli._table(b).splitlines()  # wsc compress's printed front
     assert "select bound" in table_b[3] and "select" not in table_a[2] and "selection" in table_b[0]
-    for s, line in zip(b.front, table_b[4:]):  # the selection columns follow the search split's drop bound
-        cells = line.split()
+    unscored = dataclasses.replace(b.front[0], select_score=math.nan, select_bound=math.nan)
+    table_c = cli._table(dataclasses.replace(b, front_before=[unscored], front_after=[], front_compensated=[]))
+    assert len(table_b) == 4 + len(b.front) and len(table_c.splitlines()) == 5
+    for s, line in [*zip(b.front, table_b[4:]), (unscored, table_c.splitlines()[4])]:
+        cells = line.split()  # the selection columns follow the search split's drop bound
         at = cells.index(f"{100 * s.search_bound:.2f}", 9) + 1
-        assert cells[at:at + 2] == ([f"{100 * s.select_score:.2f}", f"{100 * s.select_bound:.2f}"]
-                                    if s.codebook.key in scored else ["–", "–"])
+        assert cells[at:at + 2] == (["–", "–"] if math.isnan(s.select_bound) else
+                                    [f"{100 * s.select_score:.2f}", f"{100 * s.select_bound:.2f}"])
     with pytest.raises(ValueError, match="select must hold at least one example"):
         Accuracy(**splits, select=(xs[:0], ys[:0]))
 

@@ -282,7 +282,8 @@ def _table(result) -> str:
             "drop bound: upper confidence bound of the search-split drop (the point drop without --confidence)")
     if result.selects:
         head += ("\nselect, select bound: score and drop bound on the selection split (– : not within the bar on "
-                 "the search split, so not scored there); the choice keeps the bar on both")
+                 "the search split, so not scored there); the choice keeps the bar on both (if none does: the "
+                 "least drop bound on the selection split)")
     return head + "\n" + "\n".join(lines)
 
 

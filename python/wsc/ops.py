@@ -304,7 +304,8 @@ def bin_uniform(x, k: int, lo: float | None = None, hi: float | None = None, *, 
 
 
 def gather(indices, codebook, out=None, dtype: torch.dtype = torch.float32):
-    """``codebook[indices]`` as float32 (or ``dtype``: float16/bfloat16), optionally into ``out``."""
+    """``codebook[indices]`` as float32 (or ``dtype``: float16, or bfloat16 for torch indices: numpy has
+    no bfloat16), optionally into ``out``."""
     idx, numpy_in = as_tensor(indices, "indices")
     cb, _ = as_tensor(codebook, "codebook")
     dev = check_device(idx, "indices")
