@@ -259,24 +259,26 @@ def _calibration(args, data_spec: str):
 
 def _table(result) -> str:
     chosen = result.choose()
-    pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.2f}"  # noqa: E731  (not scored on that split)
-    head = ["k", "values", "codebook", "coder", "bits/w", "entropy", "bytes", "ratio", "paper", "search", "drop bound"]
-    head += ["select", "select bound"] if result.selects else []
-    rows = [(*head, "held-out", "")]
+    def pct(v: float) -> str:  # NaN: not scored on that split
+        return "–" if math.isnan(v) else f"{100 * v:.2f}"
+
+    columns = ["k", "values", "codebook", "coder", "bits/w", "entropy", "bytes", "ratio", "paper", "search", "drop bound"]
+    columns += ["select", "select bound"] if result.selects else []
+    rows = [(*columns, "held-out", "")]
     for s in result.front:
         sc = s.scheme
         kind = f"{sc.placement}/{sc.scope}" + (f"/clip {sc.fraction:.2g}" if sc.clip else "")
         kind += f"/steps {''.join(map(str, sc.steps))}" if sc.steps else ""
         kind += "/GPTQ" if s.compensated else ""
-        select = [pct(s.select_score), pct(s.select_bound)] if result.selects else []
+        select_cells = [pct(s.select_score), pct(s.select_bound)] if result.selects else []
         rows.append((str(s.k), str(s.values), kind, s.coder, f"{s.bits_per_weight:.3f}", f"{s.entropy_bits:.3f}",
                      str(s.file_bytes), f"{s.ratio:.2f}x", f"{s.paper_style_ratio:.2f}x",
-                     pct(s.search_score), pct(s.search_bound), *select, pct(s.heldout_score),
+                     pct(s.search_score), pct(s.search_bound), *select_cells, pct(s.heldout_score),
                      "<- chosen" if s is chosen else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    select = (f", selection {100 * result.settings['select_baseline']:.2f}" if result.selects else "")
-    head = (f"baseline: search {100 * result.baseline_search:.2f}{select}, held-out {100 * result.baseline_heldout:.2f} "
+    select_base = f", selection {100 * result.settings['select_baseline']:.2f}" if result.selects else ""
+    head = (f"baseline: search {100 * result.baseline_search:.2f}{select_base}, held-out {100 * result.baseline_heldout:.2f} "
             f"({result.evaluator.get('metric')}); {result.evaluations} evaluations, {result.wall_time:.1f} s\n"
             "ratio: original bytes / .wsc file bytes (honest); paper: 32 / bits per shared weight (paper-style); "
             "drop bound: upper confidence bound of the search-split drop (the point drop without --confidence)")
