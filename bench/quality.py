@@ -39,6 +39,7 @@ import numpy as np
 MODELS = ["lenet5-fmnist", "lenet300-fmnist", "dwcnn-fmnist", "gru-fmnist"]
 CALIBRATION = 1024  # training images (never the test images the splits come from)
 SEARCH_SIZE = 2000  # test images in the class-balanced search split; the rest are held out
+FIXED_OPTIONS = ("tolerance", "progress", "pop_size", "generations", "k_range", "seed")  # the benchmark's budget and bar
 _PAPER = {"codebook": "uniform", "clip": False, "steps": False, "size": "values", "confidence": None, "merge": "within",
           "stored": "exact"}
 _COMBINED = {"codebook": "auto", "clip": True, "steps": True, "size": "bits", "confidence": 0.95, "merge": "within",
@@ -116,7 +117,7 @@ def run_model(job: tuple) -> list[dict]:
     if unknown:
         raise ValueError(f"run_model: unknown setup keys {sorted(unknown)}; known: {sorted(setup)}")
     setup.update(rest[0] if rest else {})
-    fixed = set(setup["options"]) & {"tolerance", "progress", *budget}
+    fixed = set(setup["options"]) & set(FIXED_OPTIONS)
     if fixed:
         raise ValueError(f"run_model: options {sorted(fixed)} are set by the benchmark (its budget and bar)")
     import torch

@@ -101,18 +101,18 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--select-size must leave held-out images (at most {9_999 - args.search_size}); got {args.select_size}")
     if not isinstance(args.options, dict):
         p.error(f"--options must be a JSON object; got {args.options!r}")
-    fixed = set(args.options) & {"tolerance", "progress", "pop_size", "generations", "k_range", "seed"}
+    fixed = set(args.options) & set(quality.FIXED_OPTIONS)
     if fixed:
         p.error(f"--options cannot set {sorted(fixed)}: the budget and the bar have their own flags or are fixed")
     if not 1 <= args.calibration <= 60_000:
         p.error(f"--calibration must be in [1, 60000] (training images); got {args.calibration}")
-    setup = {"search_size": args.search_size, "calibration": args.calibration, "vary_split": args.vary_split,
-             "select_size": args.select_size, "options": args.options, "pop_size": args.pop_size,
-             "generations": args.generations, "k_max": args.k_max}
+    common = {"search_size": args.search_size, "calibration": args.calibration, "select_size": args.select_size,
+              "options": args.options}  # run_model's setup, but the split seed
+    setup = {**common, "vary_split": args.vary_split, "pop_size": args.pop_size, "generations": args.generations,
+             "k_max": args.k_max}
     jobs = [(m, [args.method], {"pop_size": args.pop_size, "generations": args.generations,
                                 "k_range": (2, args.k_max), "seed": s},
-             {"search_size": args.search_size, "calibration": args.calibration,
-              "split_seed": s if args.vary_split else 0, "select_size": args.select_size, "options": args.options})
+             {**common, "split_seed": s if args.vary_split else 0})
             for m in args.models for s in args.seeds]
     jobs.sort(key=lambda j: -quality.COST.get(j[0], 1.0))  # the slowest first, so the processes end together
     t0 = time.perf_counter()

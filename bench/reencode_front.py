@@ -90,10 +90,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"<!-- k={sol['k']}: {run_coder} re-encoded to {row[run_coder][0]} bytes, the run wrote "
                   f"{sol['file_bytes']} (another format version, or stored tensors that depend on calibration "
                   "data: re-estimated BatchNorm statistics) -->")
-        same = is_chosen(sol)
         h, r, a = row["huffman"], row["rans"], row["auto"]
         mixed = " (mixed)" if a[3] == "huffman+rans" else ""
-        print(f"| {sol['k']}{' **(chosen)**' if same else ''} | {sol['values']} | {sol['entropy_bits']:.3f} "
+        print(f"| {sol['k']}{' **(chosen)**' if is_chosen(sol) else ''} | {sol['values']} | {sol['entropy_bits']:.3f} "
               f"| {h[2]:.3f} | {h[0]:,} | {h[1]:.2f}x | {r[2]:.3f} | {r[0]:,} | {r[1]:.2f}x | {a[0]:,}{mixed} "
               f"| {32 / h[2]:.2f}x / {32 / r[2]:.2f}x | {100 * sol['search_score']:.2f} | {100 * sol['heldout_score']:.2f} |")
 

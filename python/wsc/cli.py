@@ -259,6 +259,7 @@ def _calibration(args, data_spec: str):
 
 def _table(result) -> str:
     chosen = result.choose()
+
     def pct(v: float) -> str:  # NaN: not scored on that split
         return "–" if math.isnan(v) else f"{100 * v:.2f}"
 
