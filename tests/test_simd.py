@@ -72,6 +72,34 @@ def test_bin_uniform_levels_equal_scalar(level, dtype, k, n, threads):
     np.testing.assert_allclose(want.sums.numpy(), sums, rtol=1e-12, atol=1e-9)
 
 
+def shifting_weights(n: int, seed: int) -> np.ndarray:
+    """Weights whose hot bins move: a narrow Laplace block, a wider one shifted right, a sorted
+    run and a uniform tail, so the hot bins chosen early stop fitting and are chosen again."""
+    rng = np.random.default_rng(seed)
+    q = n // 4
+    parts = [rng.laplace(-0.05, 0.01, q), rng.laplace(0.08, 0.04, q), np.sort(rng.laplace(0.0, 0.05, q)),
+             rng.uniform(-0.3, 0.25, n - 3 * q)]
+    return np.clip(np.concatenate(parts), -0.3, 0.25).astype(np.float32)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("k", [2, 16, 256, 4096])
+def test_bin_uniform_hot_bins_change_and_levels_agree(level, dtype, k, threads):
+    """1.2M elements: several blocks of more than 257 x 1024 elements, so the hot bins are
+    chosen twice in each (wsc/binning.cpp) while the distribution moves under them; indices
+    and counts exact, sums bit-identical across levels and to float rounding of the reference."""
+    t = torch.from_numpy(shifting_weights(1_200_000, seed=k)).to(dtype)
+    want = at_level(SCALAR, wsc.ops.bin_uniform, t, k, -0.3, 0.25)
+    got = at_level(level, wsc.ops.bin_uniform, t, k, -0.3, 0.25)
+    assert torch.equal(got.indices, want.indices) and torch.equal(got.counts, want.counts)
+    assert torch.equal(got.sums, want.sums)
+    idx, counts, sums = ref.bin_uniform(t.float().numpy(), k, -0.3, 0.25)
+    np.testing.assert_array_equal(want.indices.numpy().astype(np.int64), idx.astype(np.int64))
+    np.testing.assert_array_equal(want.counts.numpy(), counts)
+    np.testing.assert_allclose(want.sums.numpy(), sums, rtol=1e-12, atol=1e-9)
+
+
 @pytest.mark.parametrize("level", LEVELS)
 def test_bin_uniform_levels_equal_scalar_on_nan(level):
     x = weights_like(5000, seed=1)

@@ -12,13 +12,49 @@ namespace detail {
 // doubles are exact up to 2^53 elements.
 typedef double SumCount __attribute__((vector_size(16)));
 
+// The bins whose elements are summed in 16 lane accumulators (lane j % 16 for element j of a
+// block) instead of added to the histogram one by one: on weights a few bins hold most
+// elements, so most additions then leave the histogram's load-add-store chain.
+constexpr int kMaxHot = 4;
+constexpr int64_t kMaxHotK = 4096;  // hot bins only for k <= this
+struct HotBins {
+  int n = 0;
+  uint32_t bin[kMaxHot] = {};
+  uint8_t slot[kMaxHotK];  // bin b's hot slot (index into bin), or kMaxHot: set by choose_hot
+};
+
+// The hot bins' lane sums and counts, kept across blocks until add_hot.
+struct HotSums {
+  alignas(64) double acc[kMaxHot][16] = {};
+  int64_t count[kMaxHot] = {};
+};
+
+// The hot bins for the blocks to come (k <= kMaxHotK): up to kMaxHot bins that hold at least
+// 1/32 of the elements counted in hist (k bins of subs sub-histograms) so far, most counted
+// first, ties to the lower bin. Depends on the counts alone, so every SIMD level chooses the same.
+void choose_hot(const SumCount* hist, int64_t k, int subs, HotBins& hot);
+
+// Adds each hot bin's 16 lane sums (pairwise, as sum16: lane u + lane u + 8, then + 4, + 2,
+// + 1) and its count to sub-histogram 0 of the bin, and zeroes them: before the hot bins
+// change, and at the end.
+void add_hot(const HotBins& hot, HotSums& sums, int subs, SumCount* hist);
+
 // Adds x[0..m) (m <= kBlock) to sub-histogram j % subs of bin bins[j] (subs is 1, 2 or 8;
-// the sub-histograms of a bin are adjacent: bin b, sub s is hist[b * subs + s]), except that a
-// group of 16 elements all in one bin (most groups when one bin holds most weights) adds their
-// pairwise sum once, to sub-histogram (j / 16) % subs; a tail shorter than 16 adds to
-// sub-histogram 0. Every SIMD level adds the same values in the same order, so the sums are
-// identical bit for bit.
-void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, SumCount* hist);
+// the sub-histograms of a bin are adjacent: bin b, sub s is hist[b * subs + s]); a tail
+// shorter than 16 adds to sub-histogram 0. Without hot bins, a group of 16 elements all in one
+// bin (most groups when one bin holds most weights) adds their pairwise sum once, to
+// sub-histogram (j / 16) % subs. With hot bins, an element of the full groups in a hot bin
+// adds to its lane of sums instead. Every SIMD level adds the same values in the same order,
+// so the sums are identical bit for bit.
+void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
+                HotSums& sums, SumCount* hist);
+
+// The pairwise sum of 16 doubles in place: v[u] += v[u + w] for w = 8, 4, 2, 1; returns v[0].
+inline double tree16(double* v) {
+  for (int w = 8; w >= 1; w /= 2)
+    for (int u = 0; u < w; ++u) v[u] += v[u + w];
+  return v[0];
+}
 
 #if WSC_X86_SIMD
 // The pairwise sum of 16 floats in double, in the order of the scalar sum16 of

@@ -9,7 +9,10 @@
 //
 // Sums and counts: the additions of bin_accumulate.cpp in the same order (a group of 16 in
 // one bin adds its pairwise sum16 to sub-histogram g % S, other elements add {x, 1} to
-// sub-histogram j % S, a tail shorter than 16 to sub-histogram 0), so results are bit-identical.
+// sub-histogram j % S, a tail shorter than 16 to sub-histogram 0; with hot bins, a full
+// group's elements in a hot bin add to lane j % 16 of the bin's accumulator by a masked add,
+// and the others, compressed into a list, add to sub-histogram (place in the list) % S after
+// the block's rule), so results are bit-identical.
 #include "bin_avx512.h"
 
 #include <cfloat>
@@ -32,6 +35,12 @@ namespace {
 
 struct Rule16 {
   __m512 lo, inv, below, above, eps;
+
+  WSC_AVX512 static Rule16 of(const BinRule& rule) {
+    return {_mm512_set1_ps(float(rule.lo)), _mm512_set1_ps(float(rule.inv)),
+            _mm512_set1_ps(-0.5f), _mm512_set1_ps(float(rule.top) + 0.5f),
+            _mm512_set1_ps(float(rule.top + 2.0) * 0x1p-22f)};
+  }
 };
 
 // Bin indices of the 16 lanes of v; *redo gets the lanes the float32 rule cannot decide.
@@ -73,6 +82,23 @@ int64_t redo_lanes(const float* x, __mmask16 redo, const BinRule& rule, I* idx) 
   return bad;
 }
 
+// The last n < 16 elements: indices, and {x, 1} to sub-histogram 0 of their bins in order.
+template <int S, class I>
+WSC_AVX512 int64_t add_tail(const float* x, int64_t n, const Rule16& c, const BinRule& rule, I* idx,
+                            SumCount* hist) {
+  const __mmask16 live = __mmask16((1u << n) - 1);
+  __mmask16 redo;
+  const __m512i b = rule16(_mm512_maskz_loadu_ps(live, x), c, &redo);
+  I tail[16];
+  Packed<I>::of(b).store(tail);
+  const int64_t bad = redo_lanes(x, redo & live, rule, tail);
+  for (int64_t u = 0; u < n; ++u) {
+    idx[u] = tail[u];
+    hist[size_t(tail[u]) * S] += SumCount{double(x[u]), 1.0};
+  }
+  return bad;
+}
+
 // Element u of a group adds {x[u], 1} at byte offset off[u] of hist (its bin's sub-histogram
 // u % S), in order of u. The pairs stay in registers, so an element costs one offset load, one
 // extract and the histogram's load-add-store.
@@ -99,9 +125,7 @@ WSC_AVX512 inline void add16(__m512 v, const uint32_t* off, SumCount* hist,
 // one pass when most groups span several bins).
 template <int S, class I>
 WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx, SumCount* hist) {
-  const Rule16 c = {_mm512_set1_ps(float(rule.lo)), _mm512_set1_ps(float(rule.inv)),
-                    _mm512_set1_ps(-0.5f), _mm512_set1_ps(float(rule.top) + 0.5f),
-                    _mm512_set1_ps(float(rule.top + 2.0) * 0x1p-22f)};
+  const Rule16 c = Rule16::of(rule);
   constexpr int shift = S == 8 ? 7 : (S == 2 ? 5 : 4);  // log2(S * sizeof(SumCount))
   // Byte offset of lane u's sub-histogram: (u % S) * sizeof(SumCount).
   const __m512i sub_off = _mm512_and_si512(
@@ -134,24 +158,91 @@ WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx,
       add16(v, off + j, hist, std::make_integer_sequence<int, 16>());
     }
   }
-  if (full < m) {
-    const __mmask16 live = __mmask16((1u << (m - full)) - 1);
+  if (full < m) bad += add_tail<S>(x + full, m - full, c, rule, idx + full, hist);
+  return bad;
+}
+
+// The hot-bin form of fused for H hot bins: one pass of the rule that also adds the hot
+// elements (H compares and 2H masked adds a group) and compresses the other (cold) elements'
+// bin offsets and values into a list; then the listed elements' load-add-stores (on weights,
+// k = 256: four hot bins hold 90% of the elements; bench/bench_kernels.py).
+template <int S, int H, class I>
+WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
+                             HotSums& sums, I* idx, SumCount* hist) {
+  const Rule16 c = Rule16::of(rule);
+  constexpr int shift = S == 8 ? 7 : 5;  // log2(S * sizeof(SumCount)); S is 8 or 2
+  __m512i bin[H];
+  __m512d acc_lo[H], acc_hi[H];
+  __m512i count[H];  // per lane, at most kBlock / 16 a block
+  for (int i = 0; i < H; ++i) {
+    bin[i] = _mm512_set1_epi32(int(hot.bin[i]));
+    acc_lo[i] = _mm512_load_pd(sums.acc[i]);
+    acc_hi[i] = _mm512_load_pd(sums.acc[i] + 8);
+    count[i] = _mm512_setzero_si512();
+  }
+  const __m512i one = _mm512_set1_epi32(1);
+  alignas(64) uint32_t cold_off[kBlock + 16];
+  alignas(64) float cold_x[kBlock + 16];
+  int64_t n_cold = 0, bad = 0;
+  const int64_t full = m / 16 * 16;
+  for (int64_t j = 0; j < full; j += 16) {
+    const __m512 v = _mm512_loadu_ps(x + j);
     __mmask16 redo;
-    const __m512i b = rule16(_mm512_maskz_loadu_ps(live, x + full), c, &redo);
-    I tail[16];
-    Packed<I>::of(b).store(tail);
-    bad += redo_lanes(x + full, redo & live, rule, tail);
-    for (int64_t u = 0; u < m - full; ++u) {
-      idx[full + u] = tail[u];
-      hist[size_t(tail[u]) * S] += SumCount{double(x[full + u]), 1.0};
+    __m512i b = rule16(v, c, &redo);
+    Packed<I>::of(b).store(idx + j);
+    if (__builtin_expect(redo != 0, 0)) {
+      bad += redo_lanes(x + j, redo, rule, idx + j);
+      b = Packed<I>::load(idx + j).widen();
     }
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+    __mmask16 in_hot = 0;
+    for (int i = 0; i < H; ++i) {
+      const __mmask16 in = _mm512_cmpeq_epi32_mask(b, bin[i]);
+      acc_lo[i] = _mm512_mask_add_pd(acc_lo[i], __mmask8(in), acc_lo[i], lo);
+      acc_hi[i] = _mm512_mask_add_pd(acc_hi[i], __mmask8(in >> 8), acc_hi[i], hi);
+      count[i] = _mm512_mask_add_epi32(count[i], in, count[i], one);
+      in_hot |= in;
+    }
+    const __mmask16 is_cold = __mmask16(~in_hot);
+    const __m512i off = _mm512_slli_epi32(b, shift);
+    _mm512_storeu_si512(cold_off + n_cold, _mm512_maskz_compress_epi32(is_cold, off));
+    _mm512_storeu_ps(cold_x + n_cold, _mm512_maskz_compress_ps(is_cold, v));
+    n_cold += __builtin_popcount(is_cold);
+  }
+  for (int64_t q = 0; q < n_cold; ++q) {
+    SumCount* bin_q = reinterpret_cast<SumCount*>(reinterpret_cast<char*>(hist) + cold_off[q]);
+    bin_q[q % S] += SumCount{double(cold_x[q]), 1.0};
+  }
+  if (full < m) bad += add_tail<S>(x + full, m - full, c, rule, idx + full, hist);
+  for (int i = 0; i < H; ++i) {
+    _mm512_store_pd(sums.acc[i], acc_lo[i]);
+    _mm512_store_pd(sums.acc[i] + 8, acc_hi[i]);
+    sums.count[i] += _mm512_reduce_add_epi32(count[i]);
   }
   return bad;
 }
 
+// Hot bins come only with k <= 4096, so with 8 or 2 sub-histograms.
 template <class I>
-int64_t dispatch(const float* x, int64_t m, const BinRule& rule, I* idx, int subs,
-                 SumCount* hist) {
+int64_t with_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
+                 HotSums& sums, I* idx, bool eight, SumCount* hist) {
+  switch (hot.n * 2 + eight) {
+    case 2: return fused_hot<2, 1>(x, m, rule, hot, sums, idx, hist);
+    case 3: return fused_hot<8, 1>(x, m, rule, hot, sums, idx, hist);
+    case 4: return fused_hot<2, 2>(x, m, rule, hot, sums, idx, hist);
+    case 5: return fused_hot<8, 2>(x, m, rule, hot, sums, idx, hist);
+    case 6: return fused_hot<2, 3>(x, m, rule, hot, sums, idx, hist);
+    case 7: return fused_hot<8, 3>(x, m, rule, hot, sums, idx, hist);
+    case 8: return fused_hot<2, 4>(x, m, rule, hot, sums, idx, hist);
+    default: return fused_hot<8, 4>(x, m, rule, hot, sums, idx, hist);
+  }
+}
+
+template <class I>
+int64_t dispatch(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
+                 HotSums& sums, I* idx, int subs, SumCount* hist) {
+  if (hot.n > 0) return with_hot(x, m, rule, hot, sums, idx, subs == 8, hist);
   if (subs == 8) return fused<8>(x, m, rule, idx, hist);
   if (subs == 2) return fused<2>(x, m, rule, idx, hist);
   return fused<1>(x, m, rule, idx, hist);
@@ -159,13 +250,13 @@ int64_t dispatch(const float* x, int64_t m, const BinRule& rule, I* idx, int sub
 
 }  // namespace
 
-int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, uint8_t* idx,
-                         int subs, SumCount* hist) {
-  return dispatch(x, m, rule, idx, subs, hist);
+int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
+                         HotSums& sums, uint8_t* idx, int subs, SumCount* hist) {
+  return dispatch(x, m, rule, hot, sums, idx, subs, hist);
 }
-int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, uint16_t* idx,
-                         int subs, SumCount* hist) {
-  return dispatch(x, m, rule, idx, subs, hist);
+int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
+                         HotSums& sums, uint16_t* idx, int subs, SumCount* hist) {
+  return dispatch(x, m, rule, hot, sums, idx, subs, hist);
 }
 #endif
 

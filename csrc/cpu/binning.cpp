@@ -28,14 +28,30 @@ int64_t block_count(int64_t n, int64_t k) {
 // bin (typical of weights); only worth their memory for small k.
 int sub_histograms(int64_t k) { return k <= 512 ? 8 : (k <= 4096 ? 2 : 1); }
 
+// Hot bins (detail::HotBins: the few bins that hold most weights, summed in lane accumulators
+// rather than through the histogram) are chosen after a block's first kBlock elements and
+// again every this many kBlock steps, from its counts so far; only for k <= kMaxHotK (beyond,
+// reading the counts would cost more than the hot bins save). The choice depends on the data
+// and the block alone, never on the thread count or SIMD level.
+int64_t hot_refresh(int64_t k) {
+  return k <= detail::kMaxHotK ? 256 * std::max<int64_t>(1, k / 256) : 0;
+}
+
 template <class T, class I>
 int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, bool fused, I* idx,
-                  SumCount* hist, int subs) {
+                  SumCount* hist, int64_t k, int subs) {
   uint32_t bins[detail::kBlock];
   float values[detail::kBlock];
   int64_t bad = 0;
-  for (int64_t s = 0; s < m; s += detail::kBlock) {
+  const int64_t refresh = hot_refresh(k);
+  detail::HotBins hot;
+  detail::HotSums sums;
+  for (int64_t s = 0, step = 0; s < m; s += detail::kBlock, ++step) {
     const int64_t len = std::min(detail::kBlock, m - s);
+    if (refresh > 0 && step % refresh == 1) {
+      detail::add_hot(hot, sums, subs, hist);
+      detail::choose_hot(hist, k, subs, hot);
+    }
     const float* xf;
     if constexpr (std::is_same_v<T, float>) {
       xf = x + s;
@@ -45,14 +61,15 @@ int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, bool fused
     }
 #if WSC_X86_SIMD
     if (fused) {
-      bad += detail::bin_fused_avx512(xf, len, rule, idx + s, subs, hist);
+      bad += detail::bin_fused_avx512(xf, len, rule, hot, sums, idx + s, subs, hist);
       continue;
     }
 #endif
     bad += rule.apply_f32(xf, len, bins);
     for (int64_t j = 0; j < len; ++j) idx[s + j] = I(bins[j]);
-    detail::accumulate(xf, bins, len, subs, hist);
+    detail::accumulate(xf, bins, len, subs, hot, sums, hist);
   }
+  detail::add_hot(hot, sums, subs, hist);
   return bad;
 }
 
@@ -73,7 +90,7 @@ int64_t bin_typed(const T* x, int64_t n, float lo, float hi, int64_t k, I* idx, 
   parallel_for(nb, [&](int64_t b) {
     int64_t s = n * b / nb, e = n * (b + 1) / nb;
     bad[size_t(b)] = bin_block(x + s, e - s, rule, fused, idx + s, hist.data() + per_block * b,
-                               subs);
+                               k, subs);
   });
   // Blocks in order, then sub-histograms in order.
   for (size_t h = 0; h < hist.size(); h += per_block)
