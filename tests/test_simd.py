@@ -86,9 +86,10 @@ def shifting_weights(n: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("k", [2, 16, 256, 4096])
 def test_bin_uniform_hot_bins_change_and_levels_agree(level, dtype, k, threads):
-    """1.2M elements: several blocks of more than 257 x 1024 elements, so the hot bins are
-    chosen twice in each (wsc/binning.cpp) while the distribution moves under them; indices
-    and counts exact, sums bit-identical across levels and to float rounding of the reference."""
+    """1.2M elements: several blocks of more than 257 x 1024 elements, so on a CPU with
+    AVX-512 the hot bins are chosen twice in each (csrc/cpu/binning.cpp) while the
+    distribution moves under them; indices and counts exact, sums bit-identical across levels
+    and to float rounding of the reference."""
     t = torch.from_numpy(shifting_weights(1_200_000, seed=k)).to(dtype)
     want = at_level(SCALAR, wsc.ops.bin_uniform, t, k, -0.3, 0.25)
     got = at_level(level, wsc.ops.bin_uniform, t, k, -0.3, 0.25)

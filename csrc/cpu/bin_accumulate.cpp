@@ -1,8 +1,8 @@
 // Per-bin sums and counts. The per-element adds are scalar (a 128-bit {x, 1} add into the
 // element's bin) at every level; SIMD finds the groups of 16 in one bin and sums them with
-// the same pairwise tree as the scalar sum16. With hot bins, the full groups' elements in a
-// hot bin go to lane accumulators instead (scalar and AVX2 here, AVX-512 in bin_avx512.cpp),
-// and only the others to the histogram.
+// the same pairwise tree as the scalar sum16. With hot bins (CPUs with AVX-512 only), the full
+// groups' elements in a hot bin go to lane accumulators instead and only the others to the
+// histogram: accumulate_hot here is the portable twin of the AVX-512 kernel's additions.
 #include "bin_accumulate.h"
 
 #include <algorithm>
@@ -73,104 +73,35 @@ void add_cold(const float* x, const uint32_t* bins, const uint32_t* cold, int64_
   }
 }
 
-// The hot-bin form of accumulate, without branches: every element of the full groups adds to
-// lane j % 16 of its slot's accumulator (the cold ones to a spare row, never read), so a hot
-// bin's lanes get exactly the additions of the AVX-512 kernel's masked adds; the cold elements
-// are listed and then added to sub-histogram (their place in the list) % subs, in order.
+// The hot-bin form of accumulate, without branches: every element of the full groups adds
+// {x, 1} to lane j % 16 of its slot (the cold ones to a spare row, never read), so a hot bin's
+// lanes get exactly the additions of the SIMD kernels' masked adds; the cold elements are
+// listed and then added to the histogram (add_cold).
 void accumulate_hot(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
                     HotSums& sums, SumCount* hist) {
-  double acc[kMaxHot + 1][16];
-  int32_t count[kMaxHot + 1][16] = {};
-  std::copy(&sums.acc[0][0], &sums.acc[0][0] + kMaxHot * 16, &acc[0][0]);
+  SumCount acc[kMaxHot + 1][16];
+  for (int i = 0; i < kMaxHot; ++i)
+    for (int u = 0; u < 16; ++u) acc[i][u] = SumCount{sums.acc[i][u], 0.0};
   uint32_t cold[kBlock];
   int64_t n_cold = 0;
   const int64_t full = m / 16 * 16;
   for (int64_t j = 0; j < full; j += 16)
     for (int u = 0; u < 16; ++u) {
       const int s = hot.slot[bins[j + u]];
-      acc[s][u] += double(x[j + u]);
-      count[s][u] += 1;
+      acc[s][u] += SumCount{double(x[j + u]), 1.0};
       cold[n_cold] = uint32_t(j + u);
       n_cold += s == kMaxHot;
     }
-  std::copy(&acc[0][0], &acc[0][0] + kMaxHot * 16, &sums.acc[0][0]);
   for (int i = 0; i < hot.n; ++i)
-    for (int u = 0; u < 16; ++u) sums.count[i] += count[i][u];
+    for (int u = 0; u < 16; ++u) {
+      sums.acc[i][u] = acc[i][u][0];
+      sums.count[i] += int64_t(acc[i][u][1]);
+    }
   add_cold(x, bins, cold, n_cold, subs, hist);
   add_elements<1>(x + full, bins + full, m - full, subs, hist);
 }
 
 #if WSC_X86_SIMD
-
-// kPack[c]: the set bits of the 8-bit mask c in increasing order (the rest 0).
-struct PackTable {
-  uint8_t v[256][8];
-  constexpr PackTable() : v() {
-    for (int c = 0; c < 256; ++c)
-      for (int u = 0, n = 0; u < 8; ++u)
-        if (c >> u & 1) v[c][n++] = uint8_t(u);
-  }
-};
-constexpr PackTable kPackTable;
-constexpr const uint8_t (&kPack)[256][8] = kPackTable.v;
-
-// accumulate_hot with AVX2: per full group and hot bin, two compares give the lanes in the bin,
-// whose values add to its accumulator through a 64-bit lane mask (a cold lane adds +0.0); the
-// cold lanes are packed into the list by a table of permutations. The same additions as
-// accumulate_hot.
-WSC_AVX2 void accumulate_hot_avx2(const float* x, const uint32_t* bins, int64_t m, int subs,
-                                  const HotBins& hot, HotSums& sums, SumCount* hist) {
-  __m256d acc[kMaxHot][4];
-  __m256i count[kMaxHot][2];
-  __m256i bin[kMaxHot];
-  for (int i = 0; i < hot.n; ++i) {
-    for (int q = 0; q < 4; ++q) acc[i][q] = _mm256_loadu_pd(sums.acc[i] + 4 * q);
-    count[i][0] = count[i][1] = _mm256_setzero_si256();
-    bin[i] = _mm256_set1_epi32(int(hot.bin[i]));
-  }
-  uint32_t cold[kBlock + 8];
-  int64_t n_cold = 0;
-  const int64_t full = m / 16 * 16;
-  for (int64_t j = 0; j < full; j += 16) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bins + j));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bins + j + 8));
-    __m256d v[4];
-    for (int q = 0; q < 4; ++q) v[q] = _mm256_cvtps_pd(_mm_loadu_ps(x + j + 4 * q));
-    __m256i any0 = _mm256_setzero_si256(), any1 = _mm256_setzero_si256();
-    for (int i = 0; i < hot.n; ++i) {
-      const __m256i e0 = _mm256_cmpeq_epi32(b0, bin[i]), e1 = _mm256_cmpeq_epi32(b1, bin[i]);
-      any0 = _mm256_or_si256(any0, e0);
-      any1 = _mm256_or_si256(any1, e1);
-      count[i][0] = _mm256_sub_epi32(count[i][0], e0);
-      count[i][1] = _mm256_sub_epi32(count[i][1], e1);
-      const __m256i lane[4] = {_mm256_cvtepi32_epi64(_mm256_castsi256_si128(e0)),
-                               _mm256_cvtepi32_epi64(_mm256_extracti128_si256(e0, 1)),
-                               _mm256_cvtepi32_epi64(_mm256_castsi256_si128(e1)),
-                               _mm256_cvtepi32_epi64(_mm256_extracti128_si256(e1, 1))};
-      for (int q = 0; q < 4; ++q)
-        acc[i][q] = _mm256_add_pd(acc[i][q], _mm256_and_pd(v[q], _mm256_castsi256_pd(lane[q])));
-    }
-    const __m256i base = _mm256_set1_epi32(int(j));
-    for (int h = 0; h < 2; ++h) {  // the cold lanes of each half, packed by a permutation
-      const __m256 hot_lanes = _mm256_castsi256_ps(h ? any1 : any0);
-      const unsigned c = ~unsigned(_mm256_movemask_ps(hot_lanes)) & 0xffu;
-      const __m128i packed = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPack[c]));
-      const __m256i at = _mm256_add_epi32(_mm256_add_epi32(base, _mm256_set1_epi32(8 * h)),
-                                          _mm256_cvtepu8_epi32(packed));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cold + n_cold), at);
-      n_cold += __builtin_popcount(c);
-    }
-  }
-  for (int i = 0; i < hot.n; ++i) {
-    for (int q = 0; q < 4; ++q) _mm256_storeu_pd(sums.acc[i] + 4 * q, acc[i][q]);
-    alignas(32) int32_t c[16];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(c), count[i][0]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(c + 8), count[i][1]);
-    for (int u = 0; u < 16; ++u) sums.count[i] += c[u];
-  }
-  add_cold(x, bins, cold, n_cold, subs, hist);
-  add_elements<1>(x + full, bins + full, m - full, subs, hist);
-}
 
 WSC_AVX512 void groups_avx512(const float* x, const uint32_t* bins, int64_t groups,
                               uint8_t* one, double* sum) {
@@ -240,12 +171,6 @@ void add_hot(const HotBins& hot, HotSums& sums, int subs, SumCount* hist) {
 void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
                 HotSums& sums, SumCount* hist) {
   if (hot.n > 0) {
-#if WSC_X86_SIMD
-    if (simd_level() != SimdLevel::Scalar) {
-      accumulate_hot_avx2(x, bins, m, subs, hot, sums, hist);
-      return;
-    }
-#endif
     accumulate_hot(x, bins, m, subs, hot, sums, hist);
     return;
   }

@@ -14,7 +14,8 @@ typedef double SumCount __attribute__((vector_size(16)));
 
 // The bins whose elements are summed in 16 lane accumulators (lane j % 16 for element j of a
 // block) instead of added to the histogram one by one: on weights a few bins hold most
-// elements, so most additions then leave the histogram's load-add-store chain.
+// elements, so most additions then leave the histogram's load-add-store chain (binning.cpp
+// decides where they are used).
 constexpr int kMaxHot = 4;
 constexpr int64_t kMaxHotK = 4096;  // hot bins only for k <= this
 struct HotBins {

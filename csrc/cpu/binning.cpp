@@ -11,6 +11,7 @@
 #include "simd_arch.h"
 #include "wsc/parallel.h"
 #include "wsc/range.h"
+#include "wsc/simd.h"
 
 namespace wsc {
 namespace {
@@ -31,10 +32,13 @@ int sub_histograms(int64_t k) { return k <= 512 ? 8 : (k <= 4096 ? 2 : 1); }
 // Hot bins (detail::HotBins: the few bins that hold most weights, summed in lane accumulators
 // rather than through the histogram) are chosen after a block's first kBlock elements and
 // again every this many kBlock steps, from its counts so far; only for k <= kMaxHotK (beyond,
-// reading the counts would cost more than the hot bins save). The choice depends on the data
-// and the block alone, never on the thread count or SIMD level.
+// reading the counts would cost more than the hot bins save) and on CPUs with AVX-512, where
+// masked adds make them pay (with AVX2 they cost more than the additions they save). The
+// choice depends on the data, the block and the CPU, never on the thread count or the SIMD
+// level a test forces, so every level adds the same values in the same order.
 int64_t hot_refresh(int64_t k) {
-  return k <= detail::kMaxHotK ? 256 * std::max<int64_t>(1, k / 256) : 0;
+  const bool pays = simd_supported() == SimdLevel::Avx512 && k <= detail::kMaxHotK;
+  return pays ? 256 * std::max<int64_t>(1, k / 256) : 0;
 }
 
 template <class T, class I>
