@@ -75,11 +75,11 @@ void add_cold(const float* x, const uint32_t* bins, const uint32_t* cold, int64_
 
 // The hot-bin form of accumulate, without branches: every element of the full groups adds
 // {x, 1} to lane j % 16 of its slot (the cold ones to a spare row, never read), so a hot bin's
-// lanes get exactly the additions of the SIMD kernels' masked adds; the cold elements are
+// lanes get exactly the additions of the AVX-512 kernel's masked adds; the cold elements are
 // listed and then added to the histogram (add_cold).
 void accumulate_hot(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
                     HotSums& sums, SumCount* hist) {
-  SumCount acc[kMaxHot + 1][16];
+  SumCount acc[kMaxHot + 1][16] = {};
   for (int i = 0; i < kMaxHot; ++i)
     for (int u = 0; u < 16; ++u) acc[i][u] = SumCount{sums.acc[i][u], 0.0};
   uint32_t cold[kBlock];
