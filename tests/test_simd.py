@@ -73,24 +73,29 @@ def test_bin_uniform_levels_equal_scalar(level, dtype, k, n, threads):
 
 
 def shifting_weights(n: int, seed: int) -> np.ndarray:
-    """Weights whose hot bins move: a narrow Laplace block, a wider one shifted right, a sorted
-    run and a uniform tail, so the hot bins chosen early stop fitting and are chosen again."""
+    """Weights whose hot bins move: three tight clusters, a narrow Laplace part, a wider one
+    shifted right, a sorted run and a uniform tail (five parts that do not line up with the
+    binning kernel's blocks), so the hot bins chosen early stop fitting."""
     rng = np.random.default_rng(seed)
-    q = n // 4
-    parts = [rng.laplace(-0.05, 0.01, q), rng.laplace(0.08, 0.04, q), np.sort(rng.laplace(0.0, 0.05, q)),
-             rng.uniform(-0.3, 0.25, n - 3 * q)]
+    q = n // 5
+    parts = [rng.choice([-0.02, 0.01, 0.05], q) + rng.normal(0.0, 1e-4, q), rng.laplace(-0.05, 0.01, q),
+             rng.laplace(0.08, 0.04, q), np.sort(rng.laplace(0.0, 0.05, q)),
+             rng.uniform(-0.3, 0.25, n - 4 * q)]
     return np.clip(np.concatenate(parts), -0.3, 0.25).astype(np.float32)
 
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("k", [2, 16, 256, 4096])
+@pytest.mark.parametrize("k", [2, 16, 256, 1024, 4096])
 def test_bin_uniform_hot_bins_change_and_levels_agree(level, dtype, k, threads):
-    """1.2M elements: several blocks of more than 257 x 1024 elements, so on a CPU with
-    AVX-512 the hot bins are chosen twice in each (csrc/cpu/binning.cpp) while the
-    distribution moves under them; indices and counts exact, sums bit-identical across levels
-    and to float rounding of the reference."""
-    t = torch.from_numpy(shifting_weights(1_200_000, seed=k)).to(dtype)
+    """1,200,011 elements in four blocks of the kernel (csrc/cpu/binning.cpp) of 293 x 1024
+    (the last with a tail), so on a CPU with AVX-512 the hot bins are chosen from each block's
+    first 1024 elements and, for k <= 256, again at its 257th while the distribution moves
+    under them (k = 1024 and 4096, two sub-histograms: the clusters and the sorted run
+    start make two to four hot bins in the first and last blocks, none in the others);
+    indices and counts exact, sums bit-identical across levels and to float rounding of the
+    reference."""
+    t = torch.from_numpy(shifting_weights(1_200_011, seed=k)).to(dtype)
     want = at_level(SCALAR, wsc.ops.bin_uniform, t, k, -0.3, 0.25)
     got = at_level(level, wsc.ops.bin_uniform, t, k, -0.3, 0.25)
     assert torch.equal(got.indices, want.indices) and torch.equal(got.counts, want.counts)

@@ -79,7 +79,7 @@ void add_cold(const float* x, const uint32_t* bins, const uint32_t* cold, int64_
 // listed and then added to the histogram (add_cold).
 void accumulate_hot(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
                     HotSums& sums, SumCount* hist) {
-  SumCount acc[kMaxHot + 1][16] = {};
+  SumCount acc[kMaxHot + 1][16] = {};  // rows past hot.n are never hit (slot says so)
   for (int i = 0; i < kMaxHot; ++i)
     for (int u = 0; u < 16; ++u) acc[i][u] = SumCount{sums.acc[i][u], 0.0};
   uint32_t cold[kBlock];

@@ -45,8 +45,9 @@ void add_hot(const HotBins& hot, HotSums& sums, int subs, SumCount* hist);
 // shorter than 16 adds to sub-histogram 0. Without hot bins, a group of 16 elements all in one
 // bin (most groups when one bin holds most weights) adds their pairwise sum once, to
 // sub-histogram (j / 16) % subs. With hot bins, an element of the full groups in a hot bin
-// adds to its lane of sums instead. Every SIMD level adds the same values in the same order,
-// so the sums are identical bit for bit.
+// adds to its lane of sums instead, and the others go to sub-histogram c % subs, c their place
+// in the list of the block's other elements. Every SIMD level adds the same values in the same
+// order, so the sums are identical bit for bit.
 void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
                 HotSums& sums, SumCount* hist);
 

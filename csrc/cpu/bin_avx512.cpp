@@ -16,9 +16,11 @@
 #include "bin_avx512.h"
 
 #include <cfloat>
+#include <stdexcept>
 #include <utility>
 
 #include "simd_arch.h"
+#include "wsc/common.h"
 #include "wsc/simd.h"
 
 namespace wsc {
@@ -163,7 +165,8 @@ WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx,
 }
 
 // The hot-bin form of fused for H hot bins: one pass of the rule that also adds the hot
-// elements (H compares and 2H masked adds a group) and compresses the other (cold) elements'
+// elements (H compares and 3H masked adds a group: sums and counts) and compresses the other
+// (cold) elements'
 // bin offsets and values into a list; then the listed elements' load-add-stores (on weights,
 // k = 256: four hot bins hold 90% of the elements; bench/bench_kernels.py).
 template <int S, int H, class I>
@@ -181,8 +184,8 @@ WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, con
     count[i] = _mm512_setzero_si512();
   }
   const __m512i one = _mm512_set1_epi32(1);
-  alignas(64) uint32_t cold_off[kBlock + 16];
-  alignas(64) float cold_x[kBlock + 16];
+  alignas(64) uint32_t cold_off[kBlock];  // a group's 16-lane store ends before its own index
+  alignas(64) float cold_x[kBlock];
   int64_t n_cold = 0, bad = 0;
   const int64_t full = m / 16 * 16;
   for (int64_t j = 0; j < full; j += 16) {
@@ -223,11 +226,12 @@ WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, con
   return bad;
 }
 
-// Hot bins come only with k <= 4096, so with 8 or 2 sub-histograms.
+// Hot bins come only with k <= kMaxHotK, so with 8 or 2 sub-histograms (binning.cpp).
 template <class I>
 int64_t with_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
-                 HotSums& sums, I* idx, bool eight, SumCount* hist) {
-  switch (hot.n * 2 + eight) {
+                 HotSums& sums, I* idx, int subs, SumCount* hist) {
+  check(subs == 8 || subs == 2, "bin_uniform: hot bins need 8 or 2 sub-histograms");
+  switch (hot.n * 2 + (subs == 8)) {
     case 2: return fused_hot<2, 1>(x, m, rule, hot, sums, idx, hist);
     case 3: return fused_hot<8, 1>(x, m, rule, hot, sums, idx, hist);
     case 4: return fused_hot<2, 2>(x, m, rule, hot, sums, idx, hist);
@@ -235,14 +239,15 @@ int64_t with_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& 
     case 6: return fused_hot<2, 3>(x, m, rule, hot, sums, idx, hist);
     case 7: return fused_hot<8, 3>(x, m, rule, hot, sums, idx, hist);
     case 8: return fused_hot<2, 4>(x, m, rule, hot, sums, idx, hist);
-    default: return fused_hot<8, 4>(x, m, rule, hot, sums, idx, hist);
+    case 9: return fused_hot<8, 4>(x, m, rule, hot, sums, idx, hist);
   }
+  throw std::logic_error("bin_uniform: 1 to 4 hot bins expected");
 }
 
 template <class I>
 int64_t dispatch(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
                  HotSums& sums, I* idx, int subs, SumCount* hist) {
-  if (hot.n > 0) return with_hot(x, m, rule, hot, sums, idx, subs == 8, hist);
+  if (hot.n > 0) return with_hot(x, m, rule, hot, sums, idx, subs, hist);
   if (subs == 8) return fused<8>(x, m, rule, idx, hist);
   if (subs == 2) return fused<2>(x, m, rule, idx, hist);
   return fused<1>(x, m, rule, idx, hist);

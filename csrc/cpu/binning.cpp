@@ -36,6 +36,7 @@ int sub_histograms(int64_t k) { return k <= 512 ? 8 : (k <= 4096 ? 2 : 1); }
 // masked adds make them pay (with AVX2 they cost more than the additions they save). The
 // choice depends on the data, the block and the CPU, never on the thread count or the SIMD
 // level a test forces, so every level adds the same values in the same order.
+static_assert(detail::kMaxHotK <= 4096, "hot bins need 8 or 2 sub-histograms (sub_histograms)");
 int64_t hot_refresh(int64_t k) {
   const bool pays = simd_supported() == SimdLevel::Avx512 && k <= detail::kMaxHotK;
   return pays ? 256 * std::max<int64_t>(1, k / 256) : 0;
