@@ -84,6 +84,19 @@ int64_t redo_lanes(const float* x, __mmask16 redo, const BinRule& rule, I* idx) 
   return bad;
 }
 
+// The bin indices of the 16 values v = x[0..16), stored to idx[0..16) and returned, the lanes
+// the float32 rule cannot decide recomputed exactly (their NaN/Inf inputs counted into *bad).
+template <class I>
+WSC_AVX512 inline __m512i index16(__m512 v, const float* x, const Rule16& c, const BinRule& rule,
+                                  I* idx, int64_t* bad) {
+  __mmask16 redo;
+  const __m512i b = rule16(v, c, &redo);
+  Packed<I>::of(b).store(idx);
+  if (__builtin_expect(redo == 0, 1)) return b;
+  *bad += redo_lanes(x, redo, rule, idx);
+  return Packed<I>::load(idx).widen();
+}
+
 // The last n < 16 elements: indices, and {x, 1} to sub-histogram 0 of their bins in order.
 template <int S, class I>
 WSC_AVX512 int64_t add_tail(const float* x, int64_t n, const Rule16& c, const BinRule& rule, I* idx,
@@ -138,16 +151,7 @@ WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx,
   const int64_t full = m / 16 * 16;
   int64_t bad = 0;
   for (int64_t j = 0; j < full; j += 16) {
-    const __m512 v = _mm512_loadu_ps(x + j);
-    __mmask16 redo;
-    __m512i b = rule16(v, c, &redo);
-    Packed<I> packed = Packed<I>::of(b);
-    packed.store(idx + j);
-    if (__builtin_expect(redo != 0, 0)) {
-      bad += redo_lanes(x + j, redo, rule, idx + j);
-      packed = Packed<I>::load(idx + j);
-      b = packed.widen();
-    }
+    const __m512i b = index16(_mm512_loadu_ps(x + j), x + j, c, rule, idx + j, &bad);
     const __m512i first = _mm512_broadcastd_epi32(_mm512_castsi512_si128(b));
     one[j / 16] = _mm512_cmpneq_epi32_mask(b, first) == 0;
     _mm512_store_si512(off + j, _mm512_add_epi32(_mm512_slli_epi32(b, shift), sub_off));
@@ -166,9 +170,8 @@ WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx,
 
 // The hot-bin form of fused for H hot bins: one pass of the rule that also adds the hot
 // elements (H compares and 3H masked adds a group: sums and counts) and compresses the other
-// (cold) elements'
-// bin offsets and values into a list; then the listed elements' load-add-stores (on weights,
-// k = 256: four hot bins hold 90% of the elements; bench/bench_kernels.py).
+// (cold) elements' bin offsets and values into a list; then the listed elements'
+// load-add-stores (on weights, k = 256: four hot bins hold 90% of the elements).
 template <int S, int H, class I>
 WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
                              HotSums& sums, I* idx, SumCount* hist) {
@@ -190,13 +193,7 @@ WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, con
   const int64_t full = m / 16 * 16;
   for (int64_t j = 0; j < full; j += 16) {
     const __m512 v = _mm512_loadu_ps(x + j);
-    __mmask16 redo;
-    __m512i b = rule16(v, c, &redo);
-    Packed<I>::of(b).store(idx + j);
-    if (__builtin_expect(redo != 0, 0)) {
-      bad += redo_lanes(x + j, redo, rule, idx + j);
-      b = Packed<I>::load(idx + j).widen();
-    }
+    const __m512i b = index16(v, x + j, c, rule, idx + j, &bad);
     const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
     const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
     __mmask16 in_hot = 0;

@@ -13,9 +13,9 @@ namespace detail {
 // rule's ambiguity band stays narrow) and the rule's scale is a normal float32.
 bool fused_avx512_applies(const BinRule& rule, int64_t k);
 
-// bin_uniform on x[0..m) (m <= kBlock): writes idx[0..m) and adds to hist exactly as
-// BinRule::apply followed by accumulate with the same hot bins and sums would (same values, same
-// order, same sub-histograms); returns the number of NaN/Inf inputs.
+// bin_uniform on x[0..m) (m <= kBlock): writes idx[0..m) and adds to hist (and sums) exactly as
+// BinRule::apply followed by accumulate with the same hot bins would (same values, same order,
+// same sub-histograms); returns the number of NaN/Inf inputs.
 int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
                          HotSums& sums, uint8_t* idx, int subs, SumCount* hist);
 int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
