@@ -104,6 +104,16 @@ def search_setup(name: str, search_size: int = SEARCH_SIZE, split_seed: int = 0,
     return Accuracy(search=(x[search], y[search]), heldout=(x[heldout], y[heldout]), select=select), conv
 
 
+def check_options(options) -> None:
+    """Raise ValueError unless ``options`` is a dict of ``wsc.compress`` options that leaves
+    the benchmark's budget and bar (:data:`FIXED_OPTIONS`) alone."""
+    if not isinstance(options, dict):
+        raise ValueError(f"options must be a JSON object (a dict); got {options!r}")
+    fixed = set(options) & set(FIXED_OPTIONS)
+    if fixed:
+        raise ValueError(f"options cannot set {sorted(fixed)}: the benchmark fixes its budget and bar")
+
+
 def run_model(job: tuple) -> list[dict]:
     """Methods on one model (in a worker process, one thread): job = (model, methods, budget[,
     setup]); setup may set ``search_size``, ``split_seed``, ``calibration`` (images),
@@ -117,9 +127,7 @@ def run_model(job: tuple) -> list[dict]:
     if unknown:
         raise ValueError(f"run_model: unknown setup keys {sorted(unknown)}; known: {sorted(setup)}")
     setup.update(rest[0] if rest else {})
-    fixed = set(setup["options"]) & set(FIXED_OPTIONS)
-    if fixed:
-        raise ValueError(f"run_model: options {sorted(fixed)} are set by the benchmark (its budget and bar)")
+    check_options(setup["options"])
     import torch
 
     import wsc

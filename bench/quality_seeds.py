@@ -99,11 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--search-size must be in [1, 9999] (of the 10,000 test images); got {args.search_size}")
     if not 0 <= args.select_size < 10_000 - args.search_size:
         p.error(f"--select-size must leave held-out images (at most {9_999 - args.search_size}); got {args.select_size}")
-    if not isinstance(args.options, dict):
-        p.error(f"--options must be a JSON object; got {args.options!r}")
-    fixed = set(args.options) & set(quality.FIXED_OPTIONS)
-    if fixed:
-        p.error(f"--options cannot set {sorted(fixed)}: the budget and the bar have their own flags or are fixed")
+    try:
+        quality.check_options(args.options)
+    except ValueError as exc:
+        p.error(f"--{exc}")
     if not 1 <= args.calibration <= 60_000:
         p.error(f"--calibration must be in [1, 60000] (training images); got {args.calibration}")
     common = {"search_size": args.search_size, "calibration": args.calibration, "select_size": args.select_size,
