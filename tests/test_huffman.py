@@ -12,22 +12,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import coder_inputs
 import wsc
 from wsc import huffman, reference
 from wsc._native import U8, _C
 
 
 def symbols(k: int, n: int, kind: str, seed: int = 0) -> np.ndarray:
-    """n indices < k: 'uniform', 'skewed' (Laplace-like bins around the middle, rare tails) or 'one'."""
+    """n indices < k: 'uniform' (drawn by rng.integers, unlike coder_inputs.symbols), or 'skewed'
+    (Laplace-like bins around the middle, rare tails) and 'one' as coder_inputs.symbols draws them."""
+    if kind != "uniform":
+        return coder_inputs.symbols(k, n, kind, seed)
     rng = np.random.default_rng(seed)
-    dtype = np.uint8 if k <= 256 else np.uint16
-    if kind == "uniform":
-        return rng.integers(0, k, size=n).astype(dtype)
-    if kind == "one":
-        return np.full(n, k // 2, dtype=dtype)
-    scale = max(k / 12, 0.3)
-    w = np.exp(-np.abs(np.arange(k) - (k - 1) / 2) / scale)
-    return rng.choice(k, size=n, p=w / w.sum()).astype(dtype)
+    return rng.integers(0, k, size=n).astype(np.uint8 if k <= 256 else np.uint16)
 
 
 def cost(counts, lengths) -> int:
@@ -178,21 +175,6 @@ def test_bursts_of_long_codes_in_a_stream_of_short_ones(k):
     assert s.lengths.max() >= 5  # a group of 14 such codes overflows the accumulator
 
 
-def test_threads_give_identical_bytes():
-    x = symbols(100, 300_000, "skewed", seed=1)
-    streams = []
-    for t in (1, 2, 3):
-        wsc.set_num_threads(t)
-        try:
-            streams.append(huffman.encode(x, 100, chunk_size=1000))
-            np.testing.assert_array_equal(huffman.decode(streams[-1]), x)
-        finally:
-            wsc.set_num_threads(0)
-    for s in streams[1:]:
-        np.testing.assert_array_equal(s.data, streams[0].data)
-        np.testing.assert_array_equal(s.chunk_offsets, streams[0].chunk_offsets)
-
-
 @pytest.mark.parametrize("k", [2, 16, 300])
 def test_total_bits_are_code_bits_plus_chunk_padding(k):
     x = symbols(k, 123_457, "skewed", seed=k)
@@ -214,58 +196,6 @@ def test_single_used_symbol_costs_one_bit():
     bad[5] = 0x10  # a 1 bit: no symbol has the code "1"
     with pytest.raises(ValueError, match="not a code"):
         huffman.decode(dataclasses.replace(s, data=bad))
-
-
-def test_empty_stream():
-    s = huffman.encode(np.zeros(0, np.uint8), 4)
-    assert s.data.size == 0 and s.n_chunks == 0 and s.nbits == 0
-    np.testing.assert_array_equal(s.chunk_offsets, [0])
-    assert huffman.decode(s).shape == (0,)
-
-
-def test_zero_counts_and_counts_array():
-    x = np.array([0, 2, 2, 5, 2, 0], dtype=np.uint8)
-    counts = np.array([2, 0, 3, 0, 0, 1, 0, 0], dtype=np.int64)
-    s = huffman.encode(x, counts)
-    assert s.k == 8
-    assert (s.lengths[[1, 3, 4, 6, 7]] == 0).all()
-    np.testing.assert_array_equal(huffman.decode(s), x)
-    # counts that cover more than the data are fine
-    s2 = huffman.encode(x, np.array([2, 1, 3, 1, 1, 1, 1, 1]))
-    np.testing.assert_array_equal(huffman.decode(s2), x)
-
-
-def test_counts_that_do_not_cover_the_indices_raise():
-    x = np.array([0, 2, 2, 5, 2, 1], dtype=np.uint8)
-    with pytest.raises(ValueError, match=r"indices\[5\] = 1 has no code"):
-        huffman.encode(x, np.array([2, 0, 3, 0, 0, 1]))
-    with pytest.raises(ValueError, match=r"indices\[3\] = 5 is >= k = 4"):
-        huffman.encode(x, np.array([2, 1, 3, 0]))
-    with pytest.raises(ValueError, match=r"value\(s\) >= k = 4; the first is indices\[3\] = 5"):
-        huffman.encode(x, 4)
-
-
-def test_torch_input_and_output():
-    x = symbols(300, 5000, "skewed", seed=2)
-    s = huffman.encode(torch.from_numpy(x).reshape(50, 100), 300)
-    np.testing.assert_array_equal(s.data, huffman.encode(x, 300).data)
-    out = torch.empty(5000, dtype=torch.uint16)
-    assert huffman.decode(s, out) is out
-    np.testing.assert_array_equal(out.numpy(), x)
-    s8 = huffman.encode(torch.from_numpy(x % 200).to(torch.uint8), 256)
-    out8 = np.empty((50, 100), dtype=np.uint16)  # uint16 output also takes k <= 256
-    huffman.decode(s8, out8)
-    np.testing.assert_array_equal(out8.ravel(), x % 200)
-
-
-def test_stream_properties():
-    s = huffman.encode(np.arange(100, dtype=np.uint16) % 300, 300, chunk_size=40)
-    assert (s.k, s.n_chunks, s.n_symbols, s.chunk_size) == (300, 3, 100, 40)
-    assert s.index_dtype == np.uint16 and s.nbits == 8 * s.data.size
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        s.n_symbols = 3
-    with pytest.raises(ValueError):
-        s.data[0] = 1  # read-only
 
 
 @settings(max_examples=150, deadline=None)
@@ -424,70 +354,30 @@ def test_native_encoder_never_writes_outside_its_buffer():
         assert not buf[s.data.size:].any()
 
 
-# ---------------------------------------------------------------- argument checks
-def test_encode_argument_errors():
+# ---------------------------------------------------------------- argument checks (the shared ones: test_coders)
+def test_encode_rejects_int64_and_strided_tensors_and_bad_count_shapes():
+    """encode refuses an int64 or non-contiguous tensor, and counts that are not 1-D or too short."""
     x = np.zeros(10, np.uint8)
-    with pytest.raises(TypeError, match="indices must have dtype uint8, uint16; got int32"):
-        huffman.encode(np.zeros(10, np.int32), 4)
     with pytest.raises(TypeError, match="indices must have dtype uint8, uint16; got int64"):
         huffman.encode(torch.zeros(10, dtype=torch.int64), 4)
-    with pytest.raises(ValueError, match="indices must be C-contiguous"):
-        huffman.encode(np.zeros((4, 4), np.uint8)[:, ::2], 4)
     with pytest.raises(ValueError, match="indices must be contiguous"):
         huffman.encode(torch.zeros(4, 4, dtype=torch.uint8)[:, ::2], 4)
-    with pytest.raises(ValueError, match="indices must be on the cpu device"):
-        huffman.encode(torch.zeros(4, dtype=torch.uint8, device="meta"), 4)
-    with pytest.raises(TypeError, match="indices must be a torch.Tensor or numpy.ndarray, got list"):
-        huffman.encode([0, 1], 4)
-    for k in (1, 0, 65537):
-        with pytest.raises(ValueError, match=r"counts_or_k must be in \[2, 65536\]"):
-            huffman.encode(x, k)
-    with pytest.raises(TypeError, match="counts_or_k must be an int k or an integer array"):
-        huffman.encode(x, 4.0)
-    with pytest.raises(TypeError, match="counts_or_k must have an integer dtype; got float64"):
-        huffman.encode(x, np.ones(4))
     with pytest.raises(ValueError, match="counts_or_k must be 1-D"):
         huffman.encode(x, np.ones((2, 2), np.int64))
     with pytest.raises(ValueError, match=r"len\(counts_or_k\) must be in \[2, 65536\]"):
         huffman.encode(x, np.ones(1, np.int64))
-    with pytest.raises(ValueError, match="counts_or_k must be >= 0; got -1"):
-        huffman.encode(x, np.array([10, -1]))
-    with pytest.raises(ValueError, match="counts_or_k has no non-zero count"):
-        huffman.encode(x, np.zeros(4, np.int64))
-    for max_len in (0, 33):
-        with pytest.raises(ValueError, match=r"max_len must be in \[1, 32\]"):
-            huffman.encode(x, 4, max_len=max_len)
-    with pytest.raises(TypeError, match="max_len must be an int"):
-        huffman.encode(x, 4, max_len=3.0)
-    with pytest.raises(ValueError, match="max_len 2 is too small for 5 used symbols"):
-        huffman.encode(np.arange(5, dtype=np.uint8), 5, max_len=2)
-    with pytest.raises(ValueError, match=r"chunk_size must be in \[1, "):
-        huffman.encode(x, 4, chunk_size=0)
-    with pytest.raises(TypeError, match="chunk_size must be an int"):
-        huffman.encode(x, 4, chunk_size=True)
-    with pytest.raises(TypeError, match="counts must be an integer array of counts, got int"):
-        huffman.code_lengths(4)
 
 
-def test_decode_argument_errors():
+def test_decode_rejects_a_tuple_and_bad_lengths_sizes_or_offsets():
+    """decode refuses a tuple, lengths that are a list or above 32, n_symbols < 0 and decreasing offsets."""
     x = symbols(10, 100, "skewed")
     s = huffman.encode(x, 10, chunk_size=30)
     with pytest.raises(TypeError, match="stream must be a HuffmanStream, got tuple"):
         huffman.decode((s.data, s.lengths))
-    with pytest.raises(TypeError, match="stream.data must have dtype uint8; got int8"):
-        huffman.decode(dataclasses.replace(s, data=s.data.view(np.int8)))
     with pytest.raises(TypeError, match="stream.lengths must be a numpy.ndarray, got list"):
         huffman.decode(dataclasses.replace(s, lengths=list(s.lengths)))
-    with pytest.raises(TypeError, match="stream.chunk_offsets must have dtype int64; got int32"):
-        huffman.decode(dataclasses.replace(s, chunk_offsets=s.chunk_offsets.astype(np.int32)))
-    with pytest.raises(ValueError, match=r"stream.k must be in \[2, 65536\]"):
-        huffman.decode(dataclasses.replace(s, lengths=s.lengths[:1]))
-    with pytest.raises(ValueError, match=r"must have ceil\(n_symbols / chunk_size\) \+ 1 = 6 entries; got 5"):
-        huffman.decode(dataclasses.replace(s, n_symbols=121))
     with pytest.raises(ValueError, match=r"stream.n_symbols must be in \[0, "):
         huffman.decode(dataclasses.replace(s, n_symbols=-1))
-    with pytest.raises(ValueError, match="stream.chunk_offsets must run from 0 to len"):
-        huffman.decode(dataclasses.replace(s, data=s.data[:-1]))
     bad = s.chunk_offsets.copy()
     bad[1], bad[2] = bad[2], bad[1]
     with pytest.raises(ValueError, match="stream.chunk_offsets must not decrease"):
@@ -496,42 +386,9 @@ def test_decode_argument_errors():
     lengths[0] = 40
     with pytest.raises(ValueError, match="stream.lengths must be <= 32; got 40"):
         huffman.decode(dataclasses.replace(s, lengths=lengths))
-    with pytest.raises(ValueError, match="out must have stream.n_symbols = 100 elements; got 99"):
-        huffman.decode(s, np.empty(99, np.uint8))
-    with pytest.raises(TypeError, match="out must have dtype uint8, uint16; got int64"):
-        huffman.decode(s, np.empty(100, np.int64))
-    with pytest.raises(ValueError, match="out must be writeable"):
-        huffman.decode(s, np.broadcast_to(np.uint8(0), (100,)))
-    s16 = huffman.encode(np.arange(300, dtype=np.uint16), 300)
-    with pytest.raises(TypeError, match="out must have dtype uint16 for k = 300 > 256; got uint8"):
-        huffman.decode(s16, np.empty(300, np.uint8))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("k,n,chunk", [(2, 5, 3), (16, 1_000_003, 1000), (300, 100_000, 16384), (65536, 200_000, 777)])
-def test_decode_gather_equals_decode_then_gather(dtype, k, n, chunk, threads):
-    rng = np.random.default_rng(k + n)
-    idx = rng.integers(0, k, n).astype(np.uint8 if k <= 256 else np.uint16)
-    stream = wsc.huffman.encode(idx, k, chunk_size=chunk)
-    codebook = rng.normal(size=k).astype(np.float32)
-    want = torch.from_numpy(wsc.reference.gather(idx, codebook)).to(dtype)
-    assert torch.equal(wsc.huffman.decode_gather(stream, codebook, dtype=dtype), want)
-    out = torch.empty(n, dtype=dtype)
-    assert wsc.huffman.decode_gather(stream, torch.from_numpy(codebook), out=out) is out
-    assert torch.equal(out, want)
-
-
-def test_decode_gather_rejects_symbols_beyond_codebook_and_bad_args():
-    idx = np.array([0, 1, 2, 1], dtype=np.uint8)
-    stream = wsc.huffman.encode(idx, 3)
-    with pytest.raises(ValueError, match=r"decoded index value\(s\) >= codebook size 2"):
-        wsc.huffman.decode_gather(stream, np.zeros(2, dtype=np.float32))
-    with pytest.raises(TypeError, match="codebook must have dtype float32"):
-        wsc.huffman.decode_gather(stream, np.zeros(3))
-    with pytest.raises(ValueError, match="out must have stream.n_symbols = 4 elements"):
-        wsc.huffman.decode_gather(stream, np.zeros(3, dtype=np.float32), out=torch.empty(3))
-
-
+# ---------------------------------------------------------------- decode + gather (the shared checks: test_coders)
 def test_decode_gather_op_opcheck():
     idx = np.random.default_rng(0).integers(0, 16, 5000).astype(np.uint8)
     s = wsc.huffman.encode(idx, 16, chunk_size=512)

@@ -9,43 +9,12 @@ import heapq
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import wsc
+from coder_inputs import symbols
 from wsc import huffman, rans, reference
 from wsc._native import U8, _C
-
-
-def probabilities(k: int, kind: str) -> np.ndarray:
-    """'uniform', 'skewed' (Laplace-like bins around the middle), 'zipf', 'dominant90',
-    'dominant99' and 'dominant999' (one bin holds 90% / 99% / 99.9%, the rest decays
-    geometrically away from it), 'flat90' and 'flat99' (one bin holds 90% / 99%, the rest
-    share the remainder evenly)."""
-    a = np.arange(k, dtype=np.float64)
-    if kind == "uniform":
-        w = np.ones(k)
-    elif kind == "skewed":
-        w = np.exp(-np.abs(a - (k - 1) / 2) / max(k / 12, 0.3))
-    elif kind == "zipf":
-        w = 1.0 / (a + 1) ** 1.2
-    else:
-        top = {"90": 0.9, "99": 0.99, "999": 0.999}[kind.removeprefix("dominant").removeprefix("flat")]
-        centre = k // 3
-        w = np.exp(-np.abs(a - centre) / max(k / 40, 0.7)) if kind.startswith("dominant") else np.ones(k)
-        w[centre] = 0
-        w = (1 - top) * w / w.sum() if k > 1 else w
-        w[centre] = top
-    return w / w.sum()
-
-
-def symbols(k: int, n: int, kind: str, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    dtype = np.uint8 if k <= 256 else np.uint16
-    if kind == "one":
-        return np.full(n, k // 2, dtype=dtype)
-    return rng.choice(k, size=n, p=probabilities(k, kind)).astype(dtype)
 
 
 def entropy_bits(x: np.ndarray, k: int) -> float:
@@ -378,21 +347,6 @@ def test_large_stream_round_trip(k, kind, threads):
         np.testing.assert_array_equal(sub, x[c * 65536:c * 65536 + m])
 
 
-def test_threads_give_identical_bytes():
-    x = symbols(100, 300_000, "skewed", seed=1)
-    streams = []
-    for t in (1, 2, 3):
-        wsc.set_num_threads(t)
-        try:
-            streams.append(rans.encode(x, 100, chunk_size=1000))
-            np.testing.assert_array_equal(rans.decode(streams[-1]), x)
-        finally:
-            wsc.set_num_threads(0)
-    for s in streams[1:]:
-        np.testing.assert_array_equal(s.data, streams[0].data)
-        np.testing.assert_array_equal(s.chunk_offsets, streams[0].chunk_offsets)
-
-
 def test_single_used_symbol_costs_only_the_states():
     x = np.full(1000, 3, dtype=np.uint8)
     s = check_against_reference(x, 5, 300)
@@ -403,57 +357,16 @@ def test_single_used_symbol_costs_only_the_states():
     assert (s.data.view("<u4") == reference.RANS_LOW).all()
 
 
-def test_empty_stream():
+def test_empty_stream_keeps_a_complete_model():
+    """An empty stream still carries frequencies that sum to 2^scale_bits (the rest: test_coders)."""
     s = rans.encode(np.zeros(0, np.uint8), 4)
-    assert s.data.size == 0 and s.n_chunks == 0 and s.nbits == 0
-    np.testing.assert_array_equal(s.chunk_offsets, [0])
-    assert rans.decode(s).shape == (0,)
     assert int(s.freqs.sum()) == 1 << s.scale_bits
 
 
-def test_zero_counts_and_counts_array():
-    x = np.array([0, 2, 2, 5, 2, 0], dtype=np.uint8)
-    counts = np.array([2, 0, 3, 0, 0, 1, 0, 0], dtype=np.int64)
-    s = rans.encode(x, counts)
-    assert s.k == 8
-    assert (s.freqs[[1, 3, 4, 6, 7]] == 0).all()
-    np.testing.assert_array_equal(rans.decode(s), x)
-    s2 = rans.encode(x, np.array([2, 1, 3, 1, 1, 1, 1, 1]))  # counts may cover more than the data
-    np.testing.assert_array_equal(rans.decode(s2), x)
-
-
-def test_counts_that_do_not_cover_the_indices_raise():
-    x = np.array([0, 2, 2, 5, 2, 1], dtype=np.uint8)
-    with pytest.raises(ValueError, match=r"indices\[5\] = 1 has frequency 0"):
-        rans.encode(x, np.array([2, 0, 3, 0, 0, 1]))
-    with pytest.raises(ValueError, match=r"indices\[3\] = 5 is >= k = 4"):
-        rans.encode(x, np.array([2, 1, 3, 0]))
-    with pytest.raises(ValueError, match=r"value\(s\) >= k = 4; the first is indices\[3\] = 5"):
-        rans.encode(x, 4)
-
-
-def test_torch_input_and_output():
-    x = symbols(300, 5000, "skewed", seed=2)
-    s = rans.encode(torch.from_numpy(x).reshape(50, 100), 300)
-    np.testing.assert_array_equal(s.data, rans.encode(x, 300).data)
-    out = torch.empty(5000, dtype=torch.uint16)
-    assert rans.decode(s, out) is out
-    np.testing.assert_array_equal(out.numpy(), x)
-    s8 = rans.encode(torch.from_numpy(x % 200).to(torch.uint8), 256)
-    out8 = np.empty((50, 100), dtype=np.uint16)
-    rans.decode(s8, out8)
-    np.testing.assert_array_equal(out8.ravel(), x % 200)
-
-
-def test_stream_properties():
+def test_table_bytes_is_the_packed_table_size():
+    """stream.table_bytes is the size of pack_freqs of its model (the other properties: test_coders)."""
     s = rans.encode(np.arange(100, dtype=np.uint16) % 300, 300, chunk_size=40)
-    assert (s.k, s.n_chunks, s.n_symbols, s.chunk_size) == (300, 3, 100, 40)
-    assert s.index_dtype == np.uint16 and s.nbits == 8 * s.data.size
     assert s.table_bytes == rans.pack_freqs(s.freqs, s.scale_bits).size
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        s.n_symbols = 3
-    with pytest.raises(ValueError):
-        s.data[0] = 1  # read-only
 
 
 def test_auto_layout_follows_the_entropy():
@@ -736,102 +649,30 @@ def test_native_encoder_needs_its_bound_and_stays_inside():
     assert not buf[bound:].any()
 
 
-# ---------------------------------------------------------------- argument checks
-def test_encode_argument_errors():
-    x = np.zeros(10, np.uint8)
-    with pytest.raises(TypeError, match="indices must have dtype uint8, uint16; got int32"):
-        rans.encode(np.zeros(10, np.int32), 4)
-    with pytest.raises(ValueError, match="indices must be C-contiguous"):
-        rans.encode(np.zeros((4, 4), np.uint8)[:, ::2], 4)
-    with pytest.raises(ValueError, match="indices must be on the cpu device"):
-        rans.encode(torch.zeros(4, dtype=torch.uint8, device="meta"), 4)
-    with pytest.raises(TypeError, match="indices must be a torch.Tensor or numpy.ndarray, got list"):
-        rans.encode([0, 1], 4)
-    for k in (1, 0, 65537):
-        with pytest.raises(ValueError, match=r"counts_or_k must be in \[2, 65536\]"):
-            rans.encode(x, k)
-    with pytest.raises(TypeError, match="counts_or_k must be an int k or an integer array"):
-        rans.encode(x, 4.0)
-    with pytest.raises(TypeError, match="counts_or_k must have an integer dtype; got float64"):
-        rans.encode(x, np.ones(4))
-    with pytest.raises(ValueError, match="counts_or_k must be >= 0; got -1"):
-        rans.encode(x, np.array([10, -1]))
-    with pytest.raises(ValueError, match="counts_or_k has no non-zero count"):
-        rans.encode(x, np.zeros(4, np.int64))
-    for scale in (0, 21):
-        with pytest.raises(ValueError, match=r"scale_bits must be in \[1, 20\]"):
-            rans.encode(x, 4, scale_bits=scale)
-    with pytest.raises(TypeError, match="scale_bits must be an int"):
-        rans.encode(x, 4, scale_bits=3.0)
-    with pytest.raises(ValueError, match="scale_bits 2 is too small for 5 used symbols"):
-        rans.encode(np.arange(5, dtype=np.uint8), 5, scale_bits=2)
-    with pytest.raises(ValueError, match=r"chunk_size must be in \[1, "):
-        rans.encode(x, 4, chunk_size=0)
-    with pytest.raises(TypeError, match="chunk_size must be an int"):
-        rans.encode(x, 4, chunk_size=True)
-    with pytest.raises(TypeError, match="counts must be an integer array of counts, got int"):
-        rans.quantize_freqs(4)
+# ---------------------------------------------------------------- argument checks (the shared ones: test_coders)
+def test_table_packing_argument_errors():
+    """pack_freqs wants uint32 frequencies, unpack_freqs a numpy array of bytes."""
     with pytest.raises(TypeError, match="freqs must have dtype uint32; got int64"):
         rans.pack_freqs(np.ones(4, np.int64), 2)
     with pytest.raises(TypeError, match="data must be a numpy.ndarray, got bytes"):
         rans.unpack_freqs(b"\x00", 4)
 
 
-def test_decode_argument_errors():
+def test_decode_rejects_a_huffman_stream_and_a_bad_model():
+    """decode refuses a HuffmanStream, int64 frequencies and scale_bits 0."""
     x = symbols(10, 100, "skewed")
     s = rans.encode(x, 10, chunk_size=30)
     with pytest.raises(TypeError, match="stream must be a RansStream, got HuffmanStream"):
         rans.decode(huffman.encode(x, 10))
-    with pytest.raises(TypeError, match="stream.data must have dtype uint8; got int8"):
-        rans.decode(dataclasses.replace(s, data=s.data.view(np.int8)))
     with pytest.raises(TypeError, match="stream.freqs must have dtype uint32; got int64"):
         rans.decode(dataclasses.replace(s, freqs=s.freqs.astype(np.int64)))
-    with pytest.raises(TypeError, match="stream.chunk_offsets must have dtype int64; got int32"):
-        rans.decode(dataclasses.replace(s, chunk_offsets=s.chunk_offsets.astype(np.int32)))
-    with pytest.raises(ValueError, match=r"stream.k must be in \[2, 65536\]"):
-        rans.decode(dataclasses.replace(s, freqs=s.freqs[:1]))
     with pytest.raises(ValueError, match=r"stream.scale_bits must be in \[1, 20\], got 0"):
         rans.decode(dataclasses.replace(s, scale_bits=0))
-    with pytest.raises(ValueError, match=r"must have ceil\(n_symbols / chunk_size\) \+ 1 = 6 entries; got 5"):
-        rans.decode(dataclasses.replace(s, n_symbols=121))
-    with pytest.raises(ValueError, match="stream.chunk_offsets must run from 0 to len"):
-        rans.decode(dataclasses.replace(s, data=s.data[:-1]))
-    with pytest.raises(ValueError, match="out must have stream.n_symbols = 100 elements; got 99"):
-        rans.decode(s, np.empty(99, np.uint8))
-    with pytest.raises(TypeError, match="out must have dtype uint8, uint16; got int64"):
-        rans.decode(s, np.empty(100, np.int64))
-    with pytest.raises(ValueError, match="out must be writeable"):
-        rans.decode(s, np.broadcast_to(np.uint8(0), (100,)))
-    s16 = rans.encode(np.arange(300, dtype=np.uint16), 300)
-    with pytest.raises(TypeError, match="out must have dtype uint16 for k = 300 > 256; got uint8"):
-        rans.decode(s16, np.empty(300, np.uint8))
 
 
 # ---------------------------------------------------------------- decode + gather
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("k,n,chunk,states", [(2, 5, 3, 1), (16, 1_000_003, None, 8), (300, 100_000, 16384, 4),
-                                              (65536, 200_000, 777, 2)])
-def test_decode_gather_equals_decode_then_gather(dtype, k, n, chunk, states, threads):
-    rng = np.random.default_rng(k + n)
-    idx = rng.integers(0, k, n).astype(np.uint8 if k <= 256 else np.uint16)
-    stream = rans.encode(idx, k, chunk_size=chunk, states=states)
-    codebook = rng.normal(size=k).astype(np.float32)
-    want = torch.from_numpy(reference.gather(idx, codebook)).to(dtype)
-    assert torch.equal(rans.decode_gather(stream, codebook, dtype=dtype), want)
-    out = torch.empty(n, dtype=dtype)
-    assert rans.decode_gather(stream, torch.from_numpy(codebook), out=out) is out
-    assert torch.equal(out, want)
-
-
-def test_decode_gather_rejects_symbols_beyond_codebook_and_bad_args():
+def test_decode_gather_takes_a_codebook_as_long_as_the_used_symbols():
+    """A codebook smaller than k is fine when the extra symbols have no frequency."""
     idx = np.array([0, 1, 2, 1], dtype=np.uint8)
-    stream = rans.encode(idx, 3)
-    with pytest.raises(ValueError, match="symbol 2 has a frequency but the codebook holds only 2 values"):
-        rans.decode_gather(stream, np.zeros(2, dtype=np.float32))
-    with pytest.raises(TypeError, match="codebook must have dtype float32"):
-        rans.decode_gather(stream, np.zeros(3))
-    with pytest.raises(ValueError, match="out must have stream.n_symbols = 4 elements"):
-        rans.decode_gather(stream, np.zeros(3, dtype=np.float32), out=torch.empty(3))
-    # a codebook smaller than k is fine when the extra symbols have no frequency
     s = rans.encode(idx, np.array([1, 2, 1, 0, 0]))
     np.testing.assert_array_equal(rans.decode_gather(s, np.array([5, 6, 7], np.float32)).numpy(), [5, 6, 7, 6])
