@@ -11,7 +11,7 @@
 // one bin adds its pairwise sum16 to sub-histogram g % S, other elements add {x, 1} to
 // sub-histogram j % S, a tail shorter than 16 to sub-histogram 0; with hot bins, a full
 // group's elements in a hot bin add to lane j % 16 of the bin's accumulator by a masked add,
-// and the others, compressed into a list, add to sub-histogram (place in the list) % S after
+// and the others, listed by position, add to sub-histogram (place in the list) % S after
 // the block's rule), so results are bit-identical.
 #include "bin_avx512.h"
 
@@ -168,27 +168,47 @@ WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx,
   return bad;
 }
 
+// Positions of the set bits of an 8-bit mask, in increasing order, then zeros: lists the cold
+// elements of half a group with one 16-byte load, add and store (the compress instructions
+// this replaced cost more on the machines measured).
+struct BitPositions {
+  alignas(16) uint16_t at[256][8];
+};
+constexpr BitPositions bit_positions() {
+  BitPositions p{};
+  for (int mask = 0; mask < 256; ++mask)
+    for (int u = 0, n = 0; u < 8; ++u)
+      if (mask >> u & 1) p.at[mask][n++] = uint16_t(u);
+  return p;
+}
+constexpr BitPositions kBitPositions = bit_positions();
+
+// Appends base + (the positions of mask's set bits) to list[n..); returns the new length. The
+// 16-byte store may write up to 7 entries past it, which later appends or the caller ignore.
+inline int64_t list_bits(uint16_t* list, int64_t n, unsigned mask, int64_t base) {
+  const __m128i at = _mm_load_si128(reinterpret_cast<const __m128i*>(kBitPositions.at[mask]));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(list + n), _mm_add_epi16(at, _mm_set1_epi16(short(base))));
+  return n + __builtin_popcount(mask);
+}
+
 // The hot-bin form of fused for H hot bins: one pass of the rule that also adds the hot
-// elements (H compares and 3H masked adds a group: sums and counts) and compresses the other
-// (cold) elements' bin offsets and values into a list; then the listed elements'
+// elements (H compares and 2H masked adds a group, and a popcount per hot bin for its count)
+// and lists the positions of the other (cold) elements; then the listed elements'
 // load-add-stores (on weights, k = 256: four hot bins hold 90% of the elements).
 template <int S, int H, class I>
 WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
                              HotSums& sums, I* idx, SumCount* hist) {
   const Rule16 c = Rule16::of(rule);
-  constexpr int shift = S == 8 ? 7 : 5;  // log2(S * sizeof(SumCount)); S is 8 or 2
   __m512i bin[H];
   __m512d acc_lo[H], acc_hi[H];
-  __m512i count[H];  // per lane, at most kBlock / 16 a block
+  int64_t count[H];
   for (int i = 0; i < H; ++i) {
     bin[i] = _mm512_set1_epi32(int(hot.bin[i]));
     acc_lo[i] = _mm512_load_pd(sums.acc[i]);
     acc_hi[i] = _mm512_load_pd(sums.acc[i] + 8);
-    count[i] = _mm512_setzero_si512();
+    count[i] = 0;
   }
-  const __m512i one = _mm512_set1_epi32(1);
-  alignas(64) uint32_t cold_off[kBlock];  // a group's 16-lane store ends before its own index
-  alignas(64) float cold_x[kBlock];
+  alignas(16) uint16_t cold[kBlock + 8];  // room for list_bits' overrun
   int64_t n_cold = 0, bad = 0;
   const int64_t full = m / 16 * 16;
   for (int64_t j = 0; j < full; j += 16) {
@@ -196,29 +216,27 @@ WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, con
     const __m512i b = index16(v, x + j, c, rule, idx + j, &bad);
     const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
     const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
-    __mmask16 in_hot = 0;
+    unsigned in_hot = 0;
     for (int i = 0; i < H; ++i) {
       const __mmask16 in = _mm512_cmpeq_epi32_mask(b, bin[i]);
       acc_lo[i] = _mm512_mask_add_pd(acc_lo[i], __mmask8(in), acc_lo[i], lo);
       acc_hi[i] = _mm512_mask_add_pd(acc_hi[i], __mmask8(in >> 8), acc_hi[i], hi);
-      count[i] = _mm512_mask_add_epi32(count[i], in, count[i], one);
+      count[i] += __builtin_popcount(in);
       in_hot |= in;
     }
-    const __mmask16 is_cold = __mmask16(~in_hot);
-    const __m512i off = _mm512_slli_epi32(b, shift);
-    _mm512_storeu_si512(cold_off + n_cold, _mm512_maskz_compress_epi32(is_cold, off));
-    _mm512_storeu_ps(cold_x + n_cold, _mm512_maskz_compress_ps(is_cold, v));
-    n_cold += __builtin_popcount(is_cold);
+    const unsigned is_cold = ~in_hot & 0xffffu;
+    n_cold = list_bits(cold, n_cold, is_cold & 0xffu, j);
+    n_cold = list_bits(cold, n_cold, is_cold >> 8, j + 8);
   }
   for (int64_t q = 0; q < n_cold; ++q) {
-    SumCount* bin_q = reinterpret_cast<SumCount*>(reinterpret_cast<char*>(hist) + cold_off[q]);
-    bin_q[q % S] += SumCount{double(cold_x[q]), 1.0};
+    const int64_t j = cold[q];
+    hist[size_t(idx[j]) * S + size_t(q % S)] += SumCount{double(x[j]), 1.0};
   }
   if (full < m) bad += add_tail<S>(x + full, m - full, c, rule, idx + full, hist);
   for (int i = 0; i < H; ++i) {
     _mm512_store_pd(sums.acc[i], acc_lo[i]);
     _mm512_store_pd(sums.acc[i] + 8, acc_hi[i]);
-    sums.count[i] += _mm512_reduce_add_epi32(count[i]);
+    sums.count[i] += count[i];
   }
   return bad;
 }

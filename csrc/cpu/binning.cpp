@@ -89,21 +89,27 @@ int64_t bin_typed(const T* x, int64_t n, float lo, float hi, int64_t k, I* idx, 
   const int subs = sub_histograms(k);
   const bool fused = detail::fused_avx512_applies(rule, k);
   const int64_t nb = block_count(n, k);
-  const size_t per_block = size_t(k) * size_t(subs);
-  std::vector<SumCount> hist(per_block * size_t(nb), SumCount{0.0, 0.0});
+  // Each block fills its own sub-histograms (allocated by the worker: no page faults on a
+  // shared buffer, no serial clearing) and folds them, in order, into its row of hist.
+  std::vector<SumCount> hist(size_t(k) * size_t(nb));
   std::vector<int64_t> bad(size_t(nb), 0);
   parallel_for(nb, [&](int64_t b) {
     int64_t s = n * b / nb, e = n * (b + 1) / nb;
-    bad[size_t(b)] = bin_block(x + s, e - s, rule, fused, idx + s, hist.data() + per_block * b,
-                               k, subs);
+    std::vector<SumCount> subs_hist(size_t(k) * size_t(subs), SumCount{0.0, 0.0});
+    bad[size_t(b)] = bin_block(x + s, e - s, rule, fused, idx + s, subs_hist.data(), k, subs);
+    SumCount* row = hist.data() + size_t(k) * size_t(b);
+    for (int64_t i = 0; i < k; ++i) {
+      SumCount t = subs_hist[size_t(i * subs)];
+      for (int sub = 1; sub < subs; ++sub) t += subs_hist[size_t(i * subs + sub)];
+      row[i] = t;
+    }
   });
-  // Blocks in order, then sub-histograms in order.
-  for (size_t h = 0; h < hist.size(); h += per_block)
-    for (int sub = 0; sub < subs; ++sub)
-      for (int64_t i = 0; i < k; ++i) {
-        sums[i] += hist[h + size_t(i * subs + sub)][0];
-        counts[i] += int64_t(hist[h + size_t(i * subs + sub)][1]);
-      }
+  // Blocks in order.
+  for (size_t h = 0; h < hist.size(); h += size_t(k))
+    for (int64_t i = 0; i < k; ++i) {
+      sums[i] += hist[h + size_t(i)][0];
+      counts[i] += int64_t(hist[h + size_t(i)][1]);
+    }
   int64_t total_bad = 0;
   for (int64_t v : bad) total_bad += v;
   return total_bad;
