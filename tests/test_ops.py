@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import wsc
@@ -62,6 +62,31 @@ def test_bin_uniform_edges_exact(device):
     np.testing.assert_array_equal(host(got.counts), counts)
     assert got_idx[near == np.float32(hi)].max() == k - 1
     assert got_idx[near == np.float32(-5)].max() == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bin_uniform_near_edges_property(device):
+    """Values within 4 ulps of the bin edges of random ranges (near and far from zero, k up to
+    the fused kernel's 4096) get the rule's bin bit for bit: the float32 fast paths must
+    recompute exactly every lane their rounding cannot decide."""
+    @settings(max_examples=60 if device == "cpu" else 30, deadline=None)
+    @given(st.floats(-1e4, 1e4, width=32), st.floats(2.0**-10, 1e4, width=32), st.integers(2, 4096),
+           st.integers(0, 2**32 - 1))
+    def check(lo, span, k, seed):
+        hi = np.float32(lo + span)
+        assume(np.isfinite(hi) and hi > np.float32(lo))
+        lo = np.float32(lo)
+        edges = (np.float64(lo) + (np.float64(hi) - np.float64(lo)) / k * np.arange(k + 1)).astype(np.float32)
+        picked = np.random.default_rng(seed).choice(edges, size=min(k + 1, 64), replace=False)
+        steps = np.arange(-4, 5, dtype=np.int32)
+        near = (picked.view(np.int32)[:, None] + steps).ravel().view(np.float32)
+        x = np.concatenate([near[np.isfinite(near)], [lo, hi]]).astype(np.float32)
+        got = wsc.ops.bin_uniform(on(x, device), k, float(lo), float(hi))
+        idx, counts, _ = ref.bin_uniform(x, k, float(lo), float(hi))
+        np.testing.assert_array_equal(host(got.indices).astype(np.int64), idx.astype(np.int64))
+        np.testing.assert_array_equal(host(got.counts), counts)
+
+    check()
 
 
 @pytest.mark.parametrize("device", DEVICES)

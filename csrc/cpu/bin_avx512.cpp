@@ -1,11 +1,13 @@
 // Fused AVX-512 uniform binning: float32 index rule, index store, per-bin sums and counts over
 // a block of up to kBlock elements, 16 at a time.
 //
-// Index rule in float32: t = (x - lo) * inv, clamped to [-0.5, k - 0.5] and truncated. Three
-// float32 roundings put t within 3 * 2^-24 * |t| <= 3 * 2^-24 * (k + 1) of the rule's
-// double-precision t, so floor(t) can only disagree with the rule when t lies within
-// eps = (k + 1) * 2^-22 of an integer; such lanes (and NaN/Inf inputs) are recomputed with the
-// rule's exact division. Beyond the clamps both give bin 0 or k - 1.
+// Index rule in float32: t = (x - lo) * inv + e with one fused multiply-add, e = (k + 2) * 2^-21,
+// clamped to [0.5, k - 0.5] and truncated. Three float32 roundings put t within
+// 3 * 2^-24 * (k + 2) of the exact (x - lo) / width + e, so trunc(t) is the rule's bin unless
+// t lies within 2e above an integer: those lanes, found as trunc(t - 2e) != trunc(t) (the
+// subtraction's rounding, at most 2^-24 * k, stays within the margin e - 3 * 2^-24 * (k + 2)),
+// and NaN/Inf inputs are recomputed with the rule's exact division. Beyond the clamps both
+// give bin 0 or k - 1.
 //
 // Sums and counts: the additions of bin_accumulate.cpp in the same order (a group of 16 in
 // one bin adds its pairwise sum16 to sub-histogram g % S, other elements add {x, 1} to
@@ -36,23 +38,24 @@ bool fused_avx512_applies(const BinRule& rule, int64_t k) {
 namespace {
 
 struct Rule16 {
-  __m512 lo, inv, below, above, eps;
+  __m512 lo, inv, e, below, above, two_e;
 
   WSC_AVX512 static Rule16 of(const BinRule& rule) {
-    return {_mm512_set1_ps(float(rule.lo)), _mm512_set1_ps(float(rule.inv)),
-            _mm512_set1_ps(-0.5f), _mm512_set1_ps(float(rule.top) + 0.5f),
-            _mm512_set1_ps(float(rule.top + 2.0) * 0x1p-22f)};
+    const float e = float(rule.top + 3.0) * 0x1p-21f;  // (k + 2) * 2^-21, exact
+    return {_mm512_set1_ps(float(rule.lo)), _mm512_set1_ps(float(rule.inv)), _mm512_set1_ps(e),
+            _mm512_set1_ps(0.5f), _mm512_set1_ps(float(rule.top) + 0.5f), _mm512_set1_ps(2.0f * e)};
   }
 };
 
 // Bin indices of the 16 lanes of v; *redo gets the lanes the float32 rule cannot decide.
 WSC_AVX512 inline __m512i rule16(__m512 v, const Rule16& c, __mmask16* redo) {
-  __m512 t = _mm512_mul_ps(_mm512_sub_ps(v, c.lo), c.inv);
+  __m512 t = _mm512_fmadd_ps(_mm512_sub_ps(v, c.lo), c.inv, c.e);
   t = _mm512_min_ps(_mm512_max_ps(t, c.below), c.above);
-  // |t - round(t)| (vreduceps, round to nearest); NaN/Inf inputs are caught by class.
-  const __m512 d = _mm512_abs_ps(_mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  *redo = _mm512_cmp_ps_mask(d, c.eps, _CMP_LE_OQ) | _mm512_fpclass_ps_mask(v, 0x99);
-  return _mm512_cvttps_epi32(t);
+  const __m512i b = _mm512_cvttps_epi32(t);
+  // t within 2e above an integer; NaN/Inf inputs are caught by class.
+  *redo = _mm512_cmpneq_epi32_mask(_mm512_cvttps_epi32(_mm512_sub_ps(t, c.two_e)), b) |
+          _mm512_fpclass_ps_mask(v, 0x99);
+  return b;
 }
 
 // 16 indices packed into uint8 or uint16 lanes of a vector register.
