@@ -67,8 +67,8 @@ def test_bin_uniform_edges_exact(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_bin_uniform_near_edges_property(device):
     """Values within 4 ulps of the bin edges of random ranges (near and far from zero, k up to
-    the fused kernel's 4096) get the rule's bin bit for bit: the float32 fast paths must
-    recompute exactly every lane their rounding cannot decide."""
+    the fused kernel's 4096), and values far outside, get the rule's bin bit for bit: the
+    float32 fast paths must recompute exactly every lane their rounding cannot decide."""
     @settings(max_examples=60 if device == "cpu" else 30, deadline=None)
     @given(st.floats(-1e4, 1e4, width=32), st.floats(2.0**-10, 1e4, width=32), st.integers(2, 4096),
            st.integers(0, 2**32 - 1))
@@ -80,7 +80,8 @@ def test_bin_uniform_near_edges_property(device):
         picked = np.random.default_rng(seed).choice(edges, size=min(k + 1, 64), replace=False)
         steps = np.arange(-4, 5, dtype=np.int32)
         near = (picked.view(np.int32)[:, None] + steps).ravel().view(np.float32)
-        x = np.concatenate([near[np.isfinite(near)], [lo, hi]]).astype(np.float32)
+        outside = [lo - span / 3, hi + span / 3, -3e38, 3e38]  # clamped to bins 0 and k - 1
+        x = np.concatenate([near[np.isfinite(near)], [lo, hi], outside]).astype(np.float32)
         got = wsc.ops.bin_uniform(on(x, device), k, float(lo), float(hi))
         idx, counts, _ = ref.bin_uniform(x, k, float(lo), float(hi))
         np.testing.assert_array_equal(host(got.indices).astype(np.int64), idx.astype(np.int64))

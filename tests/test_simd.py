@@ -107,6 +107,28 @@ def test_bin_uniform_hot_bins_change_and_levels_agree(level, dtype, k, threads):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("k", [16, 256, 4096])
+def test_bin_uniform_clipped_runs_levels_agree(level, k):
+    """A range that clips a quarter of some 1024-weight chunks and none of others: the fused
+    kernel switches between its unclamped and clamped rules (csrc/cpu/bin_avx512.h,
+    RuleChoice) and must give the scalar level's indices, counts and sums bit for bit."""
+    rng = np.random.default_rng(k)
+    runs = [rng.laplace(0.0, 0.05 if i % 3 else 0.2, 1024 * int(rng.integers(1, 40))) for i in range(12)]
+    x = np.concatenate(runs).astype(np.float32)
+    lo, hi = -0.15, 0.2
+    assert 0.05 < float(np.mean((x < lo) | (x > hi))) < 0.3
+    want = at_level(SCALAR, wsc.ops.bin_uniform, x, k, lo, hi)
+    got = at_level(level, wsc.ops.bin_uniform, x, k, lo, hi)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.counts, want.counts)
+    np.testing.assert_array_equal(got.sums, want.sums)
+    idx, counts, sums = ref.bin_uniform(x, k, lo, hi)
+    np.testing.assert_array_equal(want.indices.astype(np.int64), idx.astype(np.int64))
+    np.testing.assert_array_equal(want.counts, counts)
+    np.testing.assert_allclose(want.sums, sums, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_bin_uniform_levels_equal_scalar_on_nan(level):
     x = weights_like(5000, seed=1)
     x[4321] = np.nan

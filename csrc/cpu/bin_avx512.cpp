@@ -7,7 +7,10 @@
 // t lies within 2e above an integer: those lanes, found as trunc(t - 2e) != trunc(t) (the
 // subtraction's rounding, at most 2^-24 * k, stays within the margin e - 3 * 2^-24 * (k + 2)),
 // and NaN/Inf inputs are recomputed with the rule's exact division. Beyond the clamps both
-// give bin 0 or k - 1.
+// give bin 0 or k - 1. A group is first tried without the clamps: where trunc(t) lies in
+// [0, k) and equals trunc(t - 2e), it is the rule's bin by the same margin (for t in (-1, 2e)
+// both truncate to 0, and the rule clamps to 0); any other lane (outside [lo, hi], NaN/Inf:
+// truncation gives INT_MIN) sends the group through the clamped rule.
 //
 // Sums and counts: the additions of bin_accumulate.cpp in the same order (a group of 16 in
 // one bin adds its pairwise sum16 to sub-histogram g % S, other elements add {x, 1} to
@@ -39,11 +42,13 @@ namespace {
 
 struct Rule16 {
   __m512 lo, inv, e, below, above, two_e;
+  __m512i k;
 
   WSC_AVX512 static Rule16 of(const BinRule& rule) {
     const float e = float(rule.top + 3.0) * 0x1p-21f;  // (k + 2) * 2^-21, exact
     return {_mm512_set1_ps(float(rule.lo)), _mm512_set1_ps(float(rule.inv)), _mm512_set1_ps(e),
-            _mm512_set1_ps(0.5f), _mm512_set1_ps(float(rule.top) + 0.5f), _mm512_set1_ps(2.0f * e)};
+            _mm512_set1_ps(0.5f), _mm512_set1_ps(float(rule.top) + 0.5f), _mm512_set1_ps(2.0f * e),
+            _mm512_set1_epi32(int(rule.top) + 1)};
   }
 };
 
@@ -55,6 +60,16 @@ WSC_AVX512 inline __m512i rule16(__m512 v, const Rule16& c, __mmask16* redo) {
   // t within 2e above an integer; NaN/Inf inputs are caught by class.
   *redo = _mm512_cmpneq_epi32_mask(_mm512_cvttps_epi32(_mm512_sub_ps(t, c.two_e)), b) |
           _mm512_fpclass_ps_mask(v, 0x99);
+  return b;
+}
+
+// rule16 without the clamps and the class test (5% faster on weights): *check gets the lanes
+// it cannot decide, among them every lane outside [lo, hi] and every NaN/Inf.
+WSC_AVX512 inline __m512i rule16_inside(__m512 v, const Rule16& c, __mmask16* check) {
+  const __m512 t = _mm512_fmadd_ps(_mm512_sub_ps(v, c.lo), c.inv, c.e);
+  const __m512i b = _mm512_cvttps_epi32(t);
+  *check = _mm512_cmpneq_epi32_mask(_mm512_cvttps_epi32(_mm512_sub_ps(t, c.two_e)), b) |
+           _mm512_cmpge_epu32_mask(b, c.k);
   return b;
 }
 
@@ -87,16 +102,32 @@ int64_t redo_lanes(const float* x, __mmask16 redo, const BinRule& rule, I* idx) 
   return bad;
 }
 
+// A chunk's use of index16: whether it tries rule16_inside first, how many groups then needed
+// the clamped rule16, and how many NaN/Inf inputs it met.
+struct IndexRun {
+  bool inside_first;
+  int64_t clamped = 0, bad = 0;
+};
+
 // The bin indices of the 16 values v = x[0..16), stored to idx[0..16) and returned, the lanes
-// the float32 rule cannot decide recomputed exactly (their NaN/Inf inputs counted into *bad).
+// the float32 rule cannot decide recomputed exactly (their NaN/Inf inputs counted in run.bad).
 template <class I>
 WSC_AVX512 inline __m512i index16(__m512 v, const float* x, const Rule16& c, const BinRule& rule,
-                                  I* idx, int64_t* bad) {
+                                  I* idx, IndexRun& run) {
+  if (__builtin_expect(run.inside_first, 1)) {
+    __mmask16 check;
+    const __m512i inside = rule16_inside(v, c, &check);
+    if (__builtin_expect(check == 0, 1)) {
+      Packed<I>::of(inside).store(idx);
+      return inside;
+    }
+    ++run.clamped;
+  }
   __mmask16 redo;
   const __m512i b = rule16(v, c, &redo);
   Packed<I>::of(b).store(idx);
-  if (__builtin_expect(redo == 0, 1)) return b;
-  *bad += redo_lanes(x, redo, rule, idx);
+  if (redo == 0) return b;
+  run.bad += redo_lanes(x, redo, rule, idx);
   return Packed<I>::load(idx).widen();
 }
 
@@ -142,7 +173,8 @@ WSC_AVX512 inline void add16(__m512 v, const uint32_t* off, SumCount* hist,
 // the additions, which thus do not wait on the rule of their group (measured: 25% faster than
 // one pass when most groups span several bins).
 template <int S, class I>
-WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx, SumCount* hist) {
+WSC_AVX512 void fused(const float* x, int64_t m, const BinRule& rule, I* idx, SumCount* hist,
+                      IndexRun& run) {
   const Rule16 c = Rule16::of(rule);
   constexpr int shift = S == 8 ? 7 : (S == 2 ? 5 : 4);  // log2(S * sizeof(SumCount))
   // Byte offset of lane u's sub-histogram: (u % S) * sizeof(SumCount).
@@ -152,9 +184,8 @@ WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx,
   alignas(64) uint32_t off[kBlock];
   bool one[kBlock / 16];
   const int64_t full = m / 16 * 16;
-  int64_t bad = 0;
   for (int64_t j = 0; j < full; j += 16) {
-    const __m512i b = index16(_mm512_loadu_ps(x + j), x + j, c, rule, idx + j, &bad);
+    const __m512i b = index16(_mm512_loadu_ps(x + j), x + j, c, rule, idx + j, run);
     const __m512i first = _mm512_broadcastd_epi32(_mm512_castsi512_si128(b));
     one[j / 16] = _mm512_cmpneq_epi32_mask(b, first) == 0;
     _mm512_store_si512(off + j, _mm512_add_epi32(_mm512_slli_epi32(b, shift), sub_off));
@@ -167,8 +198,7 @@ WSC_AVX512 int64_t fused(const float* x, int64_t m, const BinRule& rule, I* idx,
       add16(v, off + j, hist, std::make_integer_sequence<int, 16>());
     }
   }
-  if (full < m) bad += add_tail<S>(x + full, m - full, c, rule, idx + full, hist);
-  return bad;
+  if (full < m) run.bad += add_tail<S>(x + full, m - full, c, rule, idx + full, hist);
 }
 
 // Positions of the set bits of an 8-bit mask, in increasing order, then zeros: lists the cold
@@ -199,8 +229,8 @@ inline int64_t list_bits(uint16_t* list, int64_t n, unsigned mask, int64_t base)
 // and lists the positions of the other (cold) elements; then the listed elements'
 // load-add-stores (on weights, k = 256: four hot bins hold 90% of the elements).
 template <int S, int H, class I>
-WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
-                             HotSums& sums, I* idx, SumCount* hist) {
+WSC_AVX512 void fused_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
+                          HotSums& sums, I* idx, SumCount* hist, IndexRun& run) {
   const Rule16 c = Rule16::of(rule);
   __m512i bin[H];
   __m512d acc_lo[H], acc_hi[H];
@@ -213,11 +243,11 @@ WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, con
   }
   const __m512d one = _mm512_set1_pd(1.0);
   alignas(16) uint16_t cold[kBlock + 8];  // room for list_bits' overrun
-  int64_t n_cold = 0, bad = 0;
+  int64_t n_cold = 0;
   const int64_t full = m / 16 * 16;
   for (int64_t j = 0; j < full; j += 16) {
     const __m512 v = _mm512_loadu_ps(x + j);
-    const __m512i b = index16(v, x + j, c, rule, idx + j, &bad);
+    const __m512i b = index16(v, x + j, c, rule, idx + j, run);
     // Converted from memory (no extract); the upper half added as x * 1 + acc, which rounds
     // as acc + x does, on the multiply-add pipes rather than the adders (3% faster).
     const __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x + j));
@@ -238,51 +268,54 @@ WSC_AVX512 int64_t fused_hot(const float* x, int64_t m, const BinRule& rule, con
     const int64_t j = cold[q];
     hist[size_t(idx[j]) * S + size_t(q % S)] += SumCount{double(x[j]), 1.0};
   }
-  if (full < m) bad += add_tail<S>(x + full, m - full, c, rule, idx + full, hist);
+  if (full < m) run.bad += add_tail<S>(x + full, m - full, c, rule, idx + full, hist);
   for (int i = 0; i < H; ++i) {
     _mm512_store_pd(sums.acc[i], acc_lo[i]);
     _mm512_store_pd(sums.acc[i] + 8, acc_hi[i]);
     sums.count[i] += count[i];
   }
-  return bad;
 }
 
 // Hot bins come only with k <= kMaxHotK, so with 8 or 2 sub-histograms (binning.cpp).
 template <class I>
-int64_t with_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
-                 HotSums& sums, I* idx, int subs, SumCount* hist) {
+void with_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot, HotSums& sums,
+              I* idx, int subs, SumCount* hist, IndexRun& run) {
   check(subs == 8 || subs == 2, "bin_uniform: hot bins need 8 or 2 sub-histograms");
   switch (hot.n * 2 + (subs == 8)) {
-    case 2: return fused_hot<2, 1>(x, m, rule, hot, sums, idx, hist);
-    case 3: return fused_hot<8, 1>(x, m, rule, hot, sums, idx, hist);
-    case 4: return fused_hot<2, 2>(x, m, rule, hot, sums, idx, hist);
-    case 5: return fused_hot<8, 2>(x, m, rule, hot, sums, idx, hist);
-    case 6: return fused_hot<2, 3>(x, m, rule, hot, sums, idx, hist);
-    case 7: return fused_hot<8, 3>(x, m, rule, hot, sums, idx, hist);
-    case 8: return fused_hot<2, 4>(x, m, rule, hot, sums, idx, hist);
-    case 9: return fused_hot<8, 4>(x, m, rule, hot, sums, idx, hist);
+    case 2: return fused_hot<2, 1>(x, m, rule, hot, sums, idx, hist, run);
+    case 3: return fused_hot<8, 1>(x, m, rule, hot, sums, idx, hist, run);
+    case 4: return fused_hot<2, 2>(x, m, rule, hot, sums, idx, hist, run);
+    case 5: return fused_hot<8, 2>(x, m, rule, hot, sums, idx, hist, run);
+    case 6: return fused_hot<2, 3>(x, m, rule, hot, sums, idx, hist, run);
+    case 7: return fused_hot<8, 3>(x, m, rule, hot, sums, idx, hist, run);
+    case 8: return fused_hot<2, 4>(x, m, rule, hot, sums, idx, hist, run);
+    case 9: return fused_hot<8, 4>(x, m, rule, hot, sums, idx, hist, run);
   }
   throw std::logic_error("bin_uniform: 1 to 4 hot bins expected");
 }
 
 template <class I>
 int64_t dispatch(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
-                 HotSums& sums, I* idx, int subs, SumCount* hist) {
-  if (hot.n > 0) return with_hot(x, m, rule, hot, sums, idx, subs, hist);
-  if (subs == 8) return fused<8>(x, m, rule, idx, hist);
-  if (subs == 2) return fused<2>(x, m, rule, idx, hist);
-  return fused<1>(x, m, rule, idx, hist);
+                 HotSums& sums, I* idx, int subs, SumCount* hist, RuleChoice& choice) {
+  IndexRun run{choice.clamped_chunks == 0};
+  if (hot.n > 0) with_hot(x, m, rule, hot, sums, idx, subs, hist, run);
+  else if (subs == 8) fused<8>(x, m, rule, idx, hist, run);
+  else if (subs == 2) fused<2>(x, m, rule, idx, hist, run);
+  else fused<1>(x, m, rule, idx, hist, run);
+  if (!run.inside_first) --choice.clamped_chunks;
+  else if (run.clamped * 8 > m / 16) choice.clamped_chunks = RuleChoice::kClampedChunks;
+  return run.bad;
 }
 
 }  // namespace
 
 int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
-                         HotSums& sums, uint8_t* idx, int subs, SumCount* hist) {
-  return dispatch(x, m, rule, hot, sums, idx, subs, hist);
+                         HotSums& sums, uint8_t* idx, int subs, SumCount* hist, RuleChoice& choice) {
+  return dispatch(x, m, rule, hot, sums, idx, subs, hist, choice);
 }
 int64_t bin_fused_avx512(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
-                         HotSums& sums, uint16_t* idx, int subs, SumCount* hist) {
-  return dispatch(x, m, rule, hot, sums, idx, subs, hist);
+                         HotSums& sums, uint16_t* idx, int subs, SumCount* hist, RuleChoice& choice) {
+  return dispatch(x, m, rule, hot, sums, idx, subs, hist, choice);
 }
 #endif
 

@@ -51,6 +51,7 @@ int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, bool fused
   const int64_t refresh = hot_refresh(k);
   detail::HotBins hot;
   detail::HotSums sums;
+  detail::RuleChoice choice;
   for (int64_t s = 0, step = 0; s < m; s += detail::kBlock, ++step) {
     const int64_t len = std::min(detail::kBlock, m - s);
     if (refresh > 0 && step % refresh == 1) {
@@ -66,7 +67,7 @@ int64_t bin_block(const T* x, int64_t m, const detail::BinRule& rule, bool fused
     }
 #if WSC_X86_SIMD
     if (fused) {
-      bad += detail::bin_fused_avx512(xf, len, rule, hot, sums, idx + s, subs, hist);
+      bad += detail::bin_fused_avx512(xf, len, rule, hot, sums, idx + s, subs, hist, choice);
       continue;
     }
 #endif
