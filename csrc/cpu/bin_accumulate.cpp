@@ -9,6 +9,7 @@
 
 #include "bin_rule.h"
 #include "simd_arch.h"
+#include "wsc/common.h"
 #include "wsc/simd.h"
 
 namespace wsc {
@@ -64,19 +65,10 @@ void accumulate_with(const float* x, const uint32_t* bins, int64_t m, const uint
   add_elements<1>(x + j, bins + j, m - j, S, hist);
 }
 
-// The listed (cold) elements x[cold[c]], in order, each to sub-histogram c % subs of its bin.
-void add_cold(const float* x, const uint32_t* bins, const uint32_t* cold, int64_t n_cold, int subs,
-              SumCount* hist) {
-  for (int64_t c = 0; c < n_cold; ++c) {
-    const int64_t j = cold[c];
-    hist[size_t(bins[j]) * size_t(subs) + size_t(c % subs)] += SumCount{double(x[j]), 1.0};
-  }
-}
-
 // The hot-bin form of accumulate, without branches: every element of the full groups adds
 // {x, 1} to lane j % 16 of its slot (the cold ones to a spare row, never read), so a hot bin's
 // lanes get exactly the additions of the AVX-512 kernel's masked adds; the cold elements are
-// listed and then added to the histogram (add_cold).
+// listed and then added to the histogram (add_listed; hot bins come with 8 or 2 sub-histograms).
 void accumulate_hot(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
                     HotSums& sums, SumCount* hist) {
   SumCount acc[kMaxHot + 1][16] = {};  // rows past hot.n are never hit (slot says so)
@@ -97,7 +89,9 @@ void accumulate_hot(const float* x, const uint32_t* bins, int64_t m, int subs, c
       sums.acc[i][u] = acc[i][u][0];
       sums.count[i] += int64_t(acc[i][u][1]);
     }
-  add_cold(x, bins, cold, n_cold, subs, hist);
+  check(subs == 8 || subs == 2, "bin_uniform: hot bins need 8 or 2 sub-histograms");
+  if (subs == 8) add_listed<8>(x, bins, cold, n_cold, hist);
+  else add_listed<2>(x, bins, cold, n_cold, hist);
   add_elements<1>(x + full, bins + full, m - full, subs, hist);
 }
 

@@ -51,6 +51,18 @@ void add_hot(const HotBins& hot, HotSums& sums, int subs, SumCount* hist);
 void accumulate(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
                 HotSums& sums, SumCount* hist);
 
+// The listed elements x[list[c]], in order of c, each {x, 1} to sub-histogram c % S of its bin
+// bins[list[c]]: the cold elements of the hot-bin path, shared by the AVX-512 kernel and its
+// portable twin so both add them in the same order.
+template <int S, class Bin, class Pos>
+inline void add_listed(const float* x, const Bin* bins, const Pos* list, int64_t n,
+                       SumCount* hist) {
+  for (int64_t c = 0; c < n; ++c) {
+    const int64_t j = list[c];
+    hist[size_t(bins[j]) * S + size_t(c % S)] += SumCount{double(x[j]), 1.0};
+  }
+}
+
 // The pairwise sum of 16 doubles in place: v[u] += v[u + w] for w = 8, 4, 2, 1; returns v[0].
 inline double tree16(double* v) {
   for (int w = 8; w >= 1; w /= 2)
