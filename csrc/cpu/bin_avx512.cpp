@@ -52,24 +52,30 @@ struct Rule16 {
   }
 };
 
+// t = (x - lo) * inv + e of the 16 lanes of v (one rounding after the subtraction's).
+WSC_AVX512 inline __m512 ticks16(__m512 v, const Rule16& c) {
+  return _mm512_fmadd_ps(_mm512_sub_ps(v, c.lo), c.inv, c.e);
+}
+
+// The lanes where b = trunc(t) may not be the rule's bin: t within 2e above an integer.
+WSC_AVX512 inline __mmask16 near_edge16(__m512 t, __m512i b, const Rule16& c) {
+  return _mm512_cmpneq_epi32_mask(_mm512_cvttps_epi32(_mm512_sub_ps(t, c.two_e)), b);
+}
+
 // Bin indices of the 16 lanes of v; *redo gets the lanes the float32 rule cannot decide.
 WSC_AVX512 inline __m512i rule16(__m512 v, const Rule16& c, __mmask16* redo) {
-  __m512 t = _mm512_fmadd_ps(_mm512_sub_ps(v, c.lo), c.inv, c.e);
-  t = _mm512_min_ps(_mm512_max_ps(t, c.below), c.above);
+  const __m512 t = _mm512_min_ps(_mm512_max_ps(ticks16(v, c), c.below), c.above);
   const __m512i b = _mm512_cvttps_epi32(t);
-  // t within 2e above an integer; NaN/Inf inputs are caught by class.
-  *redo = _mm512_cmpneq_epi32_mask(_mm512_cvttps_epi32(_mm512_sub_ps(t, c.two_e)), b) |
-          _mm512_fpclass_ps_mask(v, 0x99);
+  *redo = near_edge16(t, b, c) | _mm512_fpclass_ps_mask(v, 0x99);  // NaN/Inf by class
   return b;
 }
 
 // rule16 without the clamps and the class test (5% faster on weights): *check gets the lanes
 // it cannot decide, among them every lane outside [lo, hi] and every NaN/Inf.
 WSC_AVX512 inline __m512i rule16_inside(__m512 v, const Rule16& c, __mmask16* check) {
-  const __m512 t = _mm512_fmadd_ps(_mm512_sub_ps(v, c.lo), c.inv, c.e);
+  const __m512 t = ticks16(v, c);
   const __m512i b = _mm512_cvttps_epi32(t);
-  *check = _mm512_cmpneq_epi32_mask(_mm512_cvttps_epi32(_mm512_sub_ps(t, c.two_e)), b) |
-           _mm512_cmpge_epu32_mask(b, c.k);
+  *check = near_edge16(t, b, c) | _mm512_cmpge_epu32_mask(b, c.k);
   return b;
 }
 
@@ -264,10 +270,7 @@ WSC_AVX512 void fused_hot(const float* x, int64_t m, const BinRule& rule, const 
     n_cold = list_bits(cold, n_cold, is_cold & 0xffu, j);
     n_cold = list_bits(cold, n_cold, is_cold >> 8, j + 8);
   }
-  for (int64_t q = 0; q < n_cold; ++q) {
-    const int64_t j = cold[q];
-    hist[size_t(idx[j]) * S + size_t(q % S)] += SumCount{double(x[j]), 1.0};
-  }
+  add_listed<S>(x, idx, cold, n_cold, hist);
   if (full < m) run.bad += add_tail<S>(x + full, m - full, c, rule, idx + full, hist);
   for (int i = 0; i < H; ++i) {
     _mm512_store_pd(sums.acc[i], acc_lo[i]);
