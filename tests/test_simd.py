@@ -156,6 +156,26 @@ def test_gather_levels_equal_scalar(level, out_dtype, k, n, threads):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("k", [16, 33, 64])
+@pytest.mark.parametrize("shift", [0, 1, 13])
+def test_gather_streamed_output_levels_equal_scalar(level, k, shift):
+    """A float32 output of 32 MiB or more is written with streamed stores from its first 64-byte
+    boundary on: a caller buffer starting `shift` floats past one must still be filled whole."""
+    n = (32 << 20) // 4 + 101
+    rng = np.random.default_rng(k + shift)
+    codebook = rng.normal(size=k).astype(np.float32)
+    idx = rng.integers(0, k, size=n).astype(np.uint8)
+    want = codebook[idx]
+    for lv in (SCALAR, level):
+        base = np.full(n + 16 + shift, np.nan, dtype=np.float32)
+        start = (-(base.ctypes.data // 4)) % 16 + shift  # `shift` floats past a 64-byte boundary
+        out = base[start:start + n]
+        at_level(lv, wsc.ops.gather, idx, codebook, out=out)
+        assert np.array_equal(out, want)
+        assert np.isnan(base[:start]).all() and np.isnan(base[start + n:]).all()
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_gather_levels_reject_bad_index(level):
     idx = np.zeros(1000, dtype=np.uint8)
     idx[999] = 16

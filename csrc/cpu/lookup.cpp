@@ -1,6 +1,7 @@
 // SIMD kernels of detail::Lookup. Each register lookup permutes 32-bit entries (a 2-byte
 // codebook zero-extended), then stores 32-bit lanes or narrows them to 16 bits, so the bits
-// written are exactly the table's: the scalar loop gives the same output.
+// written are exactly the table's: the scalar loop gives the same output. Streamed stores
+// (4-byte outputs, destination 64-byte aligned by the caller) end with a store fence.
 #include "lookup.h"
 
 #include "simd_arch.h"
@@ -18,8 +19,9 @@ WSC_AVX512 inline __m512i load16(const uint8_t* p) {
 }
 WSC_AVX512 inline __m512i load16(const uint32_t* p) { return _mm512_loadu_si512(p); }
 
-template <int T, int Bytes, class I>
+template <int T, int Bytes, bool Stream, class I>
 WSC_AVX512 int64_t lookup_avx512(const I* idx, int64_t n, const uint32_t* bits, void* out) {
+  static_assert(!Stream || Bytes == 4, "streamed stores write 4-byte outputs");
   const __m512i t0 = _mm512_loadu_si512(bits), t1 = _mm512_loadu_si512(bits + 16);
   const __m512i t2 = _mm512_loadu_si512(bits + 32), t3 = _mm512_loadu_si512(bits + 48);
   int64_t i = 0;
@@ -35,12 +37,15 @@ WSC_AVX512 int64_t lookup_avx512(const I* idx, int64_t n, const uint32_t* bits, 
       r = _mm512_mask_blend_epi32(high, _mm512_permutex2var_epi32(t0, v, t1),
                                   _mm512_permutex2var_epi32(t2, v, t3));
     }
-    if constexpr (Bytes == 4)
+    if constexpr (Stream)
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(static_cast<uint32_t*>(out) + i), r);
+    else if constexpr (Bytes == 4)
       _mm512_storeu_si512(static_cast<uint32_t*>(out) + i, r);
     else
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<uint16_t*>(out) + i),
                           _mm512_cvtepi32_epi16(r));
   }
+  if constexpr (Stream) _mm_sfence();
   return i;
 }
 
@@ -59,8 +64,9 @@ WSC_AVX2 inline __m256i select_bit(__m256i v, __m256i a, __m256i b) {
       _mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), sign));
 }
 
-template <int T, int Bytes, class I>
+template <int T, int Bytes, bool Stream, class I>
 WSC_AVX2 int64_t lookup_avx2(const I* idx, int64_t n, const uint32_t* bits, void* out) {
+  static_assert(!Stream || Bytes == 4, "streamed stores write 4-byte outputs");
   const __m256i* t = reinterpret_cast<const __m256i*>(bits);
   const __m256i t0 = _mm256_loadu_si256(t), t1 = _mm256_loadu_si256(t + 1);
   const __m256i t2 = _mm256_loadu_si256(t + 2), t3 = _mm256_loadu_si256(t + 3);
@@ -75,35 +81,46 @@ WSC_AVX2 int64_t lookup_avx2(const I* idx, int64_t n, const uint32_t* bits, void
                                        _mm256_permutevar8x32_epi32(t3, v));
       r = select_bit<4>(v, r, r2);
     }
-    if constexpr (Bytes == 4)
+    if constexpr (Stream)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(static_cast<uint32_t*>(out) + i), r);
+    else if constexpr (Bytes == 4)
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<uint32_t*>(out) + i), r);
     else
       _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i),
                        _mm_packus_epi32(_mm256_castsi256_si128(r),
                                         _mm256_extracti128_si256(r, 1)));
   }
+  if constexpr (Stream) _mm_sfence();
   return i;
 }
 
-template <int Bytes, class I>
-int64_t lookup_simd(SimdLevel level, const I* idx, int64_t n, int64_t k, const uint32_t* bits,
-                    void* out) {
+template <int Bytes, bool Stream, class I>
+int64_t lookup_level(SimdLevel level, const I* idx, int64_t n, int64_t k, const uint32_t* bits,
+                     void* out) {
   if (level == SimdLevel::Avx512) {
-    if (k <= 16) return lookup_avx512<1, Bytes>(idx, n, bits, out);
-    if (k <= 32) return lookup_avx512<2, Bytes>(idx, n, bits, out);
-    if (k <= 64) return lookup_avx512<4, Bytes>(idx, n, bits, out);
+    if (k <= 16) return lookup_avx512<1, Bytes, Stream>(idx, n, bits, out);
+    if (k <= 32) return lookup_avx512<2, Bytes, Stream>(idx, n, bits, out);
+    if (k <= 64) return lookup_avx512<4, Bytes, Stream>(idx, n, bits, out);
   } else if (level == SimdLevel::Avx2) {
-    if (k <= 8) return lookup_avx2<1, Bytes>(idx, n, bits, out);
-    if (k <= 16) return lookup_avx2<2, Bytes>(idx, n, bits, out);
-    if (k <= 32) return lookup_avx2<4, Bytes>(idx, n, bits, out);
+    if (k <= 8) return lookup_avx2<1, Bytes, Stream>(idx, n, bits, out);
+    if (k <= 16) return lookup_avx2<2, Bytes, Stream>(idx, n, bits, out);
+    if (k <= 32) return lookup_avx2<4, Bytes, Stream>(idx, n, bits, out);
   }
   return 0;
+}
+
+template <int Bytes, class I>
+int64_t lookup_simd(SimdLevel level, bool stream, const I* idx, int64_t n, int64_t k,
+                    const uint32_t* bits, void* out) {
+  if constexpr (Bytes == 4)
+    if (stream) return lookup_level<4, true>(level, idx, n, k, bits, out);
+  return lookup_level<Bytes, false>(level, idx, n, k, bits, out);
 }
 
 #else
 
 template <int Bytes, class I>
-int64_t lookup_simd(SimdLevel, const I*, int64_t, int64_t, const uint32_t*, void*) {
+int64_t lookup_simd(SimdLevel, bool, const I*, int64_t, int64_t, const uint32_t*, void*) {
   return 0;
 }
 
@@ -112,13 +129,13 @@ int64_t lookup_simd(SimdLevel, const I*, int64_t, int64_t, const uint32_t*, void
 }  // namespace
 
 template <class O>
-int64_t Lookup<O>::simd(const uint8_t* idx, int64_t n, O* out) const {
-  return lookup_simd<sizeof(O)>(level_, idx, n, k_, bits_, out);
+int64_t Lookup<O>::simd(const uint8_t* idx, int64_t n, O* out, bool stream) const {
+  return lookup_simd<sizeof(O)>(level_, stream, idx, n, k_, bits_, out);
 }
 
 template <class O>
-int64_t Lookup<O>::simd(const uint32_t* idx, int64_t n, O* out) const {
-  return lookup_simd<sizeof(O)>(level_, idx, n, k_, bits_, out);
+int64_t Lookup<O>::simd(const uint32_t* idx, int64_t n, O* out, bool stream) const {
+  return lookup_simd<sizeof(O)>(level_, stream, idx, n, k_, bits_, out);
 }
 
 template class Lookup<float>;
