@@ -40,7 +40,7 @@ struct Nibbles {
 
 // Outputs at least this large are written with streamed stores (detail::Lookup): they cannot
 // stay in this size of last-level cache anyway, and a store that first reads its line moves
-// the output twice (measured, 25M float32 outputs at k = 16: 4.1-7.9 ms -> 3.9-4.7 ms).
+// the output twice (measured, 25M float32 outputs at k = 16: 5.6-8.0 ms -> 4.0-5.5 ms).
 constexpr int64_t kStreamBytes = int64_t(32) << 20;
 
 // Blocks of indices are first checked (a vectorised max), then looked up without a bound
