@@ -13,7 +13,7 @@ import wsc
 from wsc.codebook import Codebook, SortedWeights, bin_rule, bin_thresholds, entropy_bits, huffman_bits
 from wsc.reference import bin_index
 
-from conftest import weights_like
+from conftest import assert_sums_close, weights_like
 
 KS = [2, 3, 7, 64, 255, 256, 257, 1000, 1024, 4099]
 
@@ -33,10 +33,12 @@ def test_counts_equal_native_binning(k, kind):
         x = (x * 1e-6).astype(np.float32)
     elif kind == "zeros-and-denormals":
         x = np.concatenate([x, [0.0, -0.0, 1e-42, -1e-41, 1e-45]]).astype(np.float32)
-    counts, sums, _ = _native_bins(x, k)
+    counts, sums, idx = _native_bins(x, k)
     c, s = SortedWeights(x).bins(k)
     np.testing.assert_array_equal(c, counts)
-    np.testing.assert_allclose(s, sums, rtol=1e-9, atol=1e-12)
+    assert_sums_close(sums, x, idx, k)
+    exact = np.bincount(idx.astype(np.int64), weights=x.astype(np.float64), minlength=k)
+    np.testing.assert_allclose(s, exact, rtol=1e-9, atol=1e-12)
 
 
 @settings(max_examples=150, deadline=None)
@@ -84,7 +86,9 @@ def test_codebook_means_equal_kernel_means_and_share_uses_them(k):
     cb = Codebook.uniform(SortedWeights(x), k)
     used = counts > 0
     np.testing.assert_array_equal(cb.bins, np.flatnonzero(used))
-    np.testing.assert_allclose(cb.values, (sums[used] / counts[used]).astype(np.float32), rtol=1e-6)
+    assert_sums_close(sums, x, idx, k)
+    exact = np.bincount(idx.astype(np.int64), weights=x.astype(np.float64), minlength=k)
+    np.testing.assert_allclose(cb.values, (exact[used] / counts[used]).astype(np.float32), rtol=1e-6)
     assert cb.size == used.sum() and not cb.merged
     shared = wsc.ops.share(x, cb.lo, cb.hi, cb.table())
     np.testing.assert_array_equal(shared, cb.values[cb.index_map[idx.astype(np.int64)]])

@@ -65,30 +65,31 @@ void accumulate_with(const float* x, const uint32_t* bins, int64_t m, const uint
   add_elements<1>(x + j, bins + j, m - j, S, hist);
 }
 
-// The hot-bin form of accumulate, without branches: every element of the full groups adds
-// {x, 1} to lane j % 16 of its slot (the cold ones to a spare row, never read), so a hot bin's
-// lanes get exactly the additions of the AVX-512 kernel's masked adds; the cold elements are
-// listed and then added to the histogram (add_listed; hot bins come with 8 or 2 sub-histograms).
+// The hot-bin form of accumulate, without branches: every element of the full groups adds to
+// the float32 partial of lane j % 16 of its slot (the cold ones to a spare row, never read),
+// each partial added to the lane's float64 sum every kHotPartial elements, so a hot bin's lanes
+// get exactly the additions of the AVX-512 kernel's masked adds; the cold elements are listed
+// and then added to the histogram (add_listed; hot bins come with 8 or 2 sub-histograms).
 void accumulate_hot(const float* x, const uint32_t* bins, int64_t m, int subs, const HotBins& hot,
                     HotSums& sums, SumCount* hist) {
-  SumCount acc[kMaxHot + 1][16] = {};  // rows past hot.n are never hit (slot says so)
-  for (int i = 0; i < kMaxHot; ++i)
-    for (int u = 0; u < 16; ++u) acc[i][u] = SumCount{sums.acc[i][u], 0.0};
+  int64_t count[kMaxHot + 1] = {};  // rows past hot.n are never hit (slot says so)
   uint32_t cold[kBlock];
   int64_t n_cold = 0;
   const int64_t full = m / 16 * 16;
-  for (int64_t j = 0; j < full; j += 16)
-    for (int u = 0; u < 16; ++u) {
-      const int s = hot.slot[bins[j + u]];
-      acc[s][u] += SumCount{double(x[j + u]), 1.0};
-      cold[n_cold] = uint32_t(j + u);
-      n_cold += s == kMaxHot;
-    }
-  for (int i = 0; i < hot.n; ++i)
-    for (int u = 0; u < 16; ++u) {
-      sums.acc[i][u] = acc[i][u][0];
-      sums.count[i] += int64_t(acc[i][u][1]);
-    }
+  for (int64_t c = 0; c < full; c += kHotPartial) {
+    float partial[kMaxHot + 1][16] = {};
+    for (int64_t j = c; j < std::min(c + kHotPartial, full); j += 16)
+      for (int u = 0; u < 16; ++u) {
+        const int s = hot.slot[bins[j + u]];
+        partial[s][u] += x[j + u];
+        ++count[s];
+        cold[n_cold] = uint32_t(j + u);
+        n_cold += s == kMaxHot;
+      }
+    for (int i = 0; i < hot.n; ++i)
+      for (int u = 0; u < 16; ++u) sums.acc[i][u] += double(partial[i][u]);
+  }
+  for (int i = 0; i < hot.n; ++i) sums.count[i] += count[i];
   check(subs == 8 || subs == 2, "bin_uniform: hot bins need 8 or 2 sub-histograms");
   if (subs == 8) add_listed<8>(x, bins, cold, n_cold, hist);
   else add_listed<2>(x, bins, cold, n_cold, hist);
@@ -130,27 +131,29 @@ WSC_AVX2 void groups_avx2(const float* x, const uint32_t* bins, int64_t groups, 
 }  // namespace
 
 void choose_hot(const SumCount* hist, int64_t k, int subs, HotBins& hot) {
+  double count[kMaxHotK + 2] = {};  // count[b + 1] of bin b; count[0] = count[k + 1] = 0
   double total = 0.0;
-  for (int64_t i = 0; i < k * subs; ++i) total += hist[i][1];
-  hot.n = 0;
-  double top[kMaxHot] = {};
+  int64_t top = 0;
   for (int64_t b = 0; b < k; ++b) {
-    double c = 0.0;
-    for (int s = 0; s < subs; ++s) c += hist[b * subs + s][1];
-    if (c == 0.0 || c * 32.0 < total) continue;
-    int at = hot.n;  // insert by count, descending; an equal count stays after the lower bin
-    while (at > 0 && top[at - 1] < c) --at;
-    if (at == kMaxHot) continue;
-    for (int i = std::min(hot.n, kMaxHot - 1); i > at; --i) {
-      top[i] = top[i - 1];
-      hot.bin[i] = hot.bin[i - 1];
-    }
-    top[at] = c;
-    hot.bin[at] = uint32_t(b);
-    hot.n = std::min(hot.n + 1, kMaxHot);
+    for (int s = 0; s < subs; ++s) count[b + 1] += hist[b * subs + s][1];
+    total += count[b + 1];
+    if (count[b + 1] > count[top + 1]) top = b;
+  }
+  const auto qualifies = [&](double c) { return c > 0.0 && c * 32.0 >= total; };
+  int64_t first = top, last = top;  // the window [first, last]
+  hot.n = qualifies(count[top + 1]) ? 1 : 0;
+  while (hot.n > 0 && hot.n < kMaxHot) {
+    const double below = count[first], above = count[last + 2];
+    if (qualifies(below) && below >= above) --first;
+    else if (qualifies(above)) ++last;
+    else break;
+    ++hot.n;
   }
   std::fill(hot.slot, hot.slot + k, uint8_t(kMaxHot));
-  for (int i = 0; i < hot.n; ++i) hot.slot[hot.bin[i]] = uint8_t(i);
+  for (int i = 0; i < hot.n; ++i) {
+    hot.bin[i] = uint32_t(first + i);
+    hot.slot[first + i] = uint8_t(i);
+  }
 }
 
 void add_hot(const HotBins& hot, HotSums& sums, int subs, SumCount* hist) {

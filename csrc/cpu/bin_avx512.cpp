@@ -15,11 +15,13 @@
 // Sums and counts: the additions of bin_accumulate.cpp in the same order (a group of 16 in
 // one bin adds its pairwise sum16 to sub-histogram g % S, other elements add {x, 1} to
 // sub-histogram j % S, a tail shorter than 16 to sub-histogram 0; with hot bins, a full
-// group's elements in a hot bin add to lane j % 16 of the bin's accumulator by a masked add,
-// and the others, listed by position, add to sub-histogram (place in the list) % S after
-// the block's rule), so results are bit-identical.
+// group's elements in a hot bin add to lane j % 16 of the bin's float32 partial by a masked
+// add, the partial to the lane's float64 sum every kHotPartial elements, and the others,
+// listed by position, add to sub-histogram (place in the list) % S after the block's rule),
+// so results are bit-identical.
 #include "bin_avx512.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <stdexcept>
 #include <utility>
@@ -219,13 +221,24 @@ template <class I> WSC_AVX512 inline __m512i hot_index(uint32_t b) {
   return sizeof(I) == 1 ? _mm512_set1_epi8(char(b)) : _mm512_set1_epi16(short(b));
 }
 
+// The lanes of 16 packed indices outside the window [first, first + H), first broadcast by
+// hot_index: index - first wraps around above H - 1 below the window.
+template <int H> WSC_AVX512 inline __mmask16 outside16(Packed<uint8_t> p, __m512i first) {
+  return _mm_cmpgt_epu8_mask(_mm_sub_epi8(p.v, _mm512_castsi512_si128(first)), _mm_set1_epi8(H - 1));
+}
+template <int H> WSC_AVX512 inline __mmask16 outside16(Packed<uint16_t> p, __m512i first) {
+  return _mm256_cmpgt_epu16_mask(_mm256_sub_epi16(p.v, _mm512_castsi512_si256(first)),
+                                 _mm256_set1_epi16(H - 1));
+}
+
 // The hot-bin form of fused for H hot bins, in three passes over the block (measured on the
 // AMD EPYC at k = 256: 8% faster than one pass doing all of it, whose rule, compares and adds
 // then wait on one another): the rule (indices only); then, from the stored indices, H compares
-// and 2H masked adds a group for the hot elements, and the positions of the other (cold) ones
-// compressed into a list; then the listed elements' load-add-stores. Counts: a popcount per
-// hot bin but the last, whose count is what the others and the cold ones leave (on weights,
-// k = 256: four hot bins hold 90% of the elements).
+// and H masked float32 adds a group for the hot elements, each lane's partial added to its
+// float64 sum every kHotPartial elements, and the positions of the other (cold) ones, outside
+// the window, compressed into a list; then the listed elements' load-add-stores. Counts: a
+// popcount per hot bin but the last, whose count is what the others and the cold ones leave
+// (on weights, k = 256: four hot bins hold 90% of the elements).
 template <int S, int H, class I>
 WSC_AVX512 void fused_hot(const float* x, int64_t m, const BinRule& rule, const HotBins& hot,
                           HotSums& sums, I* idx, SumCount* hist, IndexRun& run) {
@@ -243,29 +256,30 @@ WSC_AVX512 void fused_hot(const float* x, int64_t m, const BinRule& rule, const 
     acc_lo[i] = _mm512_load_pd(sums.acc[i]);
     acc_hi[i] = _mm512_load_pd(sums.acc[i] + 8);
   }
-  const __m512d one = _mm512_set1_pd(1.0);
   const __m512i sixteen = _mm512_set1_epi32(16);
   __m512i position = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   alignas(64) uint32_t cold[kBlock + 16];  // room for the last group's 64-byte store
   int64_t n_cold = 0;
-  for (int64_t j = 0; j < full; j += 16) {
-    const Packed<I> b = Packed<I>::load(idx + j);
-    // Converted from memory (no extract); the upper half added as x * 1 + acc, which rounds
-    // as acc + x does, on the multiply-add pipes rather than the adders (3% faster).
-    const __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x + j));
-    const __m512d hi = _mm512_cvtps_pd(_mm256_loadu_ps(x + j + 8));
-    __mmask16 in_hot = 0;
-    for (int i = 0; i < H; ++i) {
-      const __mmask16 in = equal16(b, bin[i]);
-      acc_lo[i] = _mm512_mask_add_pd(acc_lo[i], __mmask8(in), acc_lo[i], lo);
-      acc_hi[i] = _mm512_mask3_fmadd_pd(hi, one, acc_hi[i], __mmask8(in >> 8));
-      if (i < H - 1) count[i] += __builtin_popcount(_cvtmask16_u32(in));
-      in_hot = _kor_mask16(in_hot, in);
+  for (int64_t p = 0; p < full; p += kHotPartial) {
+    __m512 partial[H];
+    for (int i = 0; i < H; ++i) partial[i] = _mm512_setzero_ps();
+    for (int64_t j = p; j < std::min(p + kHotPartial, full); j += 16) {
+      const Packed<I> b = Packed<I>::load(idx + j);
+      const __m512 v = _mm512_loadu_ps(x + j);
+      for (int i = 0; i < H; ++i) {
+        const __mmask16 in = equal16(b, bin[i]);
+        partial[i] = _mm512_mask_add_ps(partial[i], in, partial[i], v);
+        if (i < H - 1) count[i] += __builtin_popcount(_cvtmask16_u32(in));
+      }
+      const __mmask16 is_cold = outside16<H>(b, bin[0]);
+      _mm512_storeu_si512(cold + n_cold, _mm512_maskz_compress_epi32(is_cold, position));
+      n_cold += __builtin_popcount(_cvtmask16_u32(is_cold));
+      position = _mm512_add_epi32(position, sixteen);
     }
-    const __mmask16 is_cold = _knot_mask16(in_hot);
-    _mm512_storeu_si512(cold + n_cold, _mm512_maskz_compress_epi32(is_cold, position));
-    n_cold += __builtin_popcount(_cvtmask16_u32(is_cold));
-    position = _mm512_add_epi32(position, sixteen);
+    for (int i = 0; i < H; ++i) {
+      acc_lo[i] = _mm512_add_pd(acc_lo[i], _mm512_cvtps_pd(_mm512_castps512_ps256(partial[i])));
+      acc_hi[i] = _mm512_add_pd(acc_hi[i], _mm512_cvtps_pd(_mm512_extractf32x8_ps(partial[i], 1)));
+    }
   }
   count[H - 1] = full - n_cold;
   for (int i = 0; i < H - 1; ++i) count[H - 1] -= count[i];

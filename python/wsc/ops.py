@@ -285,7 +285,8 @@ def bin_uniform(x, k: int, lo: float | None = None, hi: float | None = None, *, 
 
     Returns indices (uint8 for k <= 256, else uint16, shaped like x; written into ``out``
     when given), per-bin counts (int64), per-bin sums (float64), and the lo/hi used.
-    Values outside [lo, hi] are clamped.
+    Values outside [lo, hi] are clamped. A sum errs by at most 16 * 2**-24 times its bin's
+    sum of |x| (on AVX-512 CPUs the fullest bins first add in float32 partials of 16 values).
     """
     t, numpy_in = as_tensor(x, "x")
     check_tensor(t, "x", _FLOATS, device=check_device(t, "x"))

@@ -17,6 +17,10 @@ namespace wsc {
 // counts[0..k) and sums[0..k) (both overwritten). Requires 2 <= k <= 65536, k <= 256
 // for U8, lo <= hi, finite lo/hi; throws std::invalid_argument on NaN/Inf in x.
 // Results are identical for any thread count (fixed block partition, ordered reduction).
+// Sums are float64; on CPUs with AVX-512 and for k <= 4096 the few bins that hold most
+// elements add them first in float32 partials of at most 16 values, so a bin's sum errs by
+// at most 16 * 2^-24 (plus float64 rounding) times the sum of its elements' magnitudes
+// (csrc/cpu/bin_accumulate.h); elsewhere every addition is in float64.
 void bin_uniform(const void* x, DType dtype, int64_t n, float lo, float hi, int64_t k,
                  void* idx, IndexType itype, int64_t* counts, double* sums);
 
