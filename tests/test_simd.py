@@ -176,6 +176,26 @@ def test_gather_streamed_output_levels_equal_scalar(level, k, shift):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("shift", [0, 13])
+def test_share_streamed_output_levels_equal_scalar(level, shift):
+    """Share streams a float32 output of 32 MiB or more too (its workers' blocks start anywhere):
+    a caller buffer `shift` floats past a 64-byte boundary is filled whole, as the reference."""
+    n = (32 << 20) // 4 + 101
+    rng = np.random.default_rng(shift)
+    x = rng.laplace(0, 0.05, n).astype(np.float32)
+    codebook = rng.normal(size=16).astype(np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    want = ref.share(x, lo, hi, codebook)
+    for lv in (SCALAR, level):
+        base = np.full(n + 16 + shift, np.nan, dtype=np.float32)
+        start = (-(base.ctypes.data // 4)) % 16 + shift
+        out = base[start:start + n]
+        at_level(lv, wsc.ops.share, x, lo, hi, codebook, out=out)
+        assert np.array_equal(out, want)
+        assert np.isnan(base[:start]).all() and np.isnan(base[start + n:]).all()
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_gather_levels_reject_bad_index(level):
     idx = np.zeros(1000, dtype=np.uint8)
     idx[999] = 16

@@ -38,11 +38,6 @@ struct Nibbles {
   }
 };
 
-// Outputs at least this large are written with streamed stores (detail::Lookup): they cannot
-// stay in this size of last-level cache anyway, and a store that first reads its line moves
-// the output twice (measured, 25M float32 outputs at k = 16: 5.6-8.0 ms -> 4.0-5.5 ms).
-constexpr int64_t kStreamBytes = int64_t(32) << 20;
-
 // Blocks of indices are first checked (a vectorised max), then looked up without a bound
 // test per element; a block with an index >= k is counted and never gathered.
 constexpr int64_t kGatherBlock = 4096;
@@ -50,7 +45,7 @@ constexpr int64_t kGatherBlock = 4096;
 template <class Src, class O>
 void gather_typed(Src src, int64_t n, const O* table, int64_t k, O* out) {
   using I = typename Src::Index;
-  const detail::Lookup<O> lookup(table, k, n * int64_t(sizeof(O)) >= kStreamBytes);
+  const detail::Lookup<O> lookup(table, k, n * int64_t(sizeof(O)) >= detail::kStreamBytes);
   const int64_t nb = num_blocks(n, 1 << 16);
   std::vector<int64_t> bad(size_t(std::max<int64_t>(nb, 1)), 0);
   const uint32_t top = uint32_t(k - 1);
@@ -69,6 +64,7 @@ void gather_typed(Src src, int64_t n, const O* table, int64_t k, O* out) {
       }
       lookup(idx, m, out + p);
     }
+    lookup.finish();
     bad[size_t(b)] = nbad;
   });
   int64_t total = 0;

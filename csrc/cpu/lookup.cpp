@@ -1,7 +1,7 @@
 // SIMD kernels of detail::Lookup. Each register lookup permutes 32-bit entries (a 2-byte
 // codebook zero-extended), then stores 32-bit lanes or narrows them to 16 bits, so the bits
 // written are exactly the table's: the scalar loop gives the same output. Streamed stores
-// (4-byte outputs, destination 64-byte aligned by the caller) end with a store fence.
+// (4-byte outputs, destination 64-byte aligned by the caller) are fenced by Lookup::finish.
 #include "lookup.h"
 
 #include "simd_arch.h"
@@ -45,7 +45,6 @@ WSC_AVX512 int64_t lookup_avx512(const I* idx, int64_t n, const uint32_t* bits, 
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<uint16_t*>(out) + i),
                           _mm512_cvtepi32_epi16(r));
   }
-  if constexpr (Stream) _mm_sfence();
   return i;
 }
 
@@ -90,7 +89,6 @@ WSC_AVX2 int64_t lookup_avx2(const I* idx, int64_t n, const uint32_t* bits, void
                        _mm_packus_epi32(_mm256_castsi256_si128(r),
                                         _mm256_extracti128_si256(r, 1)));
   }
-  if constexpr (Stream) _mm_sfence();
   return i;
 }
 
@@ -136,6 +134,13 @@ int64_t Lookup<O>::simd(const uint8_t* idx, int64_t n, O* out, bool stream) cons
 template <class O>
 int64_t Lookup<O>::simd(const uint32_t* idx, int64_t n, O* out, bool stream) const {
   return lookup_simd<sizeof(O)>(level_, stream, idx, n, k_, bits_, out);
+}
+
+template <class O>
+void Lookup<O>::finish() const {
+#if WSC_X86_SIMD
+  if (stream_) _mm_sfence();
+#endif
 }
 
 template class Lookup<float>;
