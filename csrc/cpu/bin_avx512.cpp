@@ -193,6 +193,7 @@ WSC_AVX512 void fused(const float* x, int64_t m, const BinRule& rule, I* idx, Su
   bool one[kBlock / 16];
   const int64_t full = m / 16 * 16;
   for (int64_t j = 0; j < full; j += 16) {
+    prefetch_next_chunk(x + j);
     const __m512i b = index16(_mm512_loadu_ps(x + j), x + j, c, rule, idx + j, run);
     const __m512i first = _mm512_broadcastd_epi32(_mm512_castsi512_si128(b));
     one[j / 16] = _mm512_cmpneq_epi32_mask(b, first) == 0;
@@ -245,8 +246,10 @@ WSC_AVX512 void fused_hot(const float* x, int64_t m, const BinRule& rule, const 
   const Rule16 c = Rule16::of(rule);
   const int64_t full = m / 16 * 16;
   IndexRun local = run;  // in a register, not reloaded after each index store
-  for (int64_t j = 0; j < full; j += 16)
+  for (int64_t j = 0; j < full; j += 16) {
+    prefetch_next_chunk(x + j);
     index16(_mm512_loadu_ps(x + j), x + j, c, rule, idx + j, local);
+  }
   run = local;
   __m512i bin[H];
   __m512d acc_lo[H], acc_hi[H];

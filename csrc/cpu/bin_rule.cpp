@@ -23,6 +23,7 @@ constexpr double kAmbiguous = 1e-9;
 int64_t fast_scalar(const float* x, int64_t m, double lo, double inv, double top, uint32_t* out) {
   int64_t amb = 0;
   for (int64_t j = 0; j < m; ++j) {
+    if (j % 16 == 0) prefetch_next_chunk(x + j);
     double t = (double(x[j]) - lo) * inv;
     double f = std::floor(t);
     double frac = t - f;
@@ -57,6 +58,11 @@ WSC_AVX512 int64_t fast_avx512(const float* x, int64_t m, double lo, double inv,
   const __m512d vlo = _mm512_set1_pd(lo), vinv = _mm512_set1_pd(inv), vtop = _mm512_set1_pd(top);
   __mmask8 amb = 0;
   int64_t j = 0;
+  for (; j + 16 <= m; j += 16) {
+    prefetch_next_chunk(x + j);
+    amb |= fast8_avx512(x + j, 0xff, vlo, vinv, vtop, out + j);
+    amb |= fast8_avx512(x + j + 8, 0xff, vlo, vinv, vtop, out + j + 8);
+  }
   for (; j + 8 <= m; j += 8) amb |= fast8_avx512(x + j, 0xff, vlo, vinv, vtop, out + j);
   if (j < m) amb |= fast8_avx512(x + j, __mmask8((1u << (m - j)) - 1), vlo, vinv, vtop, out + j);
   return amb;
@@ -69,6 +75,7 @@ WSC_AVX2 int64_t fast_avx2(const float* x, int64_t m, double lo, double inv, dou
   int amb = 0;
   int64_t j = 0;
   for (; j + 4 <= m; j += 4) {
+    if (j % 16 == 0) prefetch_next_chunk(x + j);
     const __m256d t = _mm256_mul_pd(
         _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + j)), vlo), vinv);
     __m256d f = _mm256_floor_pd(t);

@@ -11,6 +11,13 @@ namespace detail {
 // Block length of the two-step kernels (indices into a small buffer, then use them).
 constexpr int64_t kBlock = 1024;
 
+// The kernels that work a kBlock chunk in several passes read its values one 4 KiB page at a
+// time with other work between, and some CPUs' hardware prefetchers then restart at every
+// page (measured on an Intel Xeon at 2.1 GHz: binning from memory 20-25% faster, k = 16 and
+// 256, when the first pass prefetches the next chunk; on an AMD EPYC it made no difference).
+// Called once per 64-byte line of the current chunk, it prefetches the line kBlock floats on.
+inline void prefetch_next_chunk(const float* x) { __builtin_prefetch(x + kBlock); }
+
 struct BinRule {
   double lo;
   double width;  // 0 when hi == lo: every element falls into bin 0
