@@ -42,6 +42,25 @@ def test_level_can_be_forced_and_restored():
     assert _C._set_simd_level(99) == best
 
 
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("n", SIZES[1:])
+def test_range_levels_equal_scalar(level, n, threads):
+    """min/max (signed zeros and subnormals at the ends included) and the NaN/Inf report are the
+    scalar level's at every SIMD level."""
+    x = weights_like(n, seed=n)
+    x[n // 2] = -0.0
+    x[0] = np.float32(1e-45) if n % 2 else np.float32(-1e-45)
+    want = at_level(SCALAR, wsc.ops.range, x)
+    assert at_level(level, wsc.ops.range, x) == want == ref.range(x)
+    x[n - 1 - n // 3] = np.nan
+    x[n // 3] = -np.inf
+    first = min(n // 3, n - 1 - n // 3)
+    for lv in (SCALAR, level):
+        with pytest.raises(ValueError, match=rf"contains {1 + (n > 1 and n // 3 != n - 1 - n // 3)} "
+                           rf"NaN/Inf value\(s\); the first is at flat index {first}"):
+            at_level(lv, wsc.ops.range, x)
+
+
 def weights_with_edges(n: int, k: int, seed: int) -> np.ndarray:
     """Weight-like values, a run of one repeated value (whole 16-groups in one bin) and, for
     n > 64, values on the bin edges of [-0.3, 0.25] (the exact-division fallback)."""
