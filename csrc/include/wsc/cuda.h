@@ -40,7 +40,8 @@ Range range(const void* x, DType dtype, int64_t n, void* status, int device, Str
 // Indices into idx[0..n) and per-bin counts[0..k) (int64) and sums[0..k) (float64), all
 // overwritten; same rule and argument checks as wsc::bin_uniform. The indices equal the CPU
 // kernel's bit for bit. Sums are float64 additions in an order that depends on scheduling,
-// so they may differ from the CPU's in the last bits. Synchronises `stream` to check x for
+// so they may differ from the CPU's (whose AVX-512 kernel adds its hot bins in float32
+// partials first: wsc/binning.h bounds that). Synchronises `stream` to check x for
 // NaN/Inf.
 void bin_uniform(const void* x, DType dtype, int64_t n, float lo, float hi, int64_t k, void* idx,
                  IndexType itype, int64_t* counts, double* sums, void* status, int device,
