@@ -75,10 +75,9 @@ def host(t) -> np.ndarray:
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
-
-def assert_sums_close(sums, x, indices, k: int, device: str = "cpu") -> None:
-    """Per-bin sums of bin_uniform against numpy's float64 ones, within the kernels' bound,
-    relative to the bin's sum of |x|: both sides add in float64 (at most count roundings of
+def assert_sums_close(sums, x, indices, k: int, device: str = "cpu") -> np.ndarray:
+    """Per-bin sums of bin_uniform against numpy's float64 ones (returned), within the kernels'
+    bound, relative to the bin's sum of |x|: both sides add in float64 (at most count roundings of
     2^-53 each); where hot bins may be used (CPUs with AVX-512, k <= 4096) their elements are
     first added in float32 partials of at most 16 values (kHotPartial / 16 in
     csrc/cpu/bin_accumulate.h: at most 15 roundings of 2^-24, 16 allowed)."""
@@ -93,3 +92,4 @@ def assert_sums_close(sums, x, indices, k: int, device: str = "cpu") -> None:
     bad = np.flatnonzero(err > bound)
     assert bad.size == 0, f"{bad.size} bin sums beyond the bound, first bin {bad[0]}: " \
         f"{sums[bad[0]]!r} vs {want[bad[0]]!r} (bound {bound[bad[0]]:.3g})"
+    return want

@@ -174,6 +174,19 @@ def test_gather_levels_equal_scalar(level, out_dtype, k, n, threads):
         assert torch.equal(u4[0], want) and torch.equal(u4[1], want)
 
 
+def assert_fills_shifted_output(level: int, shift: int, want: np.ndarray, fill) -> None:
+    """fill(out) at the scalar level and at `level` writes `want` whole into a caller buffer that
+    starts `shift` floats past a 64-byte boundary, and nothing around it."""
+    n = want.size
+    for lv in (SCALAR, level):
+        base = np.full(n + 16 + shift, np.nan, dtype=np.float32)
+        start = (-(base.ctypes.data // 4)) % 16 + shift
+        out = base[start:start + n]
+        at_level(lv, fill, out)
+        assert np.array_equal(out, want)
+        assert np.isnan(base[:start]).all() and np.isnan(base[start + n:]).all()
+
+
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("k", [16, 33, 64])
 @pytest.mark.parametrize("shift", [0, 1, 13])
@@ -184,14 +197,8 @@ def test_gather_streamed_output_levels_equal_scalar(level, k, shift):
     rng = np.random.default_rng(k + shift)
     codebook = rng.normal(size=k).astype(np.float32)
     idx = rng.integers(0, k, size=n).astype(np.uint8)
-    want = codebook[idx]
-    for lv in (SCALAR, level):
-        base = np.full(n + 16 + shift, np.nan, dtype=np.float32)
-        start = (-(base.ctypes.data // 4)) % 16 + shift  # `shift` floats past a 64-byte boundary
-        out = base[start:start + n]
-        at_level(lv, wsc.ops.gather, idx, codebook, out=out)
-        assert np.array_equal(out, want)
-        assert np.isnan(base[:start]).all() and np.isnan(base[start + n:]).all()
+    assert_fills_shifted_output(level, shift, codebook[idx],
+                                lambda out: wsc.ops.gather(idx, codebook, out=out))
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -204,14 +211,8 @@ def test_share_streamed_output_levels_equal_scalar(level, shift):
     x = rng.laplace(0, 0.05, n).astype(np.float32)
     codebook = rng.normal(size=16).astype(np.float32)
     lo, hi = float(x.min()), float(x.max())
-    want = ref.share(x, lo, hi, codebook)
-    for lv in (SCALAR, level):
-        base = np.full(n + 16 + shift, np.nan, dtype=np.float32)
-        start = (-(base.ctypes.data // 4)) % 16 + shift
-        out = base[start:start + n]
-        at_level(lv, wsc.ops.share, x, lo, hi, codebook, out=out)
-        assert np.array_equal(out, want)
-        assert np.isnan(base[:start]).all() and np.isnan(base[start + n:]).all()
+    assert_fills_shifted_output(level, shift, ref.share(x, lo, hi, codebook),
+                                lambda out: wsc.ops.share(x, lo, hi, codebook, out=out))
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -58,12 +58,10 @@ WSC_AVX512 int64_t fast_avx512(const float* x, int64_t m, double lo, double inv,
   const __m512d vlo = _mm512_set1_pd(lo), vinv = _mm512_set1_pd(inv), vtop = _mm512_set1_pd(top);
   __mmask8 amb = 0;
   int64_t j = 0;
-  for (; j + 16 <= m; j += 16) {
-    prefetch_next_chunk(x + j);
+  for (; j + 8 <= m; j += 8) {
+    if (j % 16 == 0) prefetch_next_chunk(x + j);
     amb |= fast8_avx512(x + j, 0xff, vlo, vinv, vtop, out + j);
-    amb |= fast8_avx512(x + j + 8, 0xff, vlo, vinv, vtop, out + j + 8);
   }
-  for (; j + 8 <= m; j += 8) amb |= fast8_avx512(x + j, 0xff, vlo, vinv, vtop, out + j);
   if (j < m) amb |= fast8_avx512(x + j, __mmask8((1u << (m - j)) - 1), vlo, vinv, vtop, out + j);
   return amb;
 }

@@ -45,7 +45,7 @@ constexpr int64_t kGatherBlock = 4096;
 template <class Src, class O>
 void gather_typed(Src src, int64_t n, const O* table, int64_t k, O* out) {
   using I = typename Src::Index;
-  const detail::Lookup<O> lookup(table, k, n * int64_t(sizeof(O)) >= detail::kStreamBytes);
+  const detail::Lookup<O> lookup(table, k, n);
   const int64_t nb = num_blocks(n, 1 << 16);
   std::vector<int64_t> bad(size_t(std::max<int64_t>(nb, 1)), 0);
   const uint32_t top = uint32_t(k - 1);

@@ -2,9 +2,9 @@
 // small (k <= 64 with AVX-512: up to four 16-entry registers; k <= 32 with AVX2: up to four
 // 8-entry registers), a scalar loop otherwise (AVX-512 gathers were slower than the scalar
 // loop at k = 256). Shared by gather and share. With `stream`, 4-byte outputs are written by
-// non-temporal stores (whole 64-byte lines, without first reading the destination into cache):
-// gather and share set it for outputs of kStreamBytes or more, and each worker calls finish()
-// after its last lookup, so its stores are ordered before the worker reports done.
+// non-temporal stores (whole 64-byte lines, without first reading the destination into cache)
+// when the whole call writes kStreamBytes or more; each worker then calls finish() after its
+// last lookup, so its stores are ordered before the worker reports done.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -21,14 +21,18 @@ namespace detail {
 // (measured, 25M float32 outputs at k = 16: gather 5.6-8.0 ms -> 4.0-5.5 ms).
 constexpr int64_t kStreamBytes = int64_t(32) << 20;
 
-// A codebook already converted to its output element type O (4 or 2 bytes: float, F16, BF16).
+// A codebook already converted to its output element type O (4 or 2 bytes: float, F16, BF16),
+// for a call that writes `outputs` elements in all (which decides whether stores stream).
 template <class O>
 class Lookup {
   static_assert(sizeof(O) == 4 || sizeof(O) == 2, "4- or 2-byte output elements");
 
  public:
-  Lookup(const O* table, int64_t k, bool stream = false)
-      : table_(table), k_(k), level_(simd_level()), stream_(stream && sizeof(O) == 4) {
+  Lookup(const O* table, int64_t k, int64_t outputs)
+      : table_(table),
+        k_(k),
+        level_(simd_level()),
+        stream_(sizeof(O) == 4 && outputs * int64_t(sizeof(O)) >= kStreamBytes) {
     if (k > 64) return;
     for (int64_t i = 0; i < k; ++i) {
       uint32_t bits = 0;

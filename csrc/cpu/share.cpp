@@ -16,7 +16,7 @@ int64_t share_typed(const T* x, int64_t n, float lo, float hi, const float* code
                     O* out) {
   const std::vector<O> table = codebook_as<O>(codebook, k);
   const detail::BinRule rule(lo, hi, k);
-  const detail::Lookup<O> lookup(table.data(), k, n * int64_t(sizeof(O)) >= detail::kStreamBytes);
+  const detail::Lookup<O> lookup(table.data(), k, n);
   const int64_t nb = num_blocks(n, 1 << 16);
   std::vector<int64_t> bad(size_t(std::max<int64_t>(nb, 1)), 0);
   parallel_for(nb, [&](int64_t b) {
